@@ -1,0 +1,24 @@
+//! Protocol limits. Both sides enforce them; the relay may be configured lower.
+
+/// Largest encoded frame, in bytes, either direction. Checked before allocating.
+pub const MAX_FRAME_LEN: usize = 1 << 20;
+/// Largest ciphertext payload in a group message.
+pub const MAX_PAYLOAD_LEN: usize = 512 * 1024;
+/// Largest payload of an ephemeral signal (typing): small enough for a QUIC datagram.
+pub const MAX_EPHEMERAL_LEN: usize = 1024;
+/// Longest group id in bytes (MLS group ids are opaque bytes).
+pub const MAX_GROUP_ID_LEN: usize = 255;
+/// Longest user id in bytes (UTF-8).
+pub const MAX_USER_ID_LEN: usize = 128;
+/// Longest registration token (JWT) in bytes.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Most key packages in one upload.
+pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 256;
+/// Largest single key package.
+pub const MAX_KEY_PACKAGE_LEN: usize = 16 * 1024;
+/// Most devices added or removed by one commit.
+pub const MAX_ROSTER_CHANGE: usize = 1000;
+/// Most entries in one history page.
+pub const MAX_HISTORY_PAGE: u16 = 500;
+/// Most resume hints in one `Authenticate`.
+pub const MAX_RESUME_HINTS: usize = 10_000;
