@@ -1,1 +1,4 @@
 //! hush relay.
+#![forbid(unsafe_code)]
+
+pub mod store;

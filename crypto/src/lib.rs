@@ -1,0 +1,1 @@
+//! hush MLS layer.
