@@ -134,6 +134,7 @@ pub fn split_frame(buf: &[u8], max: usize) -> Result<Option<usize>, CodecError> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::frame::{ClientFrame, Hello};

@@ -180,10 +180,15 @@ impl ClientHandshake {
 
     /// The first frame to send.
     pub fn hello(&self, client: &str) -> ClientFrame {
+        // The name is limited to 64 bytes (not characters); cut on a character boundary.
+        let mut end = client.len().min(64);
+        while !client.is_char_boundary(end) {
+            end -= 1;
+        }
         ClientFrame::Hello(Hello {
             min_version: MIN_PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
-            client: client.chars().take(64).collect(),
+            client: client[..end].to_owned(),
         })
     }
 
@@ -218,6 +223,7 @@ impl ClientHandshake {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use ed25519_dalek::{Signer, SigningKey};
@@ -256,6 +262,15 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn hello_client_name_is_at_most_64_bytes() {
+        let client = ClientHandshake::new(UserId::from("alice"), [0; 32]);
+        let ClientFrame::Hello(hello) = client.hello(&"é".repeat(40)) else {
+            panic!("not a hello")
+        };
+        assert_eq!(hello.client, "é".repeat(32));
     }
 
     #[test]
