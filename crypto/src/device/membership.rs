@@ -1,0 +1,321 @@
+//! Creating, joining and changing groups: every change is a commit the relay orders.
+
+use hush_protocol::{DeviceId, GroupId};
+use openmls::group::GroupId as MlsGroupId;
+use openmls::prelude::{
+    KeyPackage, KeyPackageIn, LeafNodeIndex, LeafNodeParameters, MlsGroup, MlsGroupJoinConfig, MlsMessageBodyIn,
+    MlsMessageIn, MlsMessageOut, PURE_CIPHERTEXT_WIRE_FORMAT_POLICY, ProtocolVersion, RatchetTreeIn,
+    SenderRatchetConfiguration, StagedCommit, StagedWelcome,
+    tls_codec::{Deserialize as _, Serialize as _},
+};
+use openmls_traits::OpenMlsProvider as _;
+
+use super::{Device, capabilities, decode_credential};
+use crate::error::Error;
+use crate::identity::DeviceCredential;
+use crate::inspect::InspectError;
+
+/// A commit to send to the relay, with what the relay needs beside it.
+///
+/// The group now has this commit pending: nothing else can be sent in it until
+/// the relay answers and [`Device::merge_pending_commit`] or
+/// [`Device::discard_pending_commit`] is called.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Commit {
+    /// The group.
+    pub group_id: GroupId,
+    /// The epoch the commit was made in: the relay accepts it only while the
+    /// group is at this epoch.
+    pub epoch: u64,
+    /// The commit, an MLS `PrivateMessage`.
+    pub message: Vec<u8>,
+    /// The Welcome for the devices added, if any (one Welcome for all of them).
+    pub welcome: Option<Vec<u8>>,
+    /// The ratchet tree of the new epoch, when the configuration sends it
+    /// beside the Welcome instead of inside it.
+    pub ratchet_tree: Option<Vec<u8>>,
+    /// Devices added (the relay's roster change).
+    pub added: Vec<DeviceCredential>,
+    /// Devices removed (the relay's roster change).
+    pub removed: Vec<DeviceCredential>,
+}
+
+/// Members added and removed by a commit, read before it is merged.
+pub(crate) fn roster_change(
+    group: &MlsGroup,
+    staged: &StagedCommit,
+) -> Result<(Vec<DeviceCredential>, Vec<DeviceCredential>), Error> {
+    let mut added = Vec::new();
+    for add in staged.add_proposals() {
+        let leaf = add.add_proposal().key_package().leaf_node();
+        added.push(DeviceCredential::from_leaf(leaf.credential(), leaf.signature_key().as_slice())?);
+    }
+    let mut removed = Vec::new();
+    for remove in staged.remove_proposals() {
+        let index = remove.remove_proposal().removed();
+        let credential = group.member(index).ok_or_else(|| Error::Mls("removal of an empty leaf".into()))?;
+        removed.push(decode_credential(credential)?);
+    }
+    Ok((added, removed))
+}
+
+/// Checks that every leaf a commit introduces or changes carries a valid hush
+/// credential, and that a member updating its leaf keeps its (user, device).
+pub(crate) fn check_commit_credentials(
+    group: &MlsGroup,
+    staged: &StagedCommit,
+    committer: Option<LeafNodeIndex>,
+) -> Result<(), Error> {
+    roster_change(group, staged)?;
+    let same_as_before = |index: LeafNodeIndex, new: DeviceCredential| -> Result<(), Error> {
+        let old = group.member(index).ok_or_else(|| Error::Mls("update of an empty leaf".into()))?;
+        if decode_credential(old)? != new {
+            return Err(Error::Mls("a member's update changed its identity".into()));
+        }
+        Ok(())
+    };
+    for update in staged.update_proposals() {
+        let leaf = update.update_proposal().leaf_node();
+        let new = DeviceCredential::from_leaf(leaf.credential(), leaf.signature_key().as_slice())?;
+        if let openmls::prelude::Sender::Member(index) = update.sender() {
+            same_as_before(*index, new)?;
+        }
+    }
+    if let (Some(leaf), Some(index)) = (staged.update_path_leaf_node(), committer) {
+        let new = DeviceCredential::from_leaf(leaf.credential(), leaf.signature_key().as_slice())?;
+        same_as_before(index, new)?;
+    }
+    Ok(())
+}
+
+impl Device {
+    fn join_config(&self) -> MlsGroupJoinConfig {
+        MlsGroupJoinConfig::builder()
+            .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+            .max_past_epochs(self.config.past_epochs)
+            .sender_ratchet_configuration(SenderRatchetConfiguration::new(
+                self.config.out_of_order_tolerance,
+                self.config.maximum_forward_distance,
+            ))
+            .use_ratchet_tree_extension(self.config.ratchet_tree_in_welcome)
+            .build()
+    }
+
+    /// Creates a group with this device as its only member, at epoch 0.
+    pub fn create_group(&mut self, group_id: &GroupId) -> Result<(), Error> {
+        if !group_id.is_valid() {
+            return Err(InspectError::InvalidGroupId { len: group_id.0.len() }.into());
+        }
+        self.atomically(Some(group_id), |d| {
+            if MlsGroup::load(&d.provider.store, &MlsGroupId::from_slice(&group_id.0))?.is_some() {
+                return Err(Error::GroupExists(group_id.clone()));
+            }
+            let group = MlsGroup::builder()
+                .with_group_id(MlsGroupId::from_slice(&group_id.0))
+                .ciphersuite(d.config.ciphersuite)
+                .with_wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+                .max_past_epochs(d.config.past_epochs)
+                .sender_ratchet_configuration(SenderRatchetConfiguration::new(
+                    d.config.out_of_order_tolerance,
+                    d.config.maximum_forward_distance,
+                ))
+                .use_ratchet_tree_extension(d.config.ratchet_tree_in_welcome)
+                .with_capabilities(capabilities())
+                .build(&d.provider, &d.identity, d.identity.credential_with_key())
+                .map_err(Error::mls)?;
+            d.remember_group(group_id, true)?;
+            d.groups.insert(group_id.0.clone(), group);
+            Ok(())
+        })
+    }
+
+    /// Adds devices to the group from their key packages (as claimed from the
+    /// relay). Each key package's signature and hush credential are checked.
+    pub fn add_members(&mut self, group: &GroupId, key_packages: &[&[u8]]) -> Result<Commit, Error> {
+        self.atomically(Some(group), |d| {
+            let mut packages = Vec::with_capacity(key_packages.len());
+            for bytes in key_packages {
+                packages.push(d.parse_key_package(bytes)?);
+            }
+            let (g, provider, identity) = d.group_parts(group)?;
+            if g.pending_commit().is_some() {
+                return Err(Error::PendingCommit);
+            }
+            let epoch = g.epoch().as_u64();
+            let (commit, welcome, _) = g.add_members(provider, identity, &packages).map_err(Error::mls)?;
+            d.commit_output(group, epoch, commit, Some(welcome))
+        })
+    }
+
+    fn parse_key_package(&self, bytes: &[u8]) -> Result<KeyPackage, Error> {
+        let msg = MlsMessageIn::tls_deserialize_exact(bytes).map_err(Error::mls)?;
+        let MlsMessageBodyIn::KeyPackage(kp) = msg.extract() else {
+            return Err(Error::UnexpectedMessage { expected: "key package" });
+        };
+        let kp: KeyPackage = KeyPackageIn::validate(kp, self.provider.crypto(), ProtocolVersion::Mls10).map_err(Error::mls)?;
+        if kp.ciphersuite() != self.config.ciphersuite {
+            return Err(Error::Mls(format!("key package cipher suite {:?}", kp.ciphersuite())));
+        }
+        let leaf = kp.leaf_node();
+        DeviceCredential::from_leaf(leaf.credential(), leaf.signature_key().as_slice())?;
+        Ok(kp)
+    }
+
+    /// Removes devices from the group.
+    pub fn remove_members(&mut self, group: &GroupId, devices: &[DeviceId]) -> Result<Commit, Error> {
+        self.atomically(Some(group), |d| {
+            let members = d.members(group)?;
+            let mut leaves = Vec::with_capacity(devices.len());
+            for device in devices {
+                let member = members
+                    .iter()
+                    .find(|m| m.credential.device == *device)
+                    .ok_or(Error::NotAMember(*device))?;
+                leaves.push(LeafNodeIndex::new(member.leaf));
+            }
+            let (g, provider, identity) = d.group_parts(group)?;
+            if g.pending_commit().is_some() {
+                return Err(Error::PendingCommit);
+            }
+            let epoch = g.epoch().as_u64();
+            let (commit, welcome, _) = g.remove_members(provider, identity, &leaves).map_err(Error::mls)?;
+            d.commit_output(group, epoch, commit, welcome)
+        })
+    }
+
+    /// Replaces this device's leaf key material (post-compromise security) and
+    /// commits any proposals received, such as another member's request to
+    /// leave.
+    pub fn self_update(&mut self, group: &GroupId) -> Result<Commit, Error> {
+        self.atomically(Some(group), |d| {
+            let (g, provider, identity) = d.group_parts(group)?;
+            if g.pending_commit().is_some() {
+                return Err(Error::PendingCommit);
+            }
+            let epoch = g.epoch().as_u64();
+            let bundle = g
+                .self_update(provider, identity, LeafNodeParameters::default())
+                .map_err(Error::mls)?;
+            let (commit, welcome, _) = bundle.into_messages();
+            d.commit_output(group, epoch, commit, welcome)
+        })
+    }
+
+    /// Asks to leave the group: returns a Remove proposal for this device's
+    /// own leaf, to send like any group message. MLS does not let a member
+    /// commit its own removal; the next commit of another member (its
+    /// [`Device::self_update`] includes received proposals) removes it, and
+    /// processing that commit deletes the group here.
+    pub fn leave(&mut self, group: &GroupId) -> Result<Vec<u8>, Error> {
+        self.atomically(Some(group), |d| {
+            let (g, provider, identity) = d.group_parts(group)?;
+            if g.pending_commit().is_some() {
+                return Err(Error::PendingCommit);
+            }
+            let proposal = g.leave_group(provider, identity).map_err(Error::mls)?;
+            proposal.to_bytes().map_err(Error::mls)
+        })
+    }
+
+    fn commit_output(
+        &mut self,
+        group: &GroupId,
+        epoch: u64,
+        commit: MlsMessageOut,
+        welcome: Option<MlsMessageOut>,
+    ) -> Result<Commit, Error> {
+        let with_tree_inside = self.config.ratchet_tree_in_welcome;
+        let Device { provider, groups, .. } = self;
+        let g = groups.get(&group.0).ok_or_else(|| Error::UnknownGroup(group.clone()))?;
+        let staged = g.pending_commit().ok_or(Error::NoPendingCommit)?;
+        let (added, removed) = roster_change(g, staged)?;
+        let ratchet_tree = match (&welcome, with_tree_inside) {
+            (Some(_), false) => {
+                let tree = staged
+                    .export_ratchet_tree(provider.crypto(), g.export_ratchet_tree())
+                    .map_err(Error::mls)?
+                    .ok_or_else(|| Error::Mls("no ratchet tree for the staged commit".into()))?;
+                Some(tree.tls_serialize_detached().map_err(Error::mls)?)
+            }
+            _ => None,
+        };
+        Ok(Commit {
+            group_id: group.clone(),
+            epoch,
+            message: commit.to_bytes().map_err(Error::mls)?,
+            welcome: welcome.map(|w| w.to_bytes()).transpose().map_err(Error::mls)?,
+            ratchet_tree,
+            added,
+            removed,
+        })
+    }
+
+    /// The relay accepted the pending commit: move the group to the next epoch.
+    pub fn merge_pending_commit(&mut self, group: &GroupId) -> Result<(), Error> {
+        self.atomically(Some(group), |d| {
+            let (g, provider, _) = d.group_parts(group)?;
+            if g.pending_commit().is_none() {
+                return Err(Error::NoPendingCommit);
+            }
+            g.merge_pending_commit(provider).map_err(Error::mls)
+        })
+    }
+
+    /// The relay refused the pending commit (another commit won the epoch):
+    /// forget it, so the missed commits can be processed and the change retried.
+    pub fn discard_pending_commit(&mut self, group: &GroupId) -> Result<(), Error> {
+        self.atomically(Some(group), |d| {
+            let (g, provider, _) = d.group_parts(group)?;
+            if g.pending_commit().is_none() {
+                return Err(Error::NoPendingCommit);
+            }
+            g.clear_pending_commit(&provider.store)?;
+            Ok(())
+        })
+    }
+
+    /// Joins a group from a Welcome (and the ratchet tree, when it was sent
+    /// beside the Welcome). Consumes the key package it was encrypted to,
+    /// unless that one is last-resort. Every member's credential is checked.
+    pub fn join(&mut self, welcome: &[u8], ratchet_tree: Option<&[u8]>) -> Result<GroupId, Error> {
+        self.atomically(None, |d| {
+            let msg = MlsMessageIn::tls_deserialize_exact(welcome).map_err(Error::mls)?;
+            let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
+                return Err(Error::UnexpectedMessage { expected: "welcome" });
+            };
+            let tree = ratchet_tree
+                .map(RatchetTreeIn::tls_deserialize_exact)
+                .transpose()
+                .map_err(Error::mls)?;
+            let config = d.join_config();
+            let group = StagedWelcome::new_from_welcome(&d.provider, &config, welcome, tree)
+                .map_err(Error::mls)?
+                .into_group(&d.provider)
+                .map_err(Error::mls)?;
+            for member in group.members() {
+                DeviceCredential::from_leaf(&member.credential, &member.signature_key)?;
+            }
+            let id = GroupId(group.group_id().as_slice().to_vec());
+            if !id.is_valid() {
+                return Err(InspectError::InvalidGroupId { len: id.0.len() }.into());
+            }
+            d.remember_group(&id, true)?;
+            d.groups.insert(id.0.clone(), group);
+            Ok(id)
+        })
+    }
+
+    /// Deletes this device's state for a group (after being removed, or to
+    /// forget a group it left).
+    pub fn forget_group(&mut self, group: &GroupId) -> Result<(), Error> {
+        self.atomically(Some(group), |d| {
+            let store = &d.provider.store;
+            if let Some(mut g) = MlsGroup::load(store, &MlsGroupId::from_slice(&group.0))? {
+                g.delete(store)?;
+            }
+            d.groups.remove(&group.0);
+            d.remember_group(group, false)
+        })
+    }
+}

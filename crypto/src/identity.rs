@@ -1,0 +1,239 @@
+//! Device identity: one Ed25519 key per device, used everywhere that device
+//! signs (relay authentication, device linking, and MLS, as the leaf's
+//! signature key), and the MLS credential binding it to a user and device id.
+
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use hush_protocol::limits::MAX_USER_ID_LEN;
+use hush_protocol::{DeviceId, UserId};
+use openmls::prelude::{BasicCredential, Credential, CredentialType, CredentialWithKey, SignatureScheme};
+use openmls_traits::signatures::{Signer, SignerError};
+
+/// First byte of every hush credential identity; a later encoding gets a new one.
+const CREDENTIAL_V1: u8 = 1;
+
+/// Why a credential or key was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialError {
+    /// The credential is not an MLS basic credential.
+    #[error("credential is not a basic credential")]
+    NotBasic,
+    /// The identity bytes are not a hush v1 credential.
+    #[error("credential identity is not a hush v1 identity")]
+    Malformed,
+    /// The user id is empty, too long or has control characters.
+    #[error("invalid user id")]
+    InvalidUserId,
+    /// The signature key is not a 32-byte Ed25519 key.
+    #[error("signature key is not an Ed25519 public key")]
+    BadSignatureKey,
+    /// The device id in the credential is not the one derived from the leaf's
+    /// signature key: someone claims a device id that is not theirs.
+    #[error("credential device id {claimed} does not match its key (derives {derived})")]
+    DeviceIdMismatch {
+        /// The id in the credential.
+        claimed: DeviceId,
+        /// The id derived from the signature key.
+        derived: DeviceId,
+    },
+}
+
+/// Who an MLS leaf belongs to: the (user, device) pair of a hush credential.
+///
+/// Encoded in a basic credential's identity as
+/// `0x01 || device_id (16 bytes) || user_id (UTF-8, 1..=128 bytes)`:
+/// the version byte and the fixed-length device id come first, so the user id
+/// is simply the rest, with no separator to escape.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DeviceCredential {
+    /// The user, as named by the app's backend.
+    pub user: UserId,
+    /// The device: derived from the device's Ed25519 key.
+    pub device: DeviceId,
+}
+
+impl DeviceCredential {
+    /// The basic credential identity bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 16 + self.user.0.len());
+        out.push(CREDENTIAL_V1);
+        out.extend_from_slice(&self.device.0);
+        out.extend_from_slice(self.user.0.as_bytes());
+        out
+    }
+
+    /// Parses basic credential identity bytes.
+    pub fn decode(identity: &[u8]) -> Result<Self, CredentialError> {
+        let Some((&CREDENTIAL_V1, rest)) = identity.split_first() else {
+            return Err(CredentialError::Malformed);
+        };
+        if rest.len() < 16 + 1 || rest.len() > 16 + MAX_USER_ID_LEN {
+            return Err(CredentialError::Malformed);
+        }
+        let (device, user) = rest.split_at(16);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(device);
+        let user = std::str::from_utf8(user).map_err(|_| CredentialError::Malformed)?;
+        let user = UserId(user.to_owned());
+        if !user.is_valid() {
+            return Err(CredentialError::InvalidUserId);
+        }
+        Ok(DeviceCredential {
+            user,
+            device: DeviceId(id),
+        })
+    }
+
+    /// Parses an MLS credential and checks that its device id is the one
+    /// derived from `signature_key`, the Ed25519 key of the same leaf.
+    pub fn from_leaf(credential: &Credential, signature_key: &[u8]) -> Result<Self, CredentialError> {
+        if credential.credential_type() != CredentialType::Basic {
+            return Err(CredentialError::NotBasic);
+        }
+        let basic = BasicCredential::try_from(credential.clone()).map_err(|_| CredentialError::NotBasic)?;
+        let parsed = Self::decode(basic.identity())?;
+        let key: &[u8; 32] = signature_key.try_into().map_err(|_| CredentialError::BadSignatureKey)?;
+        let derived = DeviceId::from_public_key(key);
+        if derived != parsed.device {
+            return Err(CredentialError::DeviceIdMismatch {
+                claimed: parsed.device,
+                derived,
+            });
+        }
+        Ok(parsed)
+    }
+}
+
+/// A device's secret identity: its Ed25519 signing key and the user it belongs to.
+///
+/// The same key authenticates the device to the relay (whose device id is
+/// derived from it) and signs its MLS leaf, so one key is the device's
+/// identity everywhere. The secret never leaves the device's store.
+pub struct DeviceIdentity {
+    key: SigningKey,
+    user: UserId,
+    device: DeviceId,
+}
+
+impl std::fmt::Debug for DeviceIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceIdentity")
+            .field("user", &self.user)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceIdentity {
+    /// A new device of `user` with a fresh random key.
+    pub fn generate(user: UserId) -> Result<Self, CredentialError> {
+        let mut secret = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+        Self::from_secret(user, secret)
+    }
+
+    /// Rebuilds an identity from its 32-byte Ed25519 secret.
+    pub fn from_secret(user: UserId, secret: [u8; 32]) -> Result<Self, CredentialError> {
+        if !user.is_valid() {
+            return Err(CredentialError::InvalidUserId);
+        }
+        let key = SigningKey::from_bytes(&secret);
+        let device = DeviceId::from_public_key(&key.verifying_key().to_bytes());
+        Ok(DeviceIdentity { key, user, device })
+    }
+
+    /// The 32-byte secret, for the device's own store only.
+    pub(crate) fn secret(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    /// The user this device belongs to.
+    pub fn user_id(&self) -> &UserId {
+        &self.user
+    }
+
+    /// The device id, derived from the public key exactly as the relay derives it.
+    pub fn device_id(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// The Ed25519 verifying key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// Signs `message` (for example a relay authentication transcript).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
+
+    /// This device's credential.
+    pub fn credential(&self) -> DeviceCredential {
+        DeviceCredential {
+            user: self.user.clone(),
+            device: self.device,
+        }
+    }
+
+    /// The MLS credential and signature key of this device's leaves.
+    pub(crate) fn credential_with_key(&self) -> CredentialWithKey {
+        CredentialWithKey {
+            credential: BasicCredential::new(self.credential().encode()).into(),
+            signature_key: self.public_key().to_vec().into(),
+        }
+    }
+}
+
+impl Signer for DeviceIdentity {
+    fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, SignerError> {
+        Ok(self.key.sign(payload).to_bytes().to_vec())
+    }
+
+    fn signature_scheme(&self) -> SignatureScheme {
+        SignatureScheme::ED25519
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_round_trips_and_binds_the_key() {
+        let id = DeviceIdentity::from_secret(UserId::from("alice"), [3; 32]).unwrap();
+        let cred = id.credential();
+        assert_eq!(DeviceCredential::decode(&cred.encode()), Ok(cred.clone()));
+        let cwk = id.credential_with_key();
+        assert_eq!(
+            DeviceCredential::from_leaf(&cwk.credential, &id.public_key()),
+            Ok(cred.clone())
+        );
+        let other = DeviceIdentity::from_secret(UserId::from("alice"), [4; 32]).unwrap();
+        assert!(matches!(
+            DeviceCredential::from_leaf(&cwk.credential, &other.public_key()),
+            Err(CredentialError::DeviceIdMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_identities_are_refused() {
+        assert_eq!(DeviceCredential::decode(&[]), Err(CredentialError::Malformed));
+        assert_eq!(DeviceCredential::decode(&[2; 20]), Err(CredentialError::Malformed));
+        assert_eq!(DeviceCredential::decode(&[1; 17]), Err(CredentialError::Malformed));
+        let mut bad_utf8 = vec![1; 17];
+        bad_utf8.push(0xff);
+        assert_eq!(DeviceCredential::decode(&bad_utf8), Err(CredentialError::Malformed));
+        let mut control = vec![1; 17];
+        control.push(b'\n');
+        assert_eq!(DeviceCredential::decode(&control), Err(CredentialError::InvalidUserId));
+        assert_eq!(
+            DeviceIdentity::from_secret(UserId::from(""), [0; 32]).err(),
+            Some(CredentialError::InvalidUserId)
+        );
+    }
+}
