@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh Debian machine: installs what the
+# tests need first (only what is missing), then builds and tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  fi
+fi
+command -v cargo >/dev/null 2>&1 || { echo "cargo (Rust 1.88 or newer) is required: https://rustup.rs" >&2; exit 1; }
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+  # nextest does not run doctests
+  cargo test --workspace --locked --doc
+else
+  cargo test --workspace --locked --no-fail-fast "$@"
+fi
