@@ -202,6 +202,16 @@ impl ClientHandshake {
         resume: Vec<Resume>,
     ) -> Result<(Challenge, ClientFrame), WireError> {
         match frame {
+            RelayFrame::Challenge(ch) if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&ch.version) => {
+                Err(WireError::with_detail(
+                    ErrorCode::UnsupportedVersion,
+                    format!("relay chose version {}, which this client does not speak", ch.version),
+                    ErrorDetail::Versions {
+                        min: MIN_PROTOCOL_VERSION,
+                        max: PROTOCOL_VERSION,
+                    },
+                ))
+            }
             RelayFrame::Challenge(ch) => {
                 let transcript = auth_transcript(&ch.nonce, &ch.relay_id, &self.user, &self.device_key);
                 let auth = ClientFrame::Authenticate(Authenticate {
@@ -271,6 +281,20 @@ mod tests {
             panic!("not a hello")
         };
         assert_eq!(hello.client, "é".repeat(32));
+    }
+
+    #[test]
+    fn challenge_with_a_version_the_client_does_not_speak_is_refused() {
+        let client = ClientHandshake::new(UserId::from("alice"), [0; 32]);
+        let challenge = RelayFrame::Challenge(Challenge {
+            version: PROTOCOL_VERSION + 1,
+            nonce: [0; 32],
+            relay_id: "r1".into(),
+            max_frame_len: 1 << 20,
+            heartbeat_ms: 10_000,
+        });
+        let result = client.on_challenge(challenge, |_| Signature([0; 64]), Registration::None, vec![]);
+        assert!(matches!(result, Err(e) if e.code == ErrorCode::UnsupportedVersion));
     }
 
     #[test]
