@@ -422,6 +422,7 @@ impl Payload {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -476,7 +477,8 @@ mod tests {
 
     #[test]
     fn unknown_kinds_and_versions_are_preserved() {
-        let bytes = br#"{"v":1,"id":"00112233445566778899aabbccddeeff","at":5,"kind":"poll","body":{"q":"?","options":[1,2]}}"#;
+        let bytes =
+            br#"{"v":1,"id":"00112233445566778899aabbccddeeff","at":5,"kind":"poll","body":{"q":"?","options":[1,2]}}"#;
         let p = Payload::decode(bytes).unwrap();
         assert_eq!(p.content.kind(), "poll");
         assert!(matches!(p.content, Content::Unknown { .. }));

@@ -200,6 +200,7 @@ impl Signer for DeviceIdentity {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

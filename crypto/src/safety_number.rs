@@ -79,7 +79,11 @@ pub struct SafetyNumber([Fingerprint; 2]);
 impl SafetyNumber {
     /// Combines two users' fingerprints (in either order).
     pub fn new(a: Fingerprint, b: Fingerprint) -> Self {
-        if a <= b { SafetyNumber([a, b]) } else { SafetyNumber([b, a]) }
+        if a <= b {
+            SafetyNumber([a, b])
+        } else {
+            SafetyNumber([b, a])
+        }
     }
 }
 
@@ -97,6 +101,7 @@ impl fmt::Debug for SafetyNumber {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -109,7 +114,10 @@ mod tests {
         assert_ne!(a, Fingerprint::of_user(&UserId::from("alicf"), &[[1; 32], [2; 32]]));
         let text = a.to_string();
         assert_eq!(text.len(), 6 * 5 + 5);
-        assert!(text.split(' ').all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit())));
+        assert!(
+            text.split(' ')
+                .all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit()))
+        );
 
         let b = Fingerprint::of_user(&UserId::from("bob"), &[[9; 32]]);
         assert_eq!(SafetyNumber::new(a, b), SafetyNumber::new(b, a));

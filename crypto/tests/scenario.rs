@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Client, Sequencer, texts};
+use common::{Client, Sequencer, alice_and_bob, texts};
 use hush_crypto::content::{Content, Payload};
 use hush_crypto::inspect::{ContentType, inspect};
 use hush_crypto::{Error, Processed};
@@ -72,7 +72,13 @@ fn three_devices_two_users_full_lifecycle_with_restarts() {
     assert_eq!(b.d().members(&group).unwrap().len(), 3);
 
     // Exchange both ways, with a structured payload.
-    exchange(&mut log, &group, &mut a1, &mut [&mut a2, &mut b], "hello from alice's phone");
+    exchange(
+        &mut log,
+        &group,
+        &mut a1,
+        &mut [&mut a2, &mut b],
+        "hello from alice's phone",
+    );
     exchange(&mut log, &group, &mut b, &mut [&mut a1, &mut a2], "hi alice, bob here");
     let payload = Payload::new(
         Content::Text {
@@ -113,14 +119,21 @@ fn three_devices_two_users_full_lifecycle_with_restarts() {
     assert_eq!((from_a2.epoch, from_b.epoch), (2, 2));
     log.submit(a2.id(), &from_a2.message).unwrap();
     a2.d().merge_pending_commit(&group).unwrap();
-    assert_eq!(log.submit(b.id(), &from_b.message), Err(3), "second commit of epoch 2 is stale");
+    assert_eq!(
+        log.submit(b.id(), &from_b.message),
+        Err(3),
+        "second commit of epoch 2 is stale"
+    );
     // Bob restarts (the pending commit is on disk), discards it, catches up, retries.
     b.restart();
     assert_eq!(b.d().encrypt(&group, b"x"), Err(Error::PendingCommit));
     b.d().discard_pending_commit(&group).unwrap();
     assert!(matches!(&log.deliver(&mut b)[..], [Processed::Commit { epoch: 3, .. }]));
     // The refused commit, if it were delivered anyway, is recognised as stale.
-    assert!(matches!(&log.deliver(&mut a1)[..], [Processed::Commit { epoch: 3, .. }]));
+    assert!(matches!(
+        &log.deliver(&mut a1)[..],
+        [Processed::Commit { epoch: 3, .. }]
+    ));
     assert_eq!(
         a1.d().process(&from_b.message),
         Err(Error::StaleEpoch { message: 2, group: 3 })
@@ -152,7 +165,10 @@ fn three_devices_two_users_full_lifecycle_with_restarts() {
 
     // Alice's phone removes Bob.
     let commit = a1.d().remove_members(&group, &[b.id()]).unwrap();
-    assert_eq!(commit.removed.iter().map(|c| c.device).collect::<Vec<_>>(), vec![b.id()]);
+    assert_eq!(
+        commit.removed.iter().map(|c| c.device).collect::<Vec<_>>(),
+        vec![b.id()]
+    );
     log.submit(a1.id(), &commit.message).unwrap();
     a1.d().merge_pending_commit(&group).unwrap();
     assert!(matches!(&log.deliver(&mut a2)[..], [Processed::Commit { removed, .. }] if removed.len() == 1));
@@ -187,17 +203,7 @@ fn three_devices_two_users_full_lifecycle_with_restarts() {
 #[test]
 fn corrupted_or_truncated_messages_fail_and_leave_the_group_usable() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = Client::new(&dir, "alice", "alice");
-    let mut b = Client::new(&dir, "bob", "bob");
-    let mut log = Sequencer::default();
-    let group = GroupId(b"g".to_vec());
-    let kp = b.d().generate_key_packages(1, 0).unwrap();
-    a.d().create_group(&group).unwrap();
-    let commit = a.d().add_members(&group, &[&kp[0]]).unwrap();
-    log.submit(a.id(), &commit.message).unwrap();
-    a.d().merge_pending_commit(&group).unwrap();
-    b.d().join(commit.welcome.as_deref().unwrap(), None).unwrap();
-    b.cursor = log.head();
+    let (mut a, mut b, mut log, group) = alice_and_bob(&dir);
 
     let ct = a.d().encrypt(&group, b"intact").unwrap();
     for len in [0, 3, 10, ct.len() / 2, ct.len() - 1] {
@@ -239,17 +245,7 @@ fn corrupted_or_truncated_messages_fail_and_leave_the_group_usable() {
 #[test]
 fn messages_older_than_the_past_epoch_window_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = Client::new(&dir, "alice", "alice");
-    let mut b = Client::new(&dir, "bob", "bob");
-    let mut log = Sequencer::default();
-    let group = GroupId(b"g".to_vec());
-    let kp = b.d().generate_key_packages(1, 0).unwrap();
-    a.d().create_group(&group).unwrap();
-    let commit = a.d().add_members(&group, &[&kp[0]]).unwrap();
-    log.submit(a.id(), &commit.message).unwrap();
-    a.d().merge_pending_commit(&group).unwrap();
-    b.d().join(commit.welcome.as_deref().unwrap(), None).unwrap();
-    b.cursor = log.head();
+    let (mut a, mut b, mut log, group) = alice_and_bob(&dir);
 
     // Written at epochs 1, 2, 3 and 4, read by Bob at epoch 4.
     let mut old = Vec::new();
@@ -264,6 +260,12 @@ fn messages_older_than_the_past_epoch_window_are_refused() {
     // Epoch 1 is three epochs back: beyond the default window of 2.
     assert!(a.d().process(&old[0]).is_err());
     // Epochs 2 and 3 are within it.
-    assert!(matches!(a.d().process(&old[1]), Ok(Processed::Application { epoch: 2, .. })));
-    assert!(matches!(a.d().process(&old[2]), Ok(Processed::Application { epoch: 3, .. })));
+    assert!(matches!(
+        a.d().process(&old[1]),
+        Ok(Processed::Application { epoch: 2, .. })
+    ));
+    assert!(matches!(
+        a.d().process(&old[2]),
+        Ok(Processed::Application { epoch: 3, .. })
+    ));
 }

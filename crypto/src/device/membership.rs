@@ -49,12 +49,17 @@ pub(crate) fn roster_change(
     let mut added = Vec::new();
     for add in staged.add_proposals() {
         let leaf = add.add_proposal().key_package().leaf_node();
-        added.push(DeviceCredential::from_leaf(leaf.credential(), leaf.signature_key().as_slice())?);
+        added.push(DeviceCredential::from_leaf(
+            leaf.credential(),
+            leaf.signature_key().as_slice(),
+        )?);
     }
     let mut removed = Vec::new();
     for remove in staged.remove_proposals() {
         let index = remove.remove_proposal().removed();
-        let credential = group.member(index).ok_or_else(|| Error::Mls("removal of an empty leaf".into()))?;
+        let credential = group
+            .member(index)
+            .ok_or_else(|| Error::Mls("removal of an empty leaf".into()))?;
         removed.push(decode_credential(credential)?);
     }
     Ok((added, removed))
@@ -69,7 +74,9 @@ pub(crate) fn check_commit_credentials(
 ) -> Result<(), Error> {
     roster_change(group, staged)?;
     let same_as_before = |index: LeafNodeIndex, new: DeviceCredential| -> Result<(), Error> {
-        let old = group.member(index).ok_or_else(|| Error::Mls("update of an empty leaf".into()))?;
+        let old = group
+            .member(index)
+            .ok_or_else(|| Error::Mls("update of an empty leaf".into()))?;
         if decode_credential(old)? != new {
             return Err(Error::Mls("a member's update changed its identity".into()));
         }
@@ -151,9 +158,12 @@ impl Device {
     fn parse_key_package(&self, bytes: &[u8]) -> Result<KeyPackage, Error> {
         let msg = MlsMessageIn::tls_deserialize_exact(bytes).map_err(Error::mls)?;
         let MlsMessageBodyIn::KeyPackage(kp) = msg.extract() else {
-            return Err(Error::UnexpectedMessage { expected: "key package" });
+            return Err(Error::UnexpectedMessage {
+                expected: "key package",
+            });
         };
-        let kp: KeyPackage = KeyPackageIn::validate(kp, self.provider.crypto(), ProtocolVersion::Mls10).map_err(Error::mls)?;
+        let kp: KeyPackage =
+            KeyPackageIn::validate(kp, self.provider.crypto(), ProtocolVersion::Mls10).map_err(Error::mls)?;
         if kp.ciphersuite() != self.config.ciphersuite {
             return Err(Error::Mls(format!("key package cipher suite {:?}", kp.ciphersuite())));
         }

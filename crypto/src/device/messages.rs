@@ -166,7 +166,7 @@ impl Device {
                         removed,
                     })
                 }
-                ProcessedMessageContent::OwnPrivateMessage { .. } | ProcessedMessageContent::OwnPendingCommit => {
+                ProcessedMessageContent::OwnPrivateMessage | ProcessedMessageContent::OwnPendingCommit => {
                     // Our own commit in the log means the relay accepted it.
                     if header.content_type == ContentType::Commit
                         && header.epoch == current

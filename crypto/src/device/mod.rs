@@ -13,9 +13,7 @@ use std::collections::HashMap;
 
 use hush_protocol::{DeviceId, GroupId, UserId};
 use openmls::group::GroupId as MlsGroupId;
-use openmls::prelude::{
-    BasicCredential, Capabilities, Credential, ExtensionType, KeyPackage, MlsGroup, MlsMessageOut,
-};
+use openmls::prelude::{BasicCredential, Capabilities, Credential, ExtensionType, KeyPackage, MlsGroup, MlsMessageOut};
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::OpenMlsProvider;
 use serde::{Deserialize, Serialize};
@@ -310,6 +308,7 @@ fn capabilities() -> Capabilities {
 
 /// Decodes a credential already checked against its key when its leaf joined.
 fn decode_credential(credential: &Credential) -> Result<DeviceCredential, Error> {
-    let basic = BasicCredential::try_from(credential.clone()).map_err(|_| crate::identity::CredentialError::NotBasic)?;
+    let basic =
+        BasicCredential::try_from(credential.clone()).map_err(|_| crate::identity::CredentialError::NotBasic)?;
     Ok(DeviceCredential::decode(basic.identity())?)
 }

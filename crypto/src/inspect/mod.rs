@@ -369,7 +369,13 @@ fn key_package(r: &mut Reader<'_>) -> Result<KeyPackageSummary, InspectError> {
         }
         other => return Err(InspectError::UnknownCredentialType(other)),
     };
-    for field in ["versions", "cipher_suites", "extension_types", "proposal_types", "credential_types"] {
+    for field in [
+        "versions",
+        "cipher_suites",
+        "extension_types",
+        "proposal_types",
+        "credential_types",
+    ] {
         r.opaque(field)?;
     }
     match r.u8("leaf_node_source")? {
@@ -419,7 +425,7 @@ fn key_package_ref(cipher_suite: u16, key_package: &[u8]) -> Option<Vec<u8>> {
     }
     match cipher_suite {
         1..=3 => Some(ref_hash::<Sha256>(key_package)),
-        4 | 5 | 6 => Some(ref_hash::<Sha512>(key_package)),
+        4..=6 => Some(ref_hash::<Sha512>(key_package)),
         7 => Some(ref_hash::<Sha384>(key_package)),
         _ => None,
     }
@@ -436,4 +442,5 @@ fn varint(len: usize) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;

@@ -79,7 +79,9 @@ pub struct MlsStore {
 
 impl std::fmt::Debug for MlsStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MlsStore").field("persistent", &self.db.is_some()).finish()
+        f.debug_struct("MlsStore")
+            .field("persistent", &self.db.is_some())
+            .finish()
     }
 }
 
@@ -187,6 +189,7 @@ impl MlsStore {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

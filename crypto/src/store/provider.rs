@@ -65,7 +65,11 @@ impl MlsStore {
         Ok(self.read(label, key)?.unwrap_or_default())
     }
 
-    fn read_list<K: Serialize + ?Sized, V: DeserializeOwned>(&self, label: &[u8], key: &K) -> Result<Vec<V>, StoreError> {
+    fn read_list<K: Serialize + ?Sized, V: DeserializeOwned>(
+        &self,
+        label: &[u8],
+        key: &K,
+    ) -> Result<Vec<V>, StoreError> {
         self.read_values(label, key)?
             .into_iter()
             .map(|v| serde_json::from_value(v).map_err(StoreError::from))
@@ -196,10 +200,7 @@ impl StorageProvider<CURRENT_VERSION> for MlsStore {
         self.write(OWN_LEAF_NODE_INDEX, group_id, index)
     }
 
-    fn write_group_epoch_secrets<
-        G: traits::GroupId<CURRENT_VERSION>,
-        S: traits::GroupEpochSecrets<CURRENT_VERSION>,
-    >(
+    fn write_group_epoch_secrets<G: traits::GroupId<CURRENT_VERSION>, S: traits::GroupEpochSecrets<CURRENT_VERSION>>(
         &self,
         group_id: &G,
         secrets: &S,
@@ -463,10 +464,7 @@ impl StorageProvider<CURRENT_VERSION> for MlsStore {
         self.remove(OWN_LEAF_NODE_INDEX, group_id)
     }
 
-    fn delete_group_epoch_secrets<G: traits::GroupId<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-    ) -> Result<(), Self::Error> {
+    fn delete_group_epoch_secrets<G: traits::GroupId<CURRENT_VERSION>>(&self, group_id: &G) -> Result<(), Self::Error> {
         self.remove(EPOCH_SECRETS, group_id)
     }
 

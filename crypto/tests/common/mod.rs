@@ -119,3 +119,19 @@ pub fn texts(processed: &[Processed]) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// Alice's group `g` with Bob added and joined, at epoch 1.
+pub fn alice_and_bob(dir: &tempfile::TempDir) -> (Client, Client, Sequencer, GroupId) {
+    let mut a = Client::new(dir, "alice", "alice");
+    let mut b = Client::new(dir, "bob", "bob");
+    let mut log = Sequencer::default();
+    let group = GroupId(b"g".to_vec());
+    let kp = b.d().generate_key_packages(1, 0).unwrap();
+    a.d().create_group(&group).unwrap();
+    let commit = a.d().add_members(&group, &[&kp[0]]).unwrap();
+    log.submit(a.id(), &commit.message).unwrap();
+    a.d().merge_pending_commit(&group).unwrap();
+    b.d().join(commit.welcome.as_deref().unwrap(), None).unwrap();
+    b.cursor = log.head();
+    (a, b, log, group)
+}
