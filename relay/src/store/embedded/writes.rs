@@ -1,0 +1,692 @@
+//! The write operations, each run by the writer thread inside a batch's
+//! transaction.
+//!
+//! Every operation is split in two: a *check* that only reads (it gets `&Tables`,
+//! and redb needs `&mut` to write, so it cannot write) and enforces every rule,
+//! then an *apply* that only writes what the check planned and can fail only if
+//! redb does. A request that breaks a rule therefore writes nothing, and the
+//! other requests of its batch are unaffected; [`checked`] glues the two halves.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use hush_protocol::frame::{ClaimedKeyPackage, InboxKind, MessageKind, Policy, Posters};
+use hush_protocol::{DeviceId, GroupId};
+use redb::ReadableTable;
+
+use super::layout::{
+    self, DeviceValue, EntryValue, GroupKey, GroupMeta, InboxValue, KeyPackageMeta, MemberValue, contains, device_seq,
+    encode, get, trailing_u64,
+};
+use super::reads::{self, scan_prefix, scan_range};
+use super::writer::{Fatal, Tables};
+use crate::store::{
+    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, PruneReport, RegisterOutcome, StoreError, StoreResult,
+};
+
+/// What a check decided.
+pub(super) enum Checked<P, T> {
+    /// Write this plan.
+    Write(P),
+    /// Nothing to write; answer this.
+    Answer(T),
+}
+
+/// Runs `check` (read-only), then `apply` with its plan. A rule error from the
+/// check is the caller's answer; an error from `apply` aborts the batch.
+fn checked<'t, P, T>(
+    t: &mut Tables<'t>,
+    check: impl FnOnce(&Tables<'t>) -> StoreResult<Checked<P, T>>,
+    apply: impl FnOnce(&mut Tables<'t>, P) -> Result<T, Fatal>,
+) -> Result<StoreResult<T>, Fatal> {
+    match check(t) {
+        Ok(Checked::Write(plan)) => apply(t, plan).map(Ok),
+        Ok(Checked::Answer(answer)) => Ok(Ok(answer)),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+fn put(table: &mut redb::Table<'_, &'static [u8], &'static [u8]>, key: &[u8], value: &[u8]) -> Result<(), Fatal> {
+    table.insert(key, value)?;
+    Ok(())
+}
+
+fn delete(table: &mut redb::Table<'_, &'static [u8], &'static [u8]>, key: &[u8]) -> Result<(), Fatal> {
+    table.remove(key)?;
+    Ok(())
+}
+
+fn is_admin(policy: &Policy, device: DeviceId) -> bool {
+    policy.admins.is_empty() || policy.admins.contains(&device)
+}
+
+fn require_device(t: &Tables<'_>, device: DeviceId) -> StoreResult<()> {
+    if contains(&t.devices, &device.0)? {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!("device {device}")))
+    }
+}
+
+// -- devices -------------------------------------------------------------
+
+pub(super) fn register_device(t: &mut Tables<'_>, record: DeviceRecord) -> Result<StoreResult<RegisterOutcome>, Fatal> {
+    checked(
+        t,
+        |t| {
+            let user_key = layout::user_prefix(&record.user)?;
+            if let Some(existing) = reads::device(&t.devices, record.device)? {
+                return Ok(Checked::Answer(RegisterOutcome::Existing(existing)));
+            }
+            let value = encode(&DeviceValue {
+                user: record.user.clone(),
+                key: record.key,
+                registered_ms: record.registered_ms,
+            })?;
+            Ok(Checked::Write((user_key, value)))
+        },
+        |t, (mut user_key, value)| {
+            put(&mut t.devices, &record.device.0, &value)?;
+            user_key.extend_from_slice(&record.device.0);
+            put(&mut t.user_devices, &user_key, &[])?;
+            Ok(RegisterOutcome::Registered)
+        },
+    )
+}
+
+pub(super) fn set_last_seen(t: &mut Tables<'_>, device: DeviceId, ms: u64) -> Result<StoreResult<()>, Fatal> {
+    checked(
+        t,
+        |t| {
+            require_device(t, device)?;
+            // Never moves back: two relays may report the same device out of order.
+            let previous: u64 = get(&t.last_seen, &device.0)?.unwrap_or(0);
+            Ok(if ms > previous {
+                Checked::Write(encode(&ms)?)
+            } else {
+                Checked::Answer(())
+            })
+        },
+        |t, value| put(&mut t.last_seen, &device.0, &value),
+    )
+}
+
+// -- groups --------------------------------------------------------------
+
+/// Arguments of [`create_group`].
+pub(super) struct NewGroup {
+    pub group: GroupId,
+    pub creator: DeviceId,
+    pub policy: Policy,
+    pub home_region: String,
+    pub now_ms: u64,
+}
+
+pub(super) fn create_group(t: &mut Tables<'_>, new: NewGroup) -> Result<StoreResult<GroupRecord>, Fatal> {
+    checked(
+        t,
+        |t| {
+            let key = GroupKey::new(&new.group)?;
+            require_device(t, new.creator)?;
+            if contains(&t.groups, key.as_bytes())? {
+                return Err(StoreError::AlreadyExists);
+            }
+            let meta = GroupMeta {
+                epoch: 0,
+                policy: new.policy.clone(),
+                head_seq: 0,
+                first_seq: 1,
+                last_timestamp_ms: 0,
+                home_region: new.home_region.clone(),
+                created_ms: new.now_ms,
+            };
+            let value = encode(&meta)?;
+            Ok(Checked::Write((key, meta, value)))
+        },
+        |t, (key, meta, value)| {
+            put(&mut t.groups, key.as_bytes(), &value)?;
+            put(&mut t.roster, &key.roster(new.creator), &[])?;
+            let member = MemberValue {
+                joined_seq: 0,
+                cursor: 0,
+                removed_seq: None,
+            };
+            put(&mut t.members, &key.member(new.creator), &encode(&member)?)?;
+            Ok(reads::group_record(new.group.clone(), meta, vec![new.creator]))
+        },
+    )
+}
+
+pub(super) fn set_policy(
+    t: &mut Tables<'_>,
+    group: GroupId,
+    by: DeviceId,
+    policy: Policy,
+) -> Result<StoreResult<()>, Fatal> {
+    checked(
+        t,
+        |t| {
+            let key = GroupKey::new(&group)?;
+            let mut meta = reads::group_meta(&t.groups, &key)?;
+            if !contains(&t.roster, &key.roster(by))? {
+                return Err(StoreError::NotMember);
+            }
+            if !is_admin(&meta.policy, by) {
+                return Err(StoreError::Forbidden("only an admin may change the policy".into()));
+            }
+            meta.policy = policy;
+            Ok(Checked::Write((key, encode(&meta)?)))
+        },
+        |t, (key, value)| put(&mut t.groups, key.as_bytes(), &value),
+    )
+}
+
+// -- the log -------------------------------------------------------------
+
+struct AppendPlan {
+    key: GroupKey,
+    meta: GroupMeta,
+    entry: EntryValue,
+    entry_value: Vec<u8>,
+    idempotency_key: Vec<u8>,
+    add: Vec<DeviceId>,
+    remove: Vec<DeviceId>,
+    /// The encoded Welcome inbox entry for every added device, if the commit has one.
+    welcome: Option<Vec<u8>>,
+}
+
+pub(super) fn append(t: &mut Tables<'_>, req: AppendRequest) -> Result<StoreResult<AppendOutcome>, Fatal> {
+    checked(
+        t,
+        |t| check_append(t, &req),
+        |t, plan| apply_append(t, &req.group, plan),
+    )
+}
+
+fn check_append(t: &Tables<'_>, req: &AppendRequest) -> StoreResult<Checked<AppendPlan, AppendOutcome>> {
+    // 1. the group exists and the sender is on its roster.
+    let key = GroupKey::new(&req.group)?;
+    let mut meta = reads::group_meta(&t.groups, &key)?;
+    if !contains(&t.roster, &key.roster(req.sender))? {
+        return Err(StoreError::NotMember);
+    }
+    // 2. a retry answers with the original seq and stores nothing.
+    let idempotency_key = key.idempotency(req.sender, req.client_msg_id);
+    if let Some(seq) = get::<u64>(&t.idempotency, &idempotency_key)? {
+        let original: Option<EntryValue> = get(&t.log, &key.log(seq))?;
+        return match original {
+            Some(entry) if entry.payload != req.payload => Err(StoreError::IdempotencyConflict { seq }),
+            _ => Ok(Checked::Answer(AppendOutcome::Duplicate { seq, epoch: meta.epoch })),
+        };
+    }
+    // 3. policy.
+    let change = req
+        .roster
+        .as_ref()
+        .filter(|r| !r.add.is_empty() || !r.remove.is_empty());
+    if req.kind == MessageKind::Application
+        && let Posters::Only(posters) = &meta.policy.posters
+        && !posters.contains(&req.sender)
+    {
+        return Err(StoreError::Forbidden("this group is announce-only".into()));
+    }
+    if change.is_some() && meta.policy.admins_change_roster && !is_admin(&meta.policy, req.sender) {
+        return Err(StoreError::Forbidden("only an admin may change the roster".into()));
+    }
+    // 4. epochs.
+    if req.epoch > meta.epoch {
+        return Err(StoreError::Invalid(format!(
+            "epoch {} is ahead of the group's epoch {}",
+            req.epoch, meta.epoch
+        )));
+    }
+    if req.kind == MessageKind::Commit {
+        if req.epoch != meta.epoch {
+            return Err(StoreError::StaleEpoch { current: meta.epoch });
+        }
+        meta.epoch = meta
+            .epoch
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Invalid("epoch overflow".into()))?;
+    }
+    // 5. roster change.
+    if req.roster.is_some() && req.kind != MessageKind::Commit {
+        return Err(StoreError::Invalid("a roster change rides only with a commit".into()));
+    }
+    let (add, remove) = match change {
+        Some(change) => check_roster_change(t, &key, &change.add, &change.remove)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    // 6. the entry.
+    let seq = meta
+        .head_seq
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Invalid("log is full".into()))?;
+    let entry = EntryValue {
+        sender: req.sender,
+        client_msg_id: req.client_msg_id,
+        kind: req.kind,
+        epoch: req.epoch,
+        timestamp_ms: req.now_ms.max(meta.last_timestamp_ms),
+        payload: req.payload.clone(),
+    };
+    let welcome = match change.and_then(|c| c.welcome.clone()) {
+        Some(payload) if !add.is_empty() => Some(encode(&InboxValue {
+            sender: req.sender,
+            kind: InboxKind::Welcome {
+                group: req.group.clone(),
+                commit_seq: seq,
+            },
+            timestamp_ms: req.now_ms,
+            payload,
+        })?),
+        _ => None,
+    };
+    meta.head_seq = seq;
+    meta.last_timestamp_ms = entry.timestamp_ms;
+    Ok(Checked::Write(AppendPlan {
+        entry_value: encode(&entry)?,
+        key,
+        meta,
+        entry,
+        idempotency_key,
+        add,
+        remove,
+        welcome,
+    }))
+}
+
+/// Added devices must be registered and not members, removed ones members;
+/// neither list may repeat a device.
+fn check_roster_change(
+    t: &Tables<'_>,
+    key: &GroupKey,
+    add: &[DeviceId],
+    remove: &[DeviceId],
+) -> StoreResult<(Vec<DeviceId>, Vec<DeviceId>)> {
+    let mut seen = BTreeSet::new();
+    for &device in add {
+        if !seen.insert(device) {
+            return Err(StoreError::Invalid(format!("device {device} listed twice")));
+        }
+        if !contains(&t.devices, &device.0)? {
+            return Err(StoreError::Invalid(format!("added device {device} is not registered")));
+        }
+        if contains(&t.roster, &key.roster(device))? {
+            return Err(StoreError::Invalid(format!(
+                "added device {device} is already a member"
+            )));
+        }
+    }
+    for &device in remove {
+        if !seen.insert(device) {
+            return Err(StoreError::Invalid(format!("device {device} listed twice")));
+        }
+        if !contains(&t.roster, &key.roster(device))? {
+            return Err(StoreError::Invalid(format!("removed device {device} is not a member")));
+        }
+    }
+    Ok((add.to_vec(), remove.to_vec()))
+}
+
+fn apply_append(t: &mut Tables<'_>, group: &GroupId, plan: AppendPlan) -> Result<AppendOutcome, Fatal> {
+    let AppendPlan {
+        key,
+        meta,
+        entry,
+        entry_value,
+        idempotency_key,
+        add,
+        remove,
+        welcome,
+    } = plan;
+    let seq = meta.head_seq;
+    put(&mut t.log, &key.log(seq), &entry_value)?;
+    put(&mut t.idempotency, &idempotency_key, &encode(&seq)?)?;
+    let mut added = Vec::with_capacity(add.len());
+    for device in add {
+        put(&mut t.roster, &key.roster(device), &[])?;
+        // Re-adding a device replaces its tombstone.
+        let member = MemberValue {
+            joined_seq: seq,
+            cursor: seq,
+            removed_seq: None,
+        };
+        put(&mut t.members, &key.member(device), &encode(&member)?)?;
+        let inbox_seq = match &welcome {
+            Some(value) => push_inbox(t, device, value)?,
+            None => 0,
+        };
+        added.push((device, inbox_seq));
+    }
+    for &device in &remove {
+        delete(&mut t.roster, &key.roster(device))?;
+        let member_key = key.member(device);
+        let mut member: MemberValue = get(&t.members, &member_key)?.unwrap_or(MemberValue {
+            joined_seq: 0,
+            cursor: 0,
+            removed_seq: None,
+        });
+        member.removed_seq = Some(seq);
+        put(&mut t.members, &member_key, &encode(&member)?)?;
+    }
+    put(&mut t.groups, key.as_bytes(), &encode(&meta)?)?;
+    Ok(AppendOutcome::Appended {
+        entry: reads::log_entry(group, seq, entry),
+        epoch: meta.epoch,
+        added,
+        removed: remove,
+    })
+}
+
+pub(super) fn advance_cursors(
+    t: &mut Tables<'_>,
+    cursors: Vec<(DeviceId, GroupId, u64)>,
+) -> Result<StoreResult<()>, Fatal> {
+    checked(
+        t,
+        |t| {
+            // One update per membership, to the highest valid cursor asked for.
+            let mut updates: BTreeMap<Vec<u8>, MemberValue> = BTreeMap::new();
+            for (device, group, seq) in cursors {
+                let Ok(key) = GroupKey::new(&group) else { continue };
+                let member_key = key.member(device);
+                let current = match updates.get(&member_key) {
+                    Some(m) => Some(m.clone()),
+                    None => get::<MemberValue>(&t.members, &member_key)?,
+                };
+                let Some(mut member) = current.filter(|m| m.removed_seq.is_none()) else {
+                    continue;
+                };
+                // A cursor past the head would let retention delete entries the
+                // device has not been sent yet.
+                let head = reads::group_meta(&t.groups, &key)?.head_seq;
+                let cursor = seq.min(head);
+                if cursor > member.cursor {
+                    member.cursor = cursor;
+                    updates.insert(member_key, member);
+                }
+            }
+            let mut plan = Vec::with_capacity(updates.len());
+            for (key, member) in updates {
+                plan.push((key, encode(&member)?));
+            }
+            Ok(Checked::Write(plan))
+        },
+        |t, plan| {
+            for (key, value) in plan {
+                put(&mut t.members, &key, &value)?;
+            }
+            Ok(())
+        },
+    )
+}
+
+// -- key packages --------------------------------------------------------
+
+pub(super) fn upload_key_packages(
+    t: &mut Tables<'_>,
+    device: DeviceId,
+    one_time: Vec<Bytes>,
+    last_resort: Option<Bytes>,
+) -> Result<StoreResult<(u32, bool)>, Fatal> {
+    checked(
+        t,
+        |t| {
+            require_device(t, device)?;
+            let meta: KeyPackageMeta = get(&t.kp_meta, &device.0)?.unwrap_or_default();
+            let has_last_resort = last_resort.is_some() || contains(&t.kp_last_resort, &device.0)?;
+            Ok(Checked::Write((meta, has_last_resort)))
+        },
+        |t, (mut meta, has_last_resort)| {
+            for package in &one_time {
+                put(&mut t.kp_one_time, &device_seq(device, meta.next), package)?;
+                meta.next = meta.next.saturating_add(1);
+                meta.count = meta.count.saturating_add(1);
+            }
+            if let Some(package) = &last_resort {
+                put(&mut t.kp_last_resort, &device.0, package)?;
+            }
+            put(&mut t.kp_meta, &device.0, &encode(&meta)?)?;
+            Ok((meta.count, has_last_resort))
+        },
+    )
+}
+
+struct Claim {
+    device: DeviceId,
+    /// The one-time package's key, which the claim consumes; `None` for the
+    /// last-resort one, which stays.
+    consumed: Option<[u8; 24]>,
+    package: Bytes,
+}
+
+pub(super) fn claim_key_packages(
+    t: &mut Tables<'_>,
+    devices: Vec<DeviceId>,
+) -> Result<StoreResult<Vec<ClaimedKeyPackage>>, Fatal> {
+    checked(
+        t,
+        |t| {
+            let mut seen = BTreeSet::new();
+            let mut claims = Vec::new();
+            // A device listed twice gets one package: a second would be wasted.
+            for device in devices.into_iter().filter(|d| seen.insert(*d)) {
+                let (lo, hi) = (device_seq(device, 0), device_seq(device, u64::MAX));
+                let oldest = t.kp_one_time.range(lo.as_slice()..=hi.as_slice())?.next().transpose()?;
+                if let Some((key, value)) = oldest {
+                    let consumed = <[u8; 24]>::try_from(key.value())
+                        .map_err(|_| StoreError::Backend("corrupt record: key package key".into()))?;
+                    claims.push(Claim {
+                        device,
+                        consumed: Some(consumed),
+                        package: Bytes::copy_from_slice(value.value()),
+                    });
+                } else if let Some(value) = t.kp_last_resort.get(device.0.as_slice())? {
+                    claims.push(Claim {
+                        device,
+                        consumed: None,
+                        package: Bytes::copy_from_slice(value.value()),
+                    });
+                }
+            }
+            Ok(Checked::Write(claims))
+        },
+        |t, claims| {
+            let mut out = Vec::with_capacity(claims.len());
+            for claim in claims {
+                if let Some(key) = &claim.consumed {
+                    delete(&mut t.kp_one_time, key)?;
+                    let mut meta: KeyPackageMeta = get(&t.kp_meta, &claim.device.0)?.unwrap_or_default();
+                    meta.count = meta.count.saturating_sub(1);
+                    put(&mut t.kp_meta, &claim.device.0, &encode(&meta)?)?;
+                }
+                out.push(ClaimedKeyPackage {
+                    device: claim.device,
+                    key_package: claim.package,
+                    last_resort: claim.consumed.is_none(),
+                });
+            }
+            Ok(out)
+        },
+    )
+}
+
+// -- inboxes -------------------------------------------------------------
+
+/// Appends an encoded entry to a device's inbox; returns its seq.
+fn push_inbox(t: &mut Tables<'_>, device: DeviceId, value: &[u8]) -> Result<u64, Fatal> {
+    let mut meta = reads::inbox_meta(&t.inbox_meta, device)?;
+    meta.head = meta.head.saturating_add(1);
+    put(&mut t.inbox, &device_seq(device, meta.head), value)?;
+    put(&mut t.inbox_meta, &device.0, &encode(&meta)?)?;
+    Ok(meta.head)
+}
+
+/// Arguments of [`inbox_push`].
+pub(super) struct NewInboxEntry {
+    pub device: DeviceId,
+    pub sender: DeviceId,
+    pub kind: InboxKind,
+    pub payload: Bytes,
+    pub now_ms: u64,
+}
+
+pub(super) fn inbox_push(t: &mut Tables<'_>, new: NewInboxEntry) -> Result<StoreResult<u64>, Fatal> {
+    checked(
+        t,
+        |t| {
+            require_device(t, new.device)?;
+            let value = encode(&InboxValue {
+                sender: new.sender,
+                kind: new.kind,
+                timestamp_ms: new.now_ms,
+                payload: new.payload,
+            })?;
+            Ok(Checked::Write(value))
+        },
+        |t, value| push_inbox(t, new.device, &value),
+    )
+}
+
+pub(super) fn inbox_ack(t: &mut Tables<'_>, device: DeviceId, seq: u64) -> Result<StoreResult<u64>, Fatal> {
+    checked(
+        t,
+        |t| {
+            let meta = reads::inbox_meta(&t.inbox_meta, device)?;
+            // Acknowledging past the head would swallow entries not yet pushed.
+            let acked = seq.min(meta.head);
+            Ok(if acked > meta.acked {
+                Checked::Write((meta, acked))
+            } else {
+                Checked::Answer(meta.acked)
+            })
+        },
+        |t, (mut meta, acked)| {
+            let (lo, hi) = (device_seq(device, meta.acked), device_seq(device, acked));
+            t.inbox.retain_in(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
+            meta.acked = acked;
+            put(&mut t.inbox_meta, &device.0, &encode(&meta)?)?;
+            Ok(acked)
+        },
+    )
+}
+
+// -- retention -----------------------------------------------------------
+
+/// What pruning deletes from one group.
+struct GroupPrune {
+    key: GroupKey,
+    meta: GroupMeta,
+    /// Deleted entries' seqs run from the old `first_seq` to `meta.first_seq - 1`.
+    old_first: u64,
+    idempotency_keys: Vec<Vec<u8>>,
+}
+
+/// Arguments of [`prune`].
+pub(super) struct PruneRequest {
+    pub now_ms: u64,
+    pub max_age_ms: u64,
+    pub delete_acknowledged: bool,
+}
+
+pub(super) fn prune(t: &mut Tables<'_>, req: PruneRequest) -> Result<StoreResult<PruneReport>, Fatal> {
+    checked(
+        t,
+        |t| {
+            let mut groups = Vec::new();
+            scan_prefix(&t.groups, &[], |key, value| {
+                groups.push((GroupKey::decode(key)?, layout::decode::<GroupMeta>(value)?));
+                Ok(true)
+            })?;
+            let mut report = PruneReport::default();
+            let mut plan = Vec::new();
+            for (group, meta) in groups {
+                if let Some(p) = check_prune_group(t, &group, meta, &req, &mut report)? {
+                    report.moved.push((group, p.meta.first_seq));
+                    plan.push(p);
+                }
+            }
+            Ok(Checked::Write((plan, report)))
+        },
+        |t, (plan, report)| {
+            for p in plan {
+                let (lo, hi) = (p.key.log(p.old_first), p.key.log(p.meta.first_seq.saturating_sub(1)));
+                t.log.retain_in(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
+                for key in &p.idempotency_keys {
+                    delete(&mut t.idempotency, key)?;
+                }
+                put(&mut t.groups, p.key.as_bytes(), &encode(&p.meta)?)?;
+            }
+            Ok(report)
+        },
+    )
+}
+
+/// Plans the deletion of one group's prefix: everything up to the lowest cursor
+/// of the roster (if acknowledged entries go) and everything older than the
+/// retention period, whichever reaches further.
+fn check_prune_group(
+    t: &Tables<'_>,
+    group: &GroupId,
+    mut meta: GroupMeta,
+    req: &PruneRequest,
+    report: &mut PruneReport,
+) -> StoreResult<Option<GroupPrune>> {
+    let key = GroupKey::new(group)?;
+    let old_first = meta.first_seq;
+    if old_first > meta.head_seq {
+        return Ok(None);
+    }
+    let acked_upto = if req.delete_acknowledged {
+        lowest_cursor(t, &key, meta.head_seq)?
+    } else {
+        0
+    };
+    // Timestamps never go back within a group, so expired entries are a prefix.
+    let cutoff = req.now_ms.saturating_sub(req.max_age_ms);
+    let mut upto = acked_upto.min(meta.head_seq);
+    let mut idempotency_keys = Vec::new();
+    scan_range(
+        &t.log,
+        &key.log(old_first),
+        &key.log(meta.head_seq),
+        hush_protocol::frame::Direction::Forward,
+        |k, v| {
+            let seq = trailing_u64(k)?;
+            let entry: EntryValue = layout::decode(v)?;
+            if seq > upto && entry.timestamp_ms >= cutoff {
+                return Ok(false);
+            }
+            upto = upto.max(seq);
+            if seq <= acked_upto {
+                report.acknowledged += 1;
+            } else {
+                report.expired += 1;
+            }
+            idempotency_keys.push(key.idempotency(entry.sender, entry.client_msg_id));
+            Ok(true)
+        },
+    )?;
+    if upto < old_first {
+        return Ok(None);
+    }
+    meta.first_seq = upto.saturating_add(1);
+    Ok(Some(GroupPrune {
+        key,
+        meta,
+        old_first,
+        idempotency_keys,
+    }))
+}
+
+/// The lowest cursor of the roster's devices (`head` for an empty roster: no one
+/// is left to deliver to).
+fn lowest_cursor(t: &Tables<'_>, key: &GroupKey, head: u64) -> StoreResult<u64> {
+    let mut lowest = head;
+    for device in reads::roster(&t.roster, key)? {
+        let cursor = get::<MemberValue>(&t.members, &key.member(device))?.map_or(0, |m| m.cursor);
+        lowest = lowest.min(cursor);
+    }
+    Ok(lowest)
+}
