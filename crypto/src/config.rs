@@ -77,6 +77,9 @@ impl DeviceConfig {
     /// `BENCHMARKS.md`), but one commit's Welcome is shared by all the devices
     /// it adds, and sending the tree beside it would need a second
     /// delivery path and the same bytes anyway.
+    ///
+    /// The choice is stored with each group when it is created or joined;
+    /// changing it later affects only groups created or joined afterwards.
     pub fn ratchet_tree_in_welcome(mut self, inside: bool) -> Self {
         self.ratchet_tree_in_welcome = inside;
         self

@@ -96,6 +96,10 @@ pub(crate) fn check_commit_credentials(
     Ok(())
 }
 
+fn tree_beside_record(group: &GroupId) -> String {
+    format!("tree-beside/{}", group.to_hex())
+}
+
 impl Device {
     fn join_config(&self) -> MlsGroupJoinConfig {
         MlsGroupJoinConfig::builder()
@@ -132,6 +136,9 @@ impl Device {
                 .build(&d.provider, &d.identity, d.identity.credential_with_key())
                 .map_err(Error::mls)?;
             d.remember_group(group_id, true)?;
+            d.provider
+                .store
+                .write_record(&tree_beside_record(group_id), &!d.config.ratchet_tree_in_welcome)?;
             d.groups.insert(group_id.0.clone(), group);
             Ok(())
         })
@@ -235,7 +242,7 @@ impl Device {
         commit: MlsMessageOut,
         welcome: Option<MlsMessageOut>,
     ) -> Result<Commit, Error> {
-        let with_tree_inside = self.config.ratchet_tree_in_welcome;
+        let with_tree_inside = !self.tree_beside(group)?;
         let Device { provider, groups, .. } = self;
         let g = groups.get(&group.0).ok_or_else(|| Error::UnknownGroup(group.clone()))?;
         let staged = g.pending_commit().ok_or(Error::NoPendingCommit)?;
@@ -311,6 +318,9 @@ impl Device {
                 return Err(InspectError::InvalidGroupId { len: id.0.len() }.into());
             }
             d.remember_group(&id, true)?;
+            d.provider
+                .store
+                .write_record(&tree_beside_record(&id), &!d.config.ratchet_tree_in_welcome)?;
             d.groups.insert(id.0.clone(), group);
             Ok(id)
         })
@@ -325,7 +335,24 @@ impl Device {
                 g.delete(store)?;
             }
             d.groups.remove(&group.0);
-            d.remember_group(group, false)
+            d.forget_records(group)
         })
+    }
+
+    /// Drops this crate's own records about a group.
+    pub(super) fn forget_records(&self, group: &GroupId) -> Result<(), Error> {
+        self.provider.store.delete_record(&tree_beside_record(group))?;
+        self.remember_group(group, false)
+    }
+
+    /// Whether the group was set up to send the ratchet tree beside Welcomes
+    /// (the setting is fixed when the group is created or joined, because it
+    /// is part of the group's stored configuration).
+    fn tree_beside(&self, group: &GroupId) -> Result<bool, Error> {
+        Ok(self
+            .provider
+            .store
+            .read_record(&tree_beside_record(group))?
+            .unwrap_or(!self.config.ratchet_tree_in_welcome))
     }
 }

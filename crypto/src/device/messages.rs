@@ -152,7 +152,7 @@ impl Device {
                     if self_removed {
                         g.delete(&provider.store)?;
                         d.groups.remove(&group.0);
-                        d.remember_group(&group, false)?;
+                        d.forget_records(&group)?;
                         return Ok(Processed::Removed {
                             group_id: group.clone(),
                             by: sender,

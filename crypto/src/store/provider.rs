@@ -97,15 +97,150 @@ impl MlsStore {
     }
 }
 
+/// Writers of one value per group: `fn name<G, T>(&self, group_id, value)`.
+macro_rules! group_writers {
+    ($($name:ident: $bound:ident => $label:ident),* $(,)?) => {$(
+        fn $name<G: traits::GroupId<CURRENT_VERSION>, T: traits::$bound<CURRENT_VERSION>>(
+            &self,
+            group_id: &G,
+            value: &T,
+        ) -> Result<(), Self::Error> {
+            self.write($label, group_id, value)
+        }
+    )*};
+}
+
+/// Readers of one value per group: `fn name<G, T>(&self, group_id) -> Option<T>`.
+macro_rules! group_readers {
+    ($($name:ident: $bound:ident => $label:ident),* $(,)?) => {$(
+        fn $name<G: traits::GroupId<CURRENT_VERSION>, T: traits::$bound<CURRENT_VERSION>>(
+            &self,
+            group_id: &G,
+        ) -> Result<Option<T>, Self::Error> {
+            self.read($label, group_id)
+        }
+    )*};
+}
+
+/// Deleters of one value per group: `fn name<G>(&self, group_id)`.
+macro_rules! group_deleters {
+    ($($name:ident => $label:ident),* $(,)?) => {$(
+        fn $name<G: traits::GroupId<CURRENT_VERSION>>(&self, group_id: &G) -> Result<(), Self::Error> {
+            self.remove($label, group_id)
+        }
+    )*};
+}
+
+/// Writers and deleters of one value per key: `fn name<K, T>(&self, key, value)`.
+macro_rules! keyed {
+    ($($write:ident, $delete:ident: $key:ident, $bound:ident => $label:ident);* $(;)?) => {$(
+        fn $write<K: traits::$key<CURRENT_VERSION>, T: traits::$bound<CURRENT_VERSION>>(
+            &self,
+            key: &K,
+            value: &T,
+        ) -> Result<(), Self::Error> {
+            self.write($label, key, value)
+        }
+
+        fn $delete<K: traits::$key<CURRENT_VERSION>>(&self, key: &K) -> Result<(), Self::Error> {
+            self.remove($label, key)
+        }
+    )*};
+}
+
 impl StorageProvider<CURRENT_VERSION> for MlsStore {
     type Error = StoreError;
 
-    fn write_mls_join_config<G: traits::GroupId<CURRENT_VERSION>, C: traits::MlsGroupJoinConfig<CURRENT_VERSION>>(
+    group_writers! {
+        write_mls_join_config: MlsGroupJoinConfig => JOIN_CONFIG,
+        write_tree: TreeSync => TREE,
+        write_interim_transcript_hash: InterimTranscriptHash => INTERIM_TRANSCRIPT_HASH,
+        write_context: GroupContext => GROUP_CONTEXT,
+        write_confirmation_tag: ConfirmationTag => CONFIRMATION_TAG,
+        write_message_secrets: MessageSecrets => MESSAGE_SECRETS,
+        write_resumption_psk_store: ResumptionPskStore => RESUMPTION_PSK_STORE,
+        write_own_leaf_index: LeafNodeIndex => OWN_LEAF_NODE_INDEX,
+        write_group_epoch_secrets: GroupEpochSecrets => EPOCH_SECRETS,
+    }
+
+    group_readers! {
+        mls_group_join_config: MlsGroupJoinConfig => JOIN_CONFIG,
+        tree: TreeSync => TREE,
+        group_context: GroupContext => GROUP_CONTEXT,
+        interim_transcript_hash: InterimTranscriptHash => INTERIM_TRANSCRIPT_HASH,
+        confirmation_tag: ConfirmationTag => CONFIRMATION_TAG,
+        message_secrets: MessageSecrets => MESSAGE_SECRETS,
+        resumption_psk_store: ResumptionPskStore => RESUMPTION_PSK_STORE,
+        own_leaf_index: LeafNodeIndex => OWN_LEAF_NODE_INDEX,
+        group_epoch_secrets: GroupEpochSecrets => EPOCH_SECRETS,
+    }
+
+    group_deleters! {
+        delete_own_leaf_nodes => OWN_LEAF_NODES,
+        delete_group_config => JOIN_CONFIG,
+        delete_tree => TREE,
+        delete_confirmation_tag => CONFIRMATION_TAG,
+        delete_group_state => GROUP_STATE,
+        delete_context => GROUP_CONTEXT,
+        delete_interim_transcript_hash => INTERIM_TRANSCRIPT_HASH,
+        delete_message_secrets => MESSAGE_SECRETS,
+        delete_all_resumption_psk_secrets => RESUMPTION_PSK_STORE,
+        delete_own_leaf_index => OWN_LEAF_NODE_INDEX,
+        delete_group_epoch_secrets => EPOCH_SECRETS,
+    }
+
+    keyed! {
+        write_signature_key_pair, delete_signature_key_pair: SignaturePublicKey, SignatureKeyPair => SIGNATURE_KEY_PAIR;
+        write_encryption_key_pair, delete_encryption_key_pair: EncryptionKey, HpkeKeyPair => ENCRYPTION_KEY_PAIR;
+        write_key_package, delete_key_package: HashReference, KeyPackage => KEY_PACKAGE;
+        write_psk, delete_psk: PskId, PskBundle => PSK;
+    }
+
+    fn signature_key_pair<
+        P: traits::SignaturePublicKey<CURRENT_VERSION>,
+        K: traits::SignatureKeyPair<CURRENT_VERSION>,
+    >(
+        &self,
+        public_key: &P,
+    ) -> Result<Option<K>, Self::Error> {
+        self.read(SIGNATURE_KEY_PAIR, public_key)
+    }
+
+    fn encryption_key_pair<K: traits::HpkeKeyPair<CURRENT_VERSION>, P: traits::EncryptionKey<CURRENT_VERSION>>(
+        &self,
+        public_key: &P,
+    ) -> Result<Option<K>, Self::Error> {
+        self.read(ENCRYPTION_KEY_PAIR, public_key)
+    }
+
+    fn key_package<R: traits::HashReference<CURRENT_VERSION>, K: traits::KeyPackage<CURRENT_VERSION>>(
+        &self,
+        hash_ref: &R,
+    ) -> Result<Option<K>, Self::Error> {
+        self.read(KEY_PACKAGE, hash_ref)
+    }
+
+    fn psk<B: traits::PskBundle<CURRENT_VERSION>, I: traits::PskId<CURRENT_VERSION>>(
+        &self,
+        psk_id: &I,
+    ) -> Result<Option<B>, Self::Error> {
+        self.read(PSK, psk_id)
+    }
+
+    // The group state's generic parameters come in the other order.
+    fn write_group_state<S: traits::GroupState<CURRENT_VERSION>, G: traits::GroupId<CURRENT_VERSION>>(
         &self,
         group_id: &G,
-        config: &C,
+        state: &S,
     ) -> Result<(), Self::Error> {
-        self.write(JOIN_CONFIG, group_id, config)
+        self.write(GROUP_STATE, group_id, state)
+    }
+
+    fn group_state<S: traits::GroupState<CURRENT_VERSION>, G: traits::GroupId<CURRENT_VERSION>>(
+        &self,
+        group_id: &G,
+    ) -> Result<Option<S>, Self::Error> {
+        self.read(GROUP_STATE, group_id)
     }
 
     fn append_own_leaf_node<G: traits::GroupId<CURRENT_VERSION>, L: traits::LeafNode<CURRENT_VERSION>>(
@@ -114,6 +249,13 @@ impl StorageProvider<CURRENT_VERSION> for MlsStore {
         leaf_node: &L,
     ) -> Result<(), Self::Error> {
         self.push(OWN_LEAF_NODES, group_id, leaf_node)
+    }
+
+    fn own_leaf_nodes<G: traits::GroupId<CURRENT_VERSION>, L: traits::LeafNode<CURRENT_VERSION>>(
+        &self,
+        group_id: &G,
+    ) -> Result<Vec<L>, Self::Error> {
+        self.read_list(OWN_LEAF_NODES, group_id)
     }
 
     fn queue_proposal<
@@ -128,147 +270,6 @@ impl StorageProvider<CURRENT_VERSION> for MlsStore {
     ) -> Result<(), Self::Error> {
         self.write(QUEUED_PROPOSAL, &(group_id, proposal_ref), proposal)?;
         self.push(PROPOSAL_QUEUE_REFS, group_id, proposal_ref)
-    }
-
-    fn write_tree<G: traits::GroupId<CURRENT_VERSION>, T: traits::TreeSync<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-        tree: &T,
-    ) -> Result<(), Self::Error> {
-        self.write(TREE, group_id, tree)
-    }
-
-    fn write_interim_transcript_hash<
-        G: traits::GroupId<CURRENT_VERSION>,
-        H: traits::InterimTranscriptHash<CURRENT_VERSION>,
-    >(
-        &self,
-        group_id: &G,
-        hash: &H,
-    ) -> Result<(), Self::Error> {
-        self.write(INTERIM_TRANSCRIPT_HASH, group_id, hash)
-    }
-
-    fn write_context<G: traits::GroupId<CURRENT_VERSION>, C: traits::GroupContext<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-        context: &C,
-    ) -> Result<(), Self::Error> {
-        self.write(GROUP_CONTEXT, group_id, context)
-    }
-
-    fn write_confirmation_tag<G: traits::GroupId<CURRENT_VERSION>, T: traits::ConfirmationTag<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-        tag: &T,
-    ) -> Result<(), Self::Error> {
-        self.write(CONFIRMATION_TAG, group_id, tag)
-    }
-
-    fn write_group_state<S: traits::GroupState<CURRENT_VERSION>, G: traits::GroupId<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-        state: &S,
-    ) -> Result<(), Self::Error> {
-        self.write(GROUP_STATE, group_id, state)
-    }
-
-    fn write_message_secrets<G: traits::GroupId<CURRENT_VERSION>, M: traits::MessageSecrets<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-        secrets: &M,
-    ) -> Result<(), Self::Error> {
-        self.write(MESSAGE_SECRETS, group_id, secrets)
-    }
-
-    fn write_resumption_psk_store<
-        G: traits::GroupId<CURRENT_VERSION>,
-        P: traits::ResumptionPskStore<CURRENT_VERSION>,
-    >(
-        &self,
-        group_id: &G,
-        store: &P,
-    ) -> Result<(), Self::Error> {
-        self.write(RESUMPTION_PSK_STORE, group_id, store)
-    }
-
-    fn write_own_leaf_index<G: traits::GroupId<CURRENT_VERSION>, I: traits::LeafNodeIndex<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-        index: &I,
-    ) -> Result<(), Self::Error> {
-        self.write(OWN_LEAF_NODE_INDEX, group_id, index)
-    }
-
-    fn write_group_epoch_secrets<G: traits::GroupId<CURRENT_VERSION>, S: traits::GroupEpochSecrets<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-        secrets: &S,
-    ) -> Result<(), Self::Error> {
-        self.write(EPOCH_SECRETS, group_id, secrets)
-    }
-
-    fn write_signature_key_pair<
-        P: traits::SignaturePublicKey<CURRENT_VERSION>,
-        K: traits::SignatureKeyPair<CURRENT_VERSION>,
-    >(
-        &self,
-        public_key: &P,
-        key_pair: &K,
-    ) -> Result<(), Self::Error> {
-        self.write(SIGNATURE_KEY_PAIR, public_key, key_pair)
-    }
-
-    fn write_encryption_key_pair<P: traits::EncryptionKey<CURRENT_VERSION>, K: traits::HpkeKeyPair<CURRENT_VERSION>>(
-        &self,
-        public_key: &P,
-        key_pair: &K,
-    ) -> Result<(), Self::Error> {
-        self.write(ENCRYPTION_KEY_PAIR, public_key, key_pair)
-    }
-
-    fn write_encryption_epoch_key_pairs<
-        G: traits::GroupId<CURRENT_VERSION>,
-        E: traits::EpochKey<CURRENT_VERSION>,
-        K: traits::HpkeKeyPair<CURRENT_VERSION>,
-    >(
-        &self,
-        group_id: &G,
-        epoch: &E,
-        leaf_index: u32,
-        key_pairs: &[K],
-    ) -> Result<(), Self::Error> {
-        self.write(EPOCH_KEY_PAIRS, &(group_id, epoch, leaf_index), key_pairs)
-    }
-
-    fn write_key_package<R: traits::HashReference<CURRENT_VERSION>, K: traits::KeyPackage<CURRENT_VERSION>>(
-        &self,
-        hash_ref: &R,
-        key_package: &K,
-    ) -> Result<(), Self::Error> {
-        self.write(KEY_PACKAGE, hash_ref, key_package)
-    }
-
-    fn write_psk<I: traits::PskId<CURRENT_VERSION>, B: traits::PskBundle<CURRENT_VERSION>>(
-        &self,
-        psk_id: &I,
-        psk: &B,
-    ) -> Result<(), Self::Error> {
-        self.write(PSK, psk_id, psk)
-    }
-
-    fn mls_group_join_config<G: traits::GroupId<CURRENT_VERSION>, C: traits::MlsGroupJoinConfig<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-    ) -> Result<Option<C>, Self::Error> {
-        self.read(JOIN_CONFIG, group_id)
-    }
-
-    fn own_leaf_nodes<G: traits::GroupId<CURRENT_VERSION>, L: traits::LeafNode<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-    ) -> Result<Vec<L>, Self::Error> {
-        self.read_list(OWN_LEAF_NODES, group_id)
     }
 
     fn queued_proposal_refs<G: traits::GroupId<CURRENT_VERSION>, R: traits::ProposalRef<CURRENT_VERSION>>(
@@ -297,87 +298,38 @@ impl StorageProvider<CURRENT_VERSION> for MlsStore {
         Ok(out)
     }
 
-    fn tree<G: traits::GroupId<CURRENT_VERSION>, T: traits::TreeSync<CURRENT_VERSION>>(
+    fn remove_proposal<G: traits::GroupId<CURRENT_VERSION>, R: traits::ProposalRef<CURRENT_VERSION>>(
         &self,
         group_id: &G,
-    ) -> Result<Option<T>, Self::Error> {
-        self.read(TREE, group_id)
+        proposal_ref: &R,
+    ) -> Result<(), Self::Error> {
+        self.remove_from_list(PROPOSAL_QUEUE_REFS, group_id, proposal_ref)?;
+        self.remove(QUEUED_PROPOSAL, &(group_id, proposal_ref))
     }
 
-    fn group_context<G: traits::GroupId<CURRENT_VERSION>, C: traits::GroupContext<CURRENT_VERSION>>(
+    fn clear_proposal_queue<G: traits::GroupId<CURRENT_VERSION>, R: traits::ProposalRef<CURRENT_VERSION>>(
         &self,
         group_id: &G,
-    ) -> Result<Option<C>, Self::Error> {
-        self.read(GROUP_CONTEXT, group_id)
+    ) -> Result<(), Self::Error> {
+        let refs: Vec<R> = self.read_list(PROPOSAL_QUEUE_REFS, group_id)?;
+        for proposal_ref in &refs {
+            self.remove(QUEUED_PROPOSAL, &(group_id, proposal_ref))?;
+        }
+        self.remove(PROPOSAL_QUEUE_REFS, group_id)
     }
 
-    fn interim_transcript_hash<
+    fn write_encryption_epoch_key_pairs<
         G: traits::GroupId<CURRENT_VERSION>,
-        H: traits::InterimTranscriptHash<CURRENT_VERSION>,
+        E: traits::EpochKey<CURRENT_VERSION>,
+        K: traits::HpkeKeyPair<CURRENT_VERSION>,
     >(
         &self,
         group_id: &G,
-    ) -> Result<Option<H>, Self::Error> {
-        self.read(INTERIM_TRANSCRIPT_HASH, group_id)
-    }
-
-    fn confirmation_tag<G: traits::GroupId<CURRENT_VERSION>, T: traits::ConfirmationTag<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-    ) -> Result<Option<T>, Self::Error> {
-        self.read(CONFIRMATION_TAG, group_id)
-    }
-
-    fn group_state<S: traits::GroupState<CURRENT_VERSION>, G: traits::GroupId<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-    ) -> Result<Option<S>, Self::Error> {
-        self.read(GROUP_STATE, group_id)
-    }
-
-    fn message_secrets<G: traits::GroupId<CURRENT_VERSION>, M: traits::MessageSecrets<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-    ) -> Result<Option<M>, Self::Error> {
-        self.read(MESSAGE_SECRETS, group_id)
-    }
-
-    fn resumption_psk_store<G: traits::GroupId<CURRENT_VERSION>, P: traits::ResumptionPskStore<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-    ) -> Result<Option<P>, Self::Error> {
-        self.read(RESUMPTION_PSK_STORE, group_id)
-    }
-
-    fn own_leaf_index<G: traits::GroupId<CURRENT_VERSION>, I: traits::LeafNodeIndex<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-    ) -> Result<Option<I>, Self::Error> {
-        self.read(OWN_LEAF_NODE_INDEX, group_id)
-    }
-
-    fn group_epoch_secrets<G: traits::GroupId<CURRENT_VERSION>, S: traits::GroupEpochSecrets<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-    ) -> Result<Option<S>, Self::Error> {
-        self.read(EPOCH_SECRETS, group_id)
-    }
-
-    fn signature_key_pair<
-        P: traits::SignaturePublicKey<CURRENT_VERSION>,
-        K: traits::SignatureKeyPair<CURRENT_VERSION>,
-    >(
-        &self,
-        public_key: &P,
-    ) -> Result<Option<K>, Self::Error> {
-        self.read(SIGNATURE_KEY_PAIR, public_key)
-    }
-
-    fn encryption_key_pair<K: traits::HpkeKeyPair<CURRENT_VERSION>, P: traits::EncryptionKey<CURRENT_VERSION>>(
-        &self,
-        public_key: &P,
-    ) -> Result<Option<K>, Self::Error> {
-        self.read(ENCRYPTION_KEY_PAIR, public_key)
+        epoch: &E,
+        leaf_index: u32,
+        key_pairs: &[K],
+    ) -> Result<(), Self::Error> {
+        self.write(EPOCH_KEY_PAIRS, &(group_id, epoch, leaf_index), key_pairs)
     }
 
     fn encryption_epoch_key_pairs<
@@ -395,104 +347,6 @@ impl StorageProvider<CURRENT_VERSION> for MlsStore {
             .unwrap_or_default())
     }
 
-    fn key_package<R: traits::HashReference<CURRENT_VERSION>, K: traits::KeyPackage<CURRENT_VERSION>>(
-        &self,
-        hash_ref: &R,
-    ) -> Result<Option<K>, Self::Error> {
-        self.read(KEY_PACKAGE, hash_ref)
-    }
-
-    fn psk<B: traits::PskBundle<CURRENT_VERSION>, I: traits::PskId<CURRENT_VERSION>>(
-        &self,
-        psk_id: &I,
-    ) -> Result<Option<B>, Self::Error> {
-        self.read(PSK, psk_id)
-    }
-
-    fn remove_proposal<G: traits::GroupId<CURRENT_VERSION>, R: traits::ProposalRef<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-        proposal_ref: &R,
-    ) -> Result<(), Self::Error> {
-        self.remove_from_list(PROPOSAL_QUEUE_REFS, group_id, proposal_ref)?;
-        self.remove(QUEUED_PROPOSAL, &(group_id, proposal_ref))
-    }
-
-    fn delete_own_leaf_nodes<G: traits::GroupId<CURRENT_VERSION>>(&self, group_id: &G) -> Result<(), Self::Error> {
-        self.remove(OWN_LEAF_NODES, group_id)
-    }
-
-    fn delete_group_config<G: traits::GroupId<CURRENT_VERSION>>(&self, group_id: &G) -> Result<(), Self::Error> {
-        self.remove(JOIN_CONFIG, group_id)
-    }
-
-    fn delete_tree<G: traits::GroupId<CURRENT_VERSION>>(&self, group_id: &G) -> Result<(), Self::Error> {
-        self.remove(TREE, group_id)
-    }
-
-    fn delete_confirmation_tag<G: traits::GroupId<CURRENT_VERSION>>(&self, group_id: &G) -> Result<(), Self::Error> {
-        self.remove(CONFIRMATION_TAG, group_id)
-    }
-
-    fn delete_group_state<G: traits::GroupId<CURRENT_VERSION>>(&self, group_id: &G) -> Result<(), Self::Error> {
-        self.remove(GROUP_STATE, group_id)
-    }
-
-    fn delete_context<G: traits::GroupId<CURRENT_VERSION>>(&self, group_id: &G) -> Result<(), Self::Error> {
-        self.remove(GROUP_CONTEXT, group_id)
-    }
-
-    fn delete_interim_transcript_hash<G: traits::GroupId<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-    ) -> Result<(), Self::Error> {
-        self.remove(INTERIM_TRANSCRIPT_HASH, group_id)
-    }
-
-    fn delete_message_secrets<G: traits::GroupId<CURRENT_VERSION>>(&self, group_id: &G) -> Result<(), Self::Error> {
-        self.remove(MESSAGE_SECRETS, group_id)
-    }
-
-    fn delete_all_resumption_psk_secrets<G: traits::GroupId<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-    ) -> Result<(), Self::Error> {
-        self.remove(RESUMPTION_PSK_STORE, group_id)
-    }
-
-    fn delete_own_leaf_index<G: traits::GroupId<CURRENT_VERSION>>(&self, group_id: &G) -> Result<(), Self::Error> {
-        self.remove(OWN_LEAF_NODE_INDEX, group_id)
-    }
-
-    fn delete_group_epoch_secrets<G: traits::GroupId<CURRENT_VERSION>>(&self, group_id: &G) -> Result<(), Self::Error> {
-        self.remove(EPOCH_SECRETS, group_id)
-    }
-
-    fn clear_proposal_queue<G: traits::GroupId<CURRENT_VERSION>, R: traits::ProposalRef<CURRENT_VERSION>>(
-        &self,
-        group_id: &G,
-    ) -> Result<(), Self::Error> {
-        let refs: Vec<R> = self.read_list(PROPOSAL_QUEUE_REFS, group_id)?;
-        for proposal_ref in &refs {
-            self.remove(QUEUED_PROPOSAL, &(group_id, proposal_ref))?;
-        }
-        self.remove(PROPOSAL_QUEUE_REFS, group_id)
-    }
-
-    fn delete_signature_key_pair<P: traits::SignaturePublicKey<CURRENT_VERSION>>(
-        &self,
-        public_key: &P,
-    ) -> Result<(), Self::Error> {
-        self.remove(SIGNATURE_KEY_PAIR, public_key)
-    }
-
-    fn delete_encryption_key_pair<P: traits::EncryptionKey<CURRENT_VERSION>>(
-        &self,
-        public_key: &P,
-    ) -> Result<(), Self::Error> {
-        self.remove(ENCRYPTION_KEY_PAIR, public_key)
-    }
-
     fn delete_encryption_epoch_key_pairs<G: traits::GroupId<CURRENT_VERSION>, E: traits::EpochKey<CURRENT_VERSION>>(
         &self,
         group_id: &G,
@@ -500,14 +354,6 @@ impl StorageProvider<CURRENT_VERSION> for MlsStore {
         leaf_index: u32,
     ) -> Result<(), Self::Error> {
         self.remove(EPOCH_KEY_PAIRS, &(group_id, epoch, leaf_index))
-    }
-
-    fn delete_key_package<R: traits::HashReference<CURRENT_VERSION>>(&self, hash_ref: &R) -> Result<(), Self::Error> {
-        self.remove(KEY_PACKAGE, hash_ref)
-    }
-
-    fn delete_psk<I: traits::PskId<CURRENT_VERSION>>(&self, psk_id: &I) -> Result<(), Self::Error> {
-        self.remove(PSK, psk_id)
     }
 }
 
@@ -520,5 +366,9 @@ impl MlsStore {
 
     pub(crate) fn read_record<V: DeserializeOwned>(&self, name: &str) -> Result<Option<V>, StoreError> {
         self.read(b"hush", name)
+    }
+
+    pub(crate) fn delete_record(&self, name: &str) -> Result<(), StoreError> {
+        self.remove(b"hush", name)
     }
 }
