@@ -9,6 +9,10 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod strategy;
+
+use std::collections::BTreeSet;
+
 use bytes::Bytes;
 use ed25519_dalek::{Signer, SigningKey};
 use hush_protocol::auth::{auth_transcript, link_transcript};
@@ -20,6 +24,8 @@ use hush_protocol::frame::{
 };
 use hush_protocol::ids::{DeviceId, GroupId, UserId};
 use hush_protocol::session::{RelayHandshake, RelayStep};
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::TestRunner;
 use serde::{Deserialize, Serialize};
 
 fn hex(bytes: &[u8]) -> String {
@@ -411,5 +417,107 @@ fn examples_decode() {
             _ => true,
         };
         assert!(ok, "{name}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tables of PROTOCOL.md: variant numbers, error codes, limits.
+// ---------------------------------------------------------------------------
+
+/// The variant name of an enum value, from its `Debug` form.
+fn variant_name<T: std::fmt::Debug>(value: &T) -> String {
+    format!("{value:?}")
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect()
+}
+
+/// Every variant the strategies produce, as (index on the wire, name).
+fn variants<T: Serialize + std::fmt::Debug>(s: impl Strategy<Value = T>) -> BTreeSet<(u8, String)> {
+    let mut runner = TestRunner::deterministic();
+    (0..2000)
+        .map(|_| {
+            let value = s.new_tree(&mut runner).unwrap().current();
+            (codec::encode(&value).unwrap()[0], variant_name(&value))
+        })
+        .collect()
+}
+
+#[test]
+fn protocol_md_variant_tables_match_the_types() {
+    let doc = protocol_md();
+    let mut missing = Vec::new();
+    let mut check_rows = |set: BTreeSet<(u8, String)>| {
+        for (index, name) in set {
+            let row = format!("| {index} | `{name}` |");
+            if !doc.contains(&row) {
+                missing.push(row);
+            }
+        }
+    };
+    check_rows(variants(strategy::client_frame()));
+    check_rows(variants(strategy::request()));
+    check_rows(variants(strategy::registration()));
+    check_rows(variants(strategy::relay_frame()));
+    check_rows(variants(strategy::reply()));
+    check_rows(variants(strategy::notice()));
+    check_rows(variants(strategy::error_detail()));
+    check_rows(variants(strategy::close_reason()));
+    check_rows(variants(strategy::message_kind()));
+    check_rows(variants(strategy::posters()));
+    check_rows(variants(strategy::direction()));
+    check_rows(variants(strategy::inbox_kind()));
+    assert!(missing.is_empty(), "PROTOCOL.md lacks: {missing:#?}");
+}
+
+#[test]
+fn protocol_md_error_code_table_matches_the_codes() {
+    let doc = protocol_md();
+    let mut n = 1u16;
+    while !matches!(ErrorCode::from_u16(n), ErrorCode::Unknown(_)) {
+        let row = format!("| {n} | `{:?}` |", ErrorCode::from_u16(n));
+        assert!(doc.contains(&row), "PROTOCOL.md lacks the row {row}");
+        n += 1;
+    }
+    assert_eq!(n, 21, "error codes are numbered 1..=20 without gaps");
+}
+
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn protocol_md_limits_match_the_code() {
+    use hush_protocol::limits::*;
+    let doc = protocol_md();
+    let rows = [
+        format!("| encoded frame, either direction | {} bytes", thousands(MAX_FRAME_LEN)),
+        format!("| `Send.payload` | {} bytes |", thousands(MAX_PAYLOAD_LEN)),
+        format!("| `Ephemeral.payload` | {} bytes |", thousands(MAX_EPHEMERAL_LEN)),
+        format!("| `GroupId` | 1..={MAX_GROUP_ID_LEN} bytes |"),
+        format!("| `UserId` | 1..={MAX_USER_ID_LEN} bytes"),
+        format!("| `Registration::Token` | {} bytes |", thousands(MAX_TOKEN_LEN)),
+        format!("| key packages per upload | {MAX_KEY_PACKAGES_PER_UPLOAD} |"),
+        format!("| one key package | {} bytes |", thousands(MAX_KEY_PACKAGE_LEN)),
+        format!(
+            "| devices added or removed by one commit | {} |",
+            thousands(MAX_ROSTER_CHANGE)
+        ),
+        format!("| entries in one history page | {MAX_HISTORY_PAGE} |"),
+        format!(
+            "| resume hints in one `Authenticate` | {} |",
+            thousands(MAX_RESUME_HINTS)
+        ),
+    ];
+    for row in rows {
+        assert!(doc.contains(&row), "PROTOCOL.md lacks the row {row}");
     }
 }

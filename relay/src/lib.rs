@@ -1,4 +1,31 @@
-//! hush relay.
+//! `hush-relay`: the hush relay as a library (the `hush-relay` binary is a thin
+//! wrapper around it).
+//!
+//! A relay accepts devices over WebSocket (TLS), authenticates them by signature,
+//! acts as the MLS delivery service for their groups (ordered, durable,
+//! idempotent logs with epoch-checked commits), and fans entries out to every
+//! connected member. See `ARCHITECTURE.md` at the repository root for the map.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let relay = hush_relay::Relay::load(hush_relay::Config::default()).await?;
+//! println!("listening on {}", relay.local_addr());
+//! relay.run().await
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
+pub mod bus;
+pub mod config;
+pub mod fanout;
+pub mod ratelimit;
+pub mod server;
+pub mod session;
+pub mod state;
 pub mod store;
+pub mod tls;
+pub mod token;
+pub mod transport;
+
+pub use config::Config;
+pub use server::{Relay, ShutdownHandle};

@@ -12,7 +12,9 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use hush_protocol::frame::{ClaimedKeyPackage, Direction, InboxEntry, InboxKind, LogEntry, MessageKind, Policy, RosterChange};
+use hush_protocol::frame::{
+    ClaimedKeyPackage, Direction, InboxEntry, InboxKind, LogEntry, MessageKind, Policy, RosterChange,
+};
 use hush_protocol::{ClientMsgId, DeviceId, ErrorCode, ErrorDetail, GroupId, UserId, WireError};
 
 pub mod conformance;
@@ -262,7 +264,13 @@ pub trait Store: Send + Sync + 'static {
     /// Entries below `first_seq` are not returned; asking to start below it going
     /// forward starts at `first_seq` (callers check truncation with
     /// [`GroupRecord::first_seq`]).
-    async fn read_log(&self, group: &GroupId, from_seq: u64, direction: Direction, limit: usize) -> StoreResult<Vec<LogEntry>>;
+    async fn read_log(
+        &self,
+        group: &GroupId,
+        from_seq: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> StoreResult<Vec<LogEntry>>;
     /// Moves the device's cursors forward (never back; non-members are ignored).
     /// Takes a batch so acknowledgements can share one transaction.
     async fn advance_cursors(&self, cursors: Vec<(DeviceId, GroupId, u64)>) -> StoreResult<()>;
@@ -271,7 +279,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Adds one-time key packages and, if given, replaces the last-resort one.
     /// Returns `(one-time count, has last resort)`.
-    async fn upload_key_packages(&self, device: DeviceId, one_time: Vec<Bytes>, last_resort: Option<Bytes>) -> StoreResult<(u32, bool)>;
+    async fn upload_key_packages(
+        &self,
+        device: DeviceId,
+        one_time: Vec<Bytes>,
+        last_resort: Option<Bytes>,
+    ) -> StoreResult<(u32, bool)>;
     /// Claims one key package per listed device: the oldest one-time package,
     /// consumed, else the last-resort one, not consumed. Devices with neither are
     /// left out.
@@ -280,7 +293,14 @@ pub trait Store: Send + Sync + 'static {
     // -- inboxes ---------------------------------------------------------
 
     /// Appends to a device's inbox; returns the entry's seq.
-    async fn inbox_push(&self, device: DeviceId, sender: DeviceId, kind: InboxKind, payload: Bytes, now_ms: u64) -> StoreResult<u64>;
+    async fn inbox_push(
+        &self,
+        device: DeviceId,
+        sender: DeviceId,
+        kind: InboxKind,
+        payload: Bytes,
+        now_ms: u64,
+    ) -> StoreResult<u64>;
     /// Up to `limit` inbox entries after `after_seq`, oldest first.
     async fn inbox_read(&self, device: DeviceId, after_seq: u64, limit: usize) -> StoreResult<Vec<InboxEntry>>;
     /// Deletes inbox entries up to `seq`; returns the acknowledged seq after the call.

@@ -1,0 +1,182 @@
+//! Hello → Challenge → Authenticate, then registration rules.
+
+use std::time::Instant;
+
+use hush_protocol::auth::{link_transcript, verify};
+use hush_protocol::codec;
+use hush_protocol::frame::{ClientFrame, CloseReason, Registration, RelayFrame, Resume};
+use hush_protocol::session::{ProvenDevice, RelayHandshake, RelayStep};
+use hush_protocol::{ErrorCode, WireError};
+use rand::RngCore;
+
+use super::{Authenticated, Exit, encode};
+use crate::state::{Shared, now_ms};
+use crate::store::{DeviceRecord, RegisterOutcome};
+use crate::transport::{FrameReader, FrameWriter, TransportError};
+
+/// A device that completed the handshake.
+pub struct Proven {
+    /// Who it is.
+    pub device: Authenticated,
+    /// Where it wants delivery to resume.
+    pub resume: Vec<Resume>,
+}
+
+/// Runs the handshake; on failure, the error has been sent and the returned exit
+/// says how to close.
+pub async fn run(
+    shared: &Shared,
+    reader: &mut dyn FrameReader,
+    writer: &mut dyn FrameWriter,
+    deadline: Instant,
+) -> Result<Proven, Exit> {
+    let limits = &shared.config.limits;
+    let mut nonce = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let mut hs = RelayHandshake::new(
+        nonce,
+        shared.config.relay_id.clone(),
+        limits.max_frame_len as u32,
+        limits.heartbeat_ms as u32,
+    );
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let bytes = match tokio::time::timeout(remaining, reader.recv()).await {
+            Err(_) => {
+                return Err(Exit::Close(
+                    CloseReason::HandshakeTimeout,
+                    "handshake did not complete in time".into(),
+                ));
+            }
+            Ok(Ok(Some(b))) => b,
+            Ok(Ok(None)) | Ok(Err(TransportError::Io(_))) => return Err(Exit::Peer),
+            Ok(Err(TransportError::TooLarge { len, max })) => {
+                let e = WireError::new(ErrorCode::FrameTooLarge, format!("frame of {len} bytes exceeds {max}"));
+                return Err(reject(writer, e, CloseReason::ProtocolError).await);
+            }
+            Ok(Err(e)) => {
+                return Err(reject(
+                    writer,
+                    WireError::new(ErrorCode::Malformed, e.to_string()),
+                    CloseReason::ProtocolError,
+                )
+                .await);
+            }
+        };
+        let frame = match codec::decode_with_limit::<ClientFrame>(&bytes, limits.max_frame_len) {
+            Ok(f) => f,
+            Err(e) => return Err(reject(writer, e.into(), CloseReason::ProtocolError).await),
+        };
+        match hs.on_frame(frame) {
+            RelayStep::Reply(f) => {
+                if let Some(b) = encode(&f)
+                    && (writer.feed(b).await.is_err() || writer.flush().await.is_err())
+                {
+                    return Err(Exit::Peer);
+                }
+            }
+            RelayStep::Reject(e) => {
+                let reason = if e.code == ErrorCode::AuthFailed {
+                    CloseReason::AuthFailed
+                } else {
+                    CloseReason::ProtocolError
+                };
+                return Err(reject(writer, e, reason).await);
+            }
+            RelayStep::Authenticated(p) => {
+                return match register(shared, &p).await {
+                    Ok(registered) => Ok(Proven {
+                        device: Authenticated {
+                            device: p.device,
+                            user: p.user.clone(),
+                            registered,
+                        },
+                        resume: p.resume,
+                    }),
+                    Err(e) => Err(reject(writer, e, CloseReason::AuthFailed).await),
+                };
+            }
+        }
+    }
+}
+
+async fn reject(writer: &mut dyn FrameWriter, e: WireError, reason: CloseReason) -> Exit {
+    let msg = e.message.clone();
+    if let Some(b) = encode(&RelayFrame::Error(e)) {
+        let _ = writer.feed(b).await;
+    }
+    Exit::Close(reason, msg)
+}
+
+/// Applies the registration rules; returns whether the device was newly registered.
+async fn register(shared: &Shared, p: &ProvenDevice) -> Result<bool, WireError> {
+    if let Some(existing) = shared.store.device(p.device).await? {
+        if existing.user != p.user {
+            return Err(WireError::new(
+                ErrorCode::AuthFailed,
+                "this device is registered to another user",
+            ));
+        }
+        return Ok(false);
+    }
+    match &p.registration {
+        Registration::None if shared.config.auth.open => {}
+        Registration::None => {
+            return Err(WireError::new(
+                ErrorCode::RegistrationRequired,
+                "new device: present a registration token from the app, or a link approval from another device of the user",
+            ));
+        }
+        Registration::Token(token) => {
+            if !shared.tokens.has_keys() {
+                if !shared.config.auth.open {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidToken,
+                        "this relay accepts no registration tokens",
+                    ));
+                }
+            } else {
+                let sub = shared
+                    .tokens
+                    .verify(token, now_ms() / 1000)
+                    .map_err(|e| WireError::new(ErrorCode::InvalidToken, e.to_string()))?;
+                if sub != p.user.0 {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidToken,
+                        "token subject is not this user",
+                    ));
+                }
+            }
+        }
+        Registration::Linked { by, signature } => {
+            let approver = shared.store.device(*by).await?;
+            let Some(approver) = approver.filter(|a| a.user == p.user) else {
+                return Err(WireError::new(
+                    ErrorCode::AuthFailed,
+                    "approving device is not a device of this user",
+                ));
+            };
+            if !verify(&approver.key, &link_transcript(&p.user, &p.key), signature) {
+                return Err(WireError::new(
+                    ErrorCode::AuthFailed,
+                    "link approval signature does not verify",
+                ));
+            }
+        }
+    }
+    let record = DeviceRecord {
+        device: p.device,
+        user: p.user.clone(),
+        key: p.key,
+        registered_ms: now_ms(),
+    };
+    match shared.store.register_device(record).await? {
+        RegisterOutcome::Registered => Ok(true),
+        // Registered concurrently by another connection of the same key.
+        RegisterOutcome::Existing(e) if e.user == p.user => Ok(false),
+        RegisterOutcome::Existing(_) => Err(WireError::new(
+            ErrorCode::AuthFailed,
+            "this device is registered to another user",
+        )),
+    }
+}

@@ -1,0 +1,523 @@
+//! One connection's life, written once for every transport.
+//!
+//! ```text
+//!            +-----------+   requests (bounded)   +--------------+
+//!  socket -> |  reader   | ---------------------> | request task | --+
+//!            +-----------+                        +--------------+   |  responses
+//!               | acks, pings, ephemeral                               v
+//!               v                                 +--------------+  out (bounded) +--------+
+//!         store / bus                             | delivery pump| -------------> | writer | -> socket
+//!                                                 +--------------+                +--------+
+//!                                 fan-out wakes it ^            direct (ephemeral, presence) ^
+//! ```
+//!
+//! Handshake first ([`handshake`]), then the four tasks above. Any of them can end
+//! the connection through the shared [`Closer`]; the writer then sends what is
+//! queued plus a `Closing` frame (best effort, one second) and closes.
+//!
+//! Backpressure: the reader stops reading when the request queue is full; the
+//! pump and the request task wait for room in the outbound queue, and if it stays
+//! full for `slow_consumer_timeout` (or a socket write stalls that long) the
+//! connection is closed as a slow consumer. Nothing is lost: entries stay in the
+//! log and the device resumes from its cursor when it reconnects.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hush_protocol::codec;
+use hush_protocol::frame::{ClientFrame, CloseReason, Closing, PresenceUpdate, RelayFrame};
+use hush_protocol::limits::MAX_EPHEMERAL_LEN;
+use hush_protocol::{DeviceId, ErrorCode, ErrorDetail, GroupId, UserId, WireError};
+use tokio::sync::{mpsc, watch};
+use tokio::time::timeout;
+
+use crate::bus::BusEvent;
+use crate::fanout::ConnHandle;
+use crate::server::stopped;
+use crate::state::{Shared, now_ms};
+use crate::transport::{Connection, FrameReader, FrameWriter, TransportError};
+
+mod delivery;
+mod handshake;
+mod service;
+
+/// How a connection ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The peer closed or the socket failed: nothing to tell it.
+    Peer,
+    /// The relay closes it, saying why.
+    Close(CloseReason, String),
+}
+
+/// The shared "this connection is over" signal: the first reason wins.
+#[derive(Clone)]
+pub struct Closer {
+    tx: Arc<watch::Sender<Option<Exit>>>,
+}
+
+impl Closer {
+    fn new() -> Self {
+        Closer {
+            tx: Arc::new(watch::channel(None).0),
+        }
+    }
+
+    /// Ends the connection (no effect if it is already ending).
+    pub fn close(&self, exit: Exit) {
+        self.tx.send_if_modified(|cur| {
+            if cur.is_none() {
+                *cur = Some(exit);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Resolves once the connection is ending.
+    pub async fn closed(&self) {
+        let mut rx = self.tx.subscribe();
+        let _ = rx.wait_for(Option::is_some).await;
+    }
+
+    fn exit(&self) -> Option<Exit> {
+        self.tx.borrow().clone()
+    }
+}
+
+/// Highest seqs delivered on this connection: acknowledgements are clamped to
+/// them, so a client cannot acknowledge (and so get deleted) what it never got.
+#[derive(Default)]
+pub struct Delivered {
+    groups: Mutex<HashMap<GroupId, u64>>,
+    inbox: AtomicU64,
+}
+
+impl Delivered {
+    fn set(&self, group: &GroupId, seq: u64) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(group.clone(), seq);
+    }
+    fn get(&self, group: &GroupId) -> Option<u64> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(group)
+            .copied()
+    }
+}
+
+/// Encodes a relay frame. Relay frames are built from validated data, so a
+/// failure here is a bug; it is logged and the frame dropped rather than
+/// panicking the relay.
+pub fn encode(frame: &RelayFrame) -> Option<Bytes> {
+    match codec::encode_bytes(frame) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding a relay frame failed");
+            None
+        }
+    }
+}
+
+/// Serves one accepted connection until it ends. `shutdown` turning true closes
+/// it with `GoingAway`.
+pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::Receiver<bool>, deadline: Instant) {
+    let Connection {
+        mut reader,
+        mut writer,
+        peer,
+        transport,
+    } = conn;
+    let limits = &shared.config.limits;
+    let proven = match handshake::run(&shared, &mut *reader, &mut *writer, deadline).await {
+        Ok(p) => p,
+        Err(exit) => {
+            if let Exit::Close(reason, msg) = &exit {
+                tracing::debug!(%peer, ?reason, msg, "handshake failed");
+                send_closing(&mut *writer, *reason, msg).await;
+            }
+            return;
+        }
+    };
+    let device = proven.device.device;
+    tracing::debug!(%peer, transport, %device, user = %proven.device.user, "authenticated");
+
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(limits.send_queue);
+    let (direct_tx, direct_rx) = mpsc::channel::<Bytes>(limits.send_queue);
+    let (req_tx, req_rx) = mpsc::channel(limits.request_queue);
+    let closer = Closer::new();
+    let conn = Arc::new(ConnHandle::new(
+        shared.conn_id(),
+        device,
+        proven.device.user.clone(),
+        direct_tx,
+    ));
+    let delivered = Arc::new(Delivered::default());
+
+    let start = match delivery::start(&shared, &conn, &proven).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writer.feed(encode(&RelayFrame::Error(e)).unwrap_or_default()).await;
+            send_closing(
+                &mut *writer,
+                CloseReason::GoingAway,
+                "relay could not load this device's state",
+            )
+            .await;
+            return;
+        }
+    };
+    // Ready goes first on the outbound queue, before any delivery.
+    if let Some(f) = encode(&RelayFrame::Ready(start.ready.clone())) {
+        let _ = out_tx.send(f).await;
+    }
+    set_online(&shared, &conn, &start.active_groups, true).await;
+
+    let stall = limits.slow_consumer_timeout();
+    let writer_task = tokio::spawn(writer_loop(writer, out_rx, direct_rx, closer.clone(), stall));
+    let pump_task = tokio::spawn(delivery::pump(
+        shared.clone(),
+        conn.clone(),
+        start,
+        out_tx.clone(),
+        closer.clone(),
+        delivered.clone(),
+    ));
+    let ctx = service::Ctx {
+        shared: shared.clone(),
+        conn: conn.clone(),
+        out: out_tx.clone(),
+        closer: closer.clone(),
+    };
+    let request_task = tokio::spawn(service::request_loop(ctx, req_rx));
+
+    let reading = read_loop(&shared, &conn, &mut *reader, req_tx, out_tx, &closer, &delivered);
+    tokio::select! {
+        _ = reading => {}
+        _ = closer.closed() => {}
+        _ = stopped(&mut shutdown) => closer.close(Exit::Close(CloseReason::GoingAway, "relay is shutting down; reconnect".into())),
+    }
+    drop(reader);
+    let _ = request_task.await;
+    pump_task.abort();
+    let _ = pump_task.await;
+    let _ = writer_task.await;
+    shared.fanout.detach(&conn);
+    shared.acks.flush().await;
+    set_online(&shared, &conn, &[], false).await;
+    tracing::debug!(%peer, %device, exit = ?closer.exit(), "connection ended");
+}
+
+async fn read_loop(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnHandle>,
+    reader: &mut dyn FrameReader,
+    req_tx: mpsc::Sender<(u32, hush_protocol::frame::Request)>,
+    out: mpsc::Sender<Bytes>,
+    closer: &Closer,
+    delivered: &Delivered,
+) {
+    let idle = shared.config.limits.idle_timeout();
+    let mut protocol_errors = 0u32;
+    loop {
+        let frame = match timeout(idle, reader.recv()).await {
+            Err(_) => {
+                closer.close(Exit::Close(
+                    CloseReason::IdleTimeout,
+                    "no frame for three heartbeat intervals".into(),
+                ));
+                return;
+            }
+            Ok(Ok(None)) | Ok(Err(TransportError::Io(_))) => {
+                closer.close(Exit::Peer);
+                return;
+            }
+            Ok(Err(TransportError::TooLarge { len, max })) => {
+                let e = WireError::new(
+                    ErrorCode::FrameTooLarge,
+                    format!("frame of {len} bytes exceeds the limit of {max}"),
+                );
+                send_error(&out, e).await;
+                closer.close(Exit::Close(CloseReason::ProtocolError, "frame too large".into()));
+                return;
+            }
+            Ok(Err(e)) => {
+                send_error(&out, WireError::new(ErrorCode::Malformed, e.to_string())).await;
+                closer.close(Exit::Close(CloseReason::ProtocolError, e.to_string()));
+                return;
+            }
+            Ok(Ok(Some(bytes))) => bytes,
+        };
+        let frame = match codec::decode_with_limit::<ClientFrame>(&frame, shared.config.limits.max_frame_len) {
+            Ok(f) => f,
+            Err(e) => {
+                protocol_errors += 1;
+                send_error(&out, e.into()).await;
+                if protocol_errors >= 16 {
+                    closer.close(Exit::Close(
+                        CloseReason::ProtocolError,
+                        "too many malformed frames".into(),
+                    ));
+                    return;
+                }
+                continue;
+            }
+        };
+        match frame {
+            ClientFrame::Request { id, op } => {
+                if req_tx.send((id, op)).await.is_err() {
+                    return;
+                }
+            }
+            ClientFrame::Ack { group, seq } => {
+                // Clamp to what this connection delivered; ignore unknown groups.
+                if let Some(max) = delivered.get(&group) {
+                    shared.acks.advance(conn.device, group, seq.min(max)).await;
+                }
+            }
+            ClientFrame::AckInbox { seq } => {
+                let seq = seq.min(delivered.inbox.load(Ordering::Acquire));
+                if seq > 0
+                    && let Err(e) = shared.store.inbox_ack(conn.device, seq).await
+                {
+                    send_error(&out, e.into()).await;
+                }
+            }
+            ClientFrame::Ephemeral { group, payload } => {
+                if let Err(e) = ephemeral(shared, conn, group, payload).await {
+                    send_error(&out, e).await;
+                }
+            }
+            ClientFrame::Ping { nonce } => {
+                if let Some(f) = encode(&RelayFrame::Pong { nonce }) {
+                    let _ = out.try_send(f);
+                }
+            }
+            ClientFrame::Hello(_) | ClientFrame::Authenticate(_) => {
+                send_error(
+                    &out,
+                    WireError::new(ErrorCode::UnexpectedFrame, "already authenticated"),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+async fn ephemeral(shared: &Shared, conn: &ConnHandle, group: GroupId, payload: Bytes) -> Result<(), WireError> {
+    if payload.len() > MAX_EPHEMERAL_LEN {
+        return Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!("ephemeral payload over {MAX_EPHEMERAL_LEN} bytes"),
+        ));
+    }
+    rate_check(shared, conn.device)?;
+    match shared.store.membership(conn.device, &group).await? {
+        Some(m) if m.removed_seq.is_none() => {}
+        _ => return Err(WireError::new(ErrorCode::NotMember, "not a member of the group")),
+    }
+    let frame = RelayFrame::Ephemeral {
+        group: group.clone(),
+        sender: conn.device,
+        payload,
+    };
+    if let Some(frame) = encode(&frame) {
+        shared
+            .bus
+            .publish(BusEvent::Ephemeral {
+                group,
+                sender: conn.device,
+                frame,
+            })
+            .await;
+    }
+    Ok(())
+}
+
+/// Takes a rate-limit token for the device.
+pub fn rate_check(shared: &Shared, device: DeviceId) -> Result<(), WireError> {
+    shared.rate.check(device, Instant::now()).map_err(|ms| {
+        WireError::with_detail(
+            ErrorCode::RateLimited,
+            format!("rate limit exceeded; retry in {ms} ms"),
+            ErrorDetail::RetryAfterMs(ms),
+        )
+    })
+}
+
+async fn send_error(out: &mpsc::Sender<Bytes>, e: WireError) {
+    if let Some(f) = encode(&RelayFrame::Error(e)) {
+        let _ = out.send(f).await;
+    }
+}
+
+async fn send_closing(writer: &mut dyn FrameWriter, reason: CloseReason, message: &str) {
+    let frame = RelayFrame::Closing(Closing {
+        reason,
+        reconnect_after_ms: reconnect_delay(reason),
+        message: message.into(),
+    });
+    let _ = timeout(Duration::from_secs(1), async {
+        if let Some(f) = encode(&frame) {
+            let _ = writer.feed(f).await;
+            let _ = writer.flush().await;
+        }
+        writer.close(reason, message).await;
+    })
+    .await;
+}
+
+fn reconnect_delay(reason: CloseReason) -> u32 {
+    match reason {
+        CloseReason::GoingAway | CloseReason::ServerBusy => 1000,
+        CloseReason::SlowConsumer => 500,
+        _ => 0,
+    }
+}
+
+async fn writer_loop(
+    mut writer: Box<dyn FrameWriter>,
+    mut out: mpsc::Receiver<Bytes>,
+    mut direct: mpsc::Receiver<Bytes>,
+    closer: Closer,
+    stall: Duration,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = closer.closed() => break,
+            f = out.recv() => match f { Some(f) => f, None => break },
+            f = direct.recv() => match f { Some(f) => f, None => break },
+        };
+        let write = async {
+            writer.feed(first).await?;
+            for _ in 0..64 {
+                match out.try_recv() {
+                    Ok(f) => writer.feed(f).await?,
+                    Err(_) => break,
+                }
+            }
+            while let Ok(f) = direct.try_recv() {
+                writer.feed(f).await?;
+            }
+            writer.flush().await
+        };
+        match timeout(stall, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                closer.close(Exit::Peer);
+                return;
+            }
+            Err(_) => {
+                closer.close(Exit::Close(
+                    CloseReason::SlowConsumer,
+                    "socket writes stalled; reconnect and resume".into(),
+                ));
+                break;
+            }
+        }
+    }
+    match closer.exit() {
+        Some(Exit::Close(reason, msg)) => {
+            // Frames already queued (e.g. the error that caused the close) go first.
+            let _ = timeout(Duration::from_millis(500), async {
+                while let Ok(f) = out.try_recv() {
+                    if writer.feed(f).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+            send_closing(&mut *writer, reason, &msg).await;
+        }
+        _ => {
+            let _ = timeout(Duration::from_secs(1), writer.close(CloseReason::GoingAway, "")).await;
+        }
+    }
+}
+
+/// Marks the device online (first connection) or offline (last one) and tells
+/// devices that share a group with it.
+async fn set_online(shared: &Shared, conn: &ConnHandle, groups: &[GroupId], online: bool) {
+    let changed = {
+        let mut map = shared.online.lock().unwrap_or_else(|p| p.into_inner());
+        if online {
+            let n = map.entry(conn.device).or_insert(0);
+            *n += 1;
+            *n == 1
+        } else {
+            match map.get_mut(&conn.device) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                _ => {
+                    map.remove(&conn.device);
+                    true
+                }
+            }
+        }
+    };
+    if !changed {
+        return;
+    }
+    let now = now_ms();
+    if let Err(e) = shared.store.set_last_seen(conn.device, now).await {
+        tracing::warn!(error = %e, "recording last seen failed");
+    }
+    let groups = if online {
+        groups.to_vec()
+    } else {
+        match shared.store.memberships(conn.device).await {
+            Ok(ms) => ms
+                .into_iter()
+                .filter(|m| m.removed_seq.is_none())
+                .map(|m| m.group)
+                .collect(),
+            Err(_) => return,
+        }
+    };
+    let update = PresenceUpdate {
+        device: conn.device,
+        user: conn.user.clone(),
+        online,
+        last_seen_ms: now,
+    };
+    if let Some(frame) = encode(&RelayFrame::Presence(update)) {
+        shared
+            .bus
+            .publish(BusEvent::Presence {
+                device: conn.device,
+                groups,
+                frame,
+            })
+            .await;
+    }
+}
+
+/// Whether `device` has a live connection on this relay.
+pub fn is_online(shared: &Shared, device: DeviceId) -> bool {
+    shared
+        .online
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains_key(&device)
+}
+
+/// The identity a connection authenticated as.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    /// The device.
+    pub device: DeviceId,
+    /// Its user.
+    pub user: UserId,
+    /// Whether this connection registered it.
+    pub registered: bool,
+}

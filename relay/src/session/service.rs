@@ -1,0 +1,376 @@
+//! The delivery service's requests: one function per operation, each checking
+//! the caller's rights and turning store outcomes into replies.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hush_protocol::frame::{
+    Direction, GroupInfo, GroupStatus, InboxKind, MessageKind, Policy, Posters, PresenceUpdate, RelayFrame, Reply,
+    Request, Send,
+};
+use hush_protocol::limits::{
+    MAX_HISTORY_PAGE, MAX_KEY_PACKAGE_LEN, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_PAYLOAD_LEN, MAX_ROSTER_CHANGE,
+};
+use hush_protocol::{DeviceId, ErrorCode, ErrorDetail, GroupId, UserId, WireError};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::SendTimeoutError;
+
+use super::{Closer, Exit, encode, is_online, rate_check};
+use crate::bus::BusEvent;
+use crate::fanout::ConnHandle;
+use crate::state::{Shared, now_ms};
+use crate::store::{AppendOutcome, AppendRequest, Membership};
+use hush_protocol::frame::CloseReason;
+
+/// A connection's request context.
+pub struct Ctx {
+    /// Relay state.
+    pub shared: Arc<Shared>,
+    /// The connection.
+    pub conn: Arc<ConnHandle>,
+    /// Outbound queue.
+    pub out: mpsc::Sender<Bytes>,
+    /// Ends the connection.
+    pub closer: Closer,
+}
+
+/// Handles requests in arrival order until the queue closes.
+pub async fn request_loop(ctx: Ctx, mut rx: mpsc::Receiver<(u32, Request)>) {
+    let stall = ctx.shared.config.limits.slow_consumer_timeout();
+    while let Some((id, op)) = rx.recv().await {
+        let result = handle(&ctx, op).await;
+        if let Err(e) = &result
+            && e.code == ErrorCode::Internal
+        {
+            tracing::warn!(device = %ctx.conn.device, error = %e, "request failed");
+        }
+        let Some(frame) = encode(&RelayFrame::Response { id, result }) else {
+            continue;
+        };
+        match ctx.out.send_timeout(frame, stall).await {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(_)) => {
+                ctx.closer.close(Exit::Close(
+                    CloseReason::SlowConsumer,
+                    "client is not reading its responses".into(),
+                ));
+                return;
+            }
+            Err(SendTimeoutError::Closed(_)) => return,
+        }
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::InvalidRequest, msg)
+}
+
+async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
+    rate_check(&ctx.shared, ctx.conn.device)?;
+    match op {
+        Request::CreateGroup { group, policy } => create_group(ctx, group, policy).await,
+        Request::Send(send) => send_message(ctx, send).await,
+        Request::GetGroup { group } => get_group(ctx, group).await,
+        Request::SetPolicy { group, policy } => {
+            check_policy(&policy)?;
+            ctx.shared.store.set_policy(&group, ctx.conn.device, policy).await?;
+            Ok(Reply::Done)
+        }
+        Request::History {
+            group,
+            from_seq,
+            direction,
+            limit,
+        } => history(ctx, group, from_seq, direction, limit).await,
+        Request::UploadKeyPackages { one_time, last_resort } => {
+            if one_time.len() > MAX_KEY_PACKAGES_PER_UPLOAD {
+                return Err(invalid(format!(
+                    "at most {MAX_KEY_PACKAGES_PER_UPLOAD} key packages per upload"
+                )));
+            }
+            if one_time
+                .iter()
+                .chain(last_resort.iter())
+                .any(|k| k.is_empty() || k.len() > MAX_KEY_PACKAGE_LEN)
+            {
+                return Err(invalid(format!("key packages must be 1..={MAX_KEY_PACKAGE_LEN} bytes")));
+            }
+            let (one_time, last_resort) = ctx
+                .shared
+                .store
+                .upload_key_packages(ctx.conn.device, one_time, last_resort)
+                .await?;
+            Ok(Reply::KeyPackageCount { one_time, last_resort })
+        }
+        Request::ClaimKeyPackages { user, device } => {
+            let mut devices: Vec<DeviceId> = ctx
+                .shared
+                .store
+                .user_devices(&user)
+                .await?
+                .into_iter()
+                .map(|d| d.device)
+                .collect();
+            if let Some(d) = device {
+                devices.retain(|x| *x == d);
+            }
+            if devices.is_empty() {
+                return Err(WireError::new(ErrorCode::NotFound, "no such user or device"));
+            }
+            Ok(Reply::KeyPackages(ctx.shared.store.claim_key_packages(devices).await?))
+        }
+        Request::ListDevices { user } => list_devices(ctx, &user).await,
+        Request::SendToDevice { device, payload } => {
+            if payload.len() > MAX_PAYLOAD_LEN {
+                return Err(invalid(format!("payload over {MAX_PAYLOAD_LEN} bytes")));
+            }
+            if ctx.shared.store.device(device).await?.is_none() {
+                return Err(WireError::new(ErrorCode::NotFound, "no such device"));
+            }
+            let seq = ctx
+                .shared
+                .store
+                .inbox_push(device, ctx.conn.device, InboxKind::Direct, payload, now_ms())
+                .await?;
+            ctx.shared.bus.publish(BusEvent::Inbox { device, seq }).await;
+            Ok(Reply::Done)
+        }
+        Request::GetPresence { devices } => presence(ctx, devices).await,
+        Request::ListGroups => {
+            let mut out = Vec::new();
+            for m in active(ctx.shared.store.memberships(ctx.conn.device).await?) {
+                if let Some(g) = ctx.shared.store.group(&m.group).await? {
+                    out.push(GroupStatus {
+                        group: m.group,
+                        head_seq: g.head_seq,
+                        resume_after: m.cursor,
+                        epoch: g.epoch,
+                    });
+                }
+            }
+            Ok(Reply::Groups(out))
+        }
+    }
+}
+
+fn active(ms: Vec<Membership>) -> impl Iterator<Item = Membership> {
+    ms.into_iter().filter(|m| m.removed_seq.is_none())
+}
+
+fn check_policy(p: &Policy) -> Result<(), WireError> {
+    let posters = match &p.posters {
+        Posters::Everyone => 0,
+        Posters::Only(v) => v.len(),
+    };
+    if posters > MAX_ROSTER_CHANGE || p.admins.len() > MAX_ROSTER_CHANGE {
+        return Err(invalid(format!("policy lists at most {MAX_ROSTER_CHANGE} devices")));
+    }
+    Ok(())
+}
+
+async fn create_group(ctx: &Ctx, group: GroupId, policy: Policy) -> Result<Reply, WireError> {
+    if !group.is_valid() {
+        return Err(invalid("group id must be 1..=255 bytes"));
+    }
+    check_policy(&policy)?;
+    let shared = &ctx.shared;
+    let rec = shared
+        .store
+        .create_group(
+            group.clone(),
+            ctx.conn.device,
+            policy,
+            shared.config.region.clone(),
+            now_ms(),
+        )
+        .await?;
+    shared.fanout.attach_device_to_group(ctx.conn.device, &group, 0);
+    Ok(Reply::GroupCreated { epoch: rec.epoch })
+}
+
+async fn send_message(ctx: &Ctx, send: Send) -> Result<Reply, WireError> {
+    if !send.group.is_valid() {
+        return Err(invalid("group id must be 1..=255 bytes"));
+    }
+    if send.payload.len() > MAX_PAYLOAD_LEN {
+        return Err(invalid(format!("payload over {MAX_PAYLOAD_LEN} bytes")));
+    }
+    if let Some(r) = &send.roster {
+        if send.kind != MessageKind::Commit {
+            return Err(invalid("roster changes ride only with a commit"));
+        }
+        if r.add.len() + r.remove.len() > MAX_ROSTER_CHANGE {
+            return Err(invalid(format!(
+                "at most {MAX_ROSTER_CHANGE} roster changes per commit"
+            )));
+        }
+        if r.welcome.as_ref().is_some_and(|w| w.len() > MAX_PAYLOAD_LEN) {
+            return Err(invalid(format!("welcome over {MAX_PAYLOAD_LEN} bytes")));
+        }
+    }
+    let shared = &ctx.shared;
+    let req = AppendRequest {
+        group: send.group.clone(),
+        sender: ctx.conn.device,
+        client_msg_id: send.client_msg_id,
+        kind: send.kind,
+        epoch: send.epoch,
+        payload: send.payload,
+        roster: send.roster,
+        now_ms: now_ms(),
+    };
+    match shared.store.append(req).await? {
+        AppendOutcome::Duplicate { seq, epoch } => Ok(Reply::Sent {
+            seq,
+            epoch,
+            duplicate: true,
+        }),
+        AppendOutcome::Appended {
+            entry,
+            epoch,
+            added,
+            removed,
+        } => {
+            let seq = entry.seq;
+            let group = entry.group.clone();
+            if let Some(frame) = encode(&RelayFrame::Deliver(entry)) {
+                let added_devices: Vec<DeviceId> = added.iter().map(|(d, _)| *d).collect();
+                shared
+                    .bus
+                    .publish(BusEvent::Appended {
+                        group,
+                        seq,
+                        frame,
+                        added: added_devices,
+                        removed,
+                    })
+                    .await;
+            }
+            for (device, inbox_seq) in added {
+                if inbox_seq > 0 {
+                    shared.bus.publish(BusEvent::Inbox { device, seq: inbox_seq }).await;
+                }
+            }
+            Ok(Reply::Sent {
+                seq,
+                epoch,
+                duplicate: false,
+            })
+        }
+    }
+}
+
+async fn member(ctx: &Ctx, group: &GroupId) -> Result<Membership, WireError> {
+    match ctx.shared.store.membership(ctx.conn.device, group).await? {
+        Some(m) if m.removed_seq.is_none() => Ok(m),
+        _ => {
+            if ctx.shared.store.group(group).await?.is_none() {
+                Err(WireError::new(ErrorCode::NotFound, "no such group"))
+            } else {
+                Err(WireError::new(ErrorCode::NotMember, "not a member of the group"))
+            }
+        }
+    }
+}
+
+async fn get_group(ctx: &Ctx, group: GroupId) -> Result<Reply, WireError> {
+    member(ctx, &group).await?;
+    let g = ctx
+        .shared
+        .store
+        .group(&group)
+        .await?
+        .ok_or_else(|| WireError::new(ErrorCode::NotFound, "no such group"))?;
+    Ok(Reply::Group(GroupInfo {
+        group: g.group,
+        epoch: g.epoch,
+        roster: g.roster,
+        policy: g.policy,
+        head_seq: g.head_seq,
+        first_seq: g.first_seq,
+    }))
+}
+
+async fn history(
+    ctx: &Ctx,
+    group: GroupId,
+    from_seq: u64,
+    direction: Direction,
+    limit: u16,
+) -> Result<Reply, WireError> {
+    let m = member(ctx, &group).await?;
+    let g = ctx
+        .shared
+        .store
+        .group(&group)
+        .await?
+        .ok_or_else(|| WireError::new(ErrorCode::NotFound, "no such group"))?;
+    // A member reads only what was sent after it joined.
+    let lowest = (m.joined_seq + 1).max(g.first_seq);
+    let limit = usize::from(limit.clamp(1, MAX_HISTORY_PAGE));
+    let from = match direction {
+        Direction::Forward => from_seq.max(m.joined_seq + 1),
+        Direction::Backward => from_seq.min(g.head_seq),
+    };
+    // Entries this member was entitled to are gone: say so rather than skip them.
+    if direction == Direction::Forward && from < g.first_seq && g.first_seq > m.joined_seq + 1 {
+        return Err(WireError::with_detail(
+            ErrorCode::Truncated,
+            format!("entries before {} are no longer retained", g.first_seq),
+            ErrorDetail::FirstAvailable(g.first_seq),
+        ));
+    }
+    if from < lowest || from > g.head_seq {
+        return Ok(Reply::History {
+            entries: Vec::new(),
+            next_from: None,
+        });
+    }
+    let mut entries = ctx.shared.store.read_log(&group, from, direction, limit).await?;
+    entries.retain(|e| e.seq >= lowest);
+    let next_from = match (direction, entries.last()) {
+        (Direction::Forward, Some(e)) if e.seq < g.head_seq => Some(e.seq + 1),
+        (Direction::Backward, Some(e)) if e.seq > lowest => Some(e.seq - 1),
+        _ => None,
+    };
+    Ok(Reply::History { entries, next_from })
+}
+
+async fn list_devices(ctx: &Ctx, user: &UserId) -> Result<Reply, WireError> {
+    let devices = ctx.shared.store.user_devices(user).await?;
+    Ok(Reply::Devices(
+        devices
+            .into_iter()
+            .map(|d| hush_protocol::frame::DeviceInfo {
+                device: d.device,
+                key: d.key,
+                registered_ms: d.registered_ms,
+            })
+            .collect(),
+    ))
+}
+
+async fn presence(ctx: &Ctx, devices: Vec<DeviceId>) -> Result<Reply, WireError> {
+    if devices.len() > 1000 {
+        return Err(invalid("ask about at most 1000 devices"));
+    }
+    let store = &ctx.shared.store;
+    let mine: std::collections::HashSet<GroupId> = active(store.memberships(ctx.conn.device).await?)
+        .map(|m| m.group)
+        .collect();
+    let mut out = Vec::new();
+    for d in devices {
+        let shares = d == ctx.conn.device || active(store.memberships(d).await?).any(|m| mine.contains(&m.group));
+        if !shares {
+            continue;
+        }
+        let Some(rec) = store.device(d).await? else { continue };
+        out.push(PresenceUpdate {
+            device: d,
+            user: rec.user,
+            online: is_online(&ctx.shared, d),
+            last_seen_ms: store.last_seen(d).await?,
+        });
+    }
+    Ok(Reply::Presence(out))
+}

@@ -1,0 +1,140 @@
+//! What every connection of a relay shares.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hush_protocol::{DeviceId, GroupId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::fanout::FanOut;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+use crate::token::TokenVerifier;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The relay's shared state.
+pub struct Shared {
+    /// Configuration.
+    pub config: Config,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Cross-relay fan-out.
+    pub bus: Arc<dyn Bus>,
+    /// Local fan-out.
+    pub fanout: Arc<FanOut>,
+    /// Per-device token buckets.
+    pub rate: RateLimiter,
+    /// Registration token verification.
+    pub tokens: TokenVerifier,
+    /// Cursor acknowledgements, batched.
+    pub acks: AckBatcher,
+    /// Online devices on this relay.
+    pub online: Mutex<HashMap<DeviceId, usize>>,
+    /// Live connections.
+    pub connections: AtomicUsize,
+    /// Next connection id.
+    pub next_conn_id: AtomicU64,
+}
+
+impl Shared {
+    /// A fresh connection id.
+    pub fn conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+enum AckMsg {
+    Advance(DeviceId, GroupId, u64),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Collects cursor acknowledgements and writes them in batches, so a client
+/// acknowledging every message does not cost a transaction per message.
+/// A crash loses at most one batch interval of cursor movement, which only means
+/// entries are delivered again (clients drop seqs they have already seen, and
+/// resume hints let a client say exactly where it is).
+#[derive(Clone)]
+pub struct AckBatcher {
+    tx: mpsc::Sender<AckMsg>,
+}
+
+impl AckBatcher {
+    /// Starts the batcher task.
+    pub fn spawn(store: Arc<dyn Store>, interval: Duration) -> Self {
+        let (tx, mut rx) = mpsc::channel::<AckMsg>(8192);
+        tokio::spawn(async move {
+            let mut pending: HashMap<(DeviceId, GroupId), u64> = HashMap::new();
+            let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+            loop {
+                let msg = if pending.is_empty() && waiters.is_empty() {
+                    rx.recv().await
+                } else {
+                    match tokio::time::timeout(interval, rx.recv()).await {
+                        Ok(m) => m,
+                        Err(_) => {
+                            flush(&*store, &mut pending, &mut waiters).await;
+                            continue;
+                        }
+                    }
+                };
+                match msg {
+                    None => {
+                        flush(&*store, &mut pending, &mut waiters).await;
+                        return;
+                    }
+                    Some(AckMsg::Advance(d, g, s)) => {
+                        let e = pending.entry((d, g)).or_insert(0);
+                        *e = (*e).max(s);
+                        if pending.len() >= 1000 {
+                            flush(&*store, &mut pending, &mut waiters).await;
+                        }
+                    }
+                    Some(AckMsg::Flush(w)) => {
+                        waiters.push(w);
+                        flush(&*store, &mut pending, &mut waiters).await;
+                    }
+                }
+            }
+        });
+        AckBatcher { tx }
+    }
+
+    /// Records an acknowledgement.
+    pub async fn advance(&self, device: DeviceId, group: GroupId, seq: u64) {
+        let _ = self.tx.send(AckMsg::Advance(device, group, seq)).await;
+    }
+
+    /// Writes everything recorded so far; returns when it is durable.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(AckMsg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn flush(
+    store: &dyn Store,
+    pending: &mut HashMap<(DeviceId, GroupId), u64>,
+    waiters: &mut Vec<oneshot::Sender<()>>,
+) {
+    if !pending.is_empty() {
+        let batch: Vec<_> = pending.drain().map(|((d, g), s)| (d, g, s)).collect();
+        if let Err(e) = store.advance_cursors(batch).await {
+            tracing::warn!(error = %e, "writing cursors failed; entries may be delivered again");
+        }
+    }
+    for w in waiters.drain(..) {
+        let _ = w.send(());
+    }
+}

@@ -1,0 +1,223 @@
+//! Registration rules, presence and ephemeral signals, retention.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use hush_protocol::frame::{
+    ClientFrame, Direction, Notice, PresenceUpdate, Registration, RelayFrame, Reply, Request, Resume,
+};
+use hush_protocol::{ErrorCode, ErrorDetail};
+use hush_relay::token::issue_hs256;
+use hush_sdk::wire::Identity;
+
+fn exp() -> u64 {
+    hush_relay::state::now_ms() / 1000 + 3600
+}
+
+#[tokio::test]
+async fn closed_relay_needs_a_token_or_a_link_approval() {
+    let relay = TestRelay::start_with(|c| {
+        c.auth.open = false;
+        c.auth.jwt_hs256_secret = Some("app-secret".into());
+    })
+    .await;
+    let alice = Identity::generate("alice");
+    // No proof: refused with a reason.
+    let err = relay.try_connect(&alice, relay.options()).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::RegistrationRequired));
+    // A token for someone else, or signed with the wrong key: refused.
+    let mut opts = relay.options();
+    opts.registration = Registration::Token(issue_hs256(b"app-secret", "bob", exp()));
+    assert_eq!(
+        relay.try_connect(&alice, opts).await.unwrap_err().code(),
+        Some(ErrorCode::InvalidToken)
+    );
+    let mut opts = relay.options();
+    opts.registration = Registration::Token(issue_hs256(b"wrong", "alice", exp()));
+    assert_eq!(
+        relay.try_connect(&alice, opts).await.unwrap_err().code(),
+        Some(ErrorCode::InvalidToken)
+    );
+    // A valid token registers the device; afterwards no proof is needed.
+    let mut opts = relay.options();
+    opts.registration = Registration::Token(issue_hs256(b"app-secret", "alice", exp()));
+    let c = relay.try_connect(&alice, opts).await.unwrap();
+    assert!(c.ready().registered);
+    drop(c);
+    let c = relay.try_connect(&alice, relay.options()).await.unwrap();
+    assert!(!c.ready().registered);
+    // A second device of alice's, approved by the first.
+    let phone = Identity::from_seed("alice", rand::random());
+    let mut opts = relay.options();
+    opts.registration = alice.approve_link(&phone.public_key());
+    let p = relay.try_connect(&phone, opts).await.unwrap();
+    assert!(p.ready().registered);
+    match c
+        .request(Request::ListDevices {
+            user: alice.user.clone(),
+        })
+        .await
+        .unwrap()
+    {
+        Reply::Devices(d) => assert_eq!(d.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    // An approval from another user's device does not work.
+    let bob = Identity::generate("bob");
+    let mut opts = relay.options();
+    opts.registration = Registration::Token(issue_hs256(b"app-secret", "bob", exp()));
+    drop(relay.try_connect(&bob, opts).await.unwrap());
+    let bob2 = Identity::generate("bob");
+    let mut opts = relay.options();
+    opts.registration = alice.approve_link(&bob2.public_key());
+    assert_eq!(
+        relay.try_connect(&bob2, opts).await.unwrap_err().code(),
+        Some(ErrorCode::AuthFailed)
+    );
+    // A registered key cannot be claimed by another user.
+    let thief = Identity::from_seed("mallory", alice.seed());
+    assert_eq!(
+        relay.try_connect(&thief, relay.options()).await.unwrap_err().code(),
+        Some(ErrorCode::AuthFailed)
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn presence_and_typing_reach_only_group_members() {
+    let relay = TestRelay::start().await;
+    let (a, b, e) = (
+        Identity::generate("alice"),
+        Identity::generate("bob"),
+        Identity::generate("eve"),
+    );
+    let mut ca = relay.connect(&a).await;
+    let cb = relay.connect(&b).await;
+    let mut ce = relay.connect(&e).await;
+    let g = group_with(&ca, "chat", &[&cb]).await;
+    drop(cb);
+    let f = wait_for(&mut ca, |f| matches!(f, RelayFrame::Presence(p) if !p.online)).await;
+    let RelayFrame::Presence(p) = f else { unreachable!() };
+    assert_eq!(p.device, b.device());
+    assert!(p.last_seen_ms > 0);
+    let mut cb = relay.connect(&b).await;
+    let f = wait_for(&mut ca, |f| matches!(f, RelayFrame::Presence(p) if p.online)).await;
+    assert!(matches!(f, RelayFrame::Presence(PresenceUpdate { online: true, .. })));
+    // Typing: delivered live to the other member, never stored.
+    ca.send(&ClientFrame::Ephemeral {
+        group: g.clone(),
+        payload: bytes::Bytes::from_static(b"typing"),
+    })
+    .await
+    .unwrap();
+    let f = wait_for(&mut cb, |f| matches!(f, RelayFrame::Ephemeral { .. })).await;
+    assert_eq!(
+        f,
+        RelayFrame::Ephemeral {
+            group: g.clone(),
+            sender: a.device(),
+            payload: bytes::Bytes::from_static(b"typing")
+        }
+    );
+    match ca.request(Request::GetGroup { group: g.clone() }).await.unwrap() {
+        Reply::Group(info) => assert_eq!(info.head_seq, 1, "typing must not be stored"),
+        other => panic!("{other:?}"),
+    }
+    // Eve shares no group: no presence, no typing, and asking is answered with nothing.
+    assert_quiet(&mut ce, |f| {
+        matches!(f, RelayFrame::Presence(_) | RelayFrame::Ephemeral { .. })
+    })
+    .await;
+    assert_eq!(
+        ce.request(Request::GetPresence {
+            devices: vec![b.device()]
+        })
+        .await
+        .unwrap(),
+        Reply::Presence(vec![])
+    );
+    ce.send(&ClientFrame::Ephemeral {
+        group: g.clone(),
+        payload: bytes::Bytes::from_static(b"x"),
+    })
+    .await
+    .unwrap();
+    let f = wait_for(&mut ce, |f| matches!(f, RelayFrame::Error(_))).await;
+    assert!(matches!(f, RelayFrame::Error(err) if err.code == ErrorCode::NotMember));
+    match ca
+        .request(Request::GetPresence {
+            devices: vec![b.device()],
+        })
+        .await
+        .unwrap()
+    {
+        Reply::Presence(v) => assert!(v.len() == 1 && v[0].online),
+        other => panic!("{other:?}"),
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn retention_deletes_acknowledged_entries_and_says_so() {
+    let relay = TestRelay::start_with(|c| c.retention.interval_secs = 1).await;
+    let (a, b) = (Identity::generate("alice"), Identity::generate("bob"));
+    let mut ca = relay.connect(&a).await;
+    let mut cb = relay.connect(&b).await;
+    let g = group_with(&ca, "ephemeral-history", &[&cb]).await;
+    for n in 0..5u64 {
+        send_app(&ca, &g, n, 1, b"m").await.unwrap();
+    }
+    let ea = deliveries(&mut ca, &g, 6).await;
+    let eb = deliveries(&mut cb, &g, 5).await;
+    ca.ack(&g, ea.last().unwrap().seq).await.unwrap();
+    cb.ack(&g, eb.last().unwrap().seq).await.unwrap();
+    // Wait (bounded) for the retention pass that follows the acknowledgements.
+    let mut first = 0;
+    for _ in 0..100 {
+        if let Reply::Group(info) = ca.request(Request::GetGroup { group: g.clone() }).await.unwrap() {
+            first = info.first_seq;
+            if first == 7 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        first, 7,
+        "every entry was acknowledged by every member, so none is kept"
+    );
+    // A device that asks to resume from before the retained range is told, explicitly.
+    drop(cb);
+    let mut opts = relay.options();
+    opts.resume = vec![Resume {
+        group: g.clone(),
+        after_seq: 2,
+    }];
+    let mut cb = relay.try_connect(&b, opts).await.unwrap();
+    let (s, _) = send_app(&ca, &g, 99, 1, b"new").await.unwrap();
+    let f = wait_for(&mut cb, |f| matches!(f, RelayFrame::Notice(_) | RelayFrame::Deliver(_))).await;
+    assert_eq!(
+        f,
+        RelayFrame::Notice(Notice::Truncated {
+            group: g.clone(),
+            first_available: 7
+        })
+    );
+    assert_eq!(deliveries(&mut cb, &g, 1).await[0].seq, s);
+    let err = cb
+        .request(Request::History {
+            group: g.clone(),
+            from_seq: 2,
+            direction: Direction::Forward,
+            limit: 5,
+        })
+        .await;
+    match err.unwrap_err() {
+        hush_sdk::wire::ClientError::Relay(e) => assert_eq!(e.detail, ErrorDetail::FirstAvailable(7)),
+        other => panic!("{other:?}"),
+    }
+    relay.stop().await;
+}

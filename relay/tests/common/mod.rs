@@ -1,0 +1,187 @@
+//! Test harness: a real relay on a loopback port with its data in a temporary
+//! directory, and helpers for real WebSocket clients.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hush_protocol::frame::{LogEntry, MessageKind, Policy, RelayFrame, Reply, Request, RosterChange, Send};
+use hush_protocol::{DeviceId, GroupId};
+use hush_relay::{Config, Relay, ShutdownHandle};
+use hush_sdk::wire::{ClientError, ConnectOptions, Identity, Trust, WireClient};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestRelay {
+    pub addr: std::net::SocketAddr,
+    pub cert: [u8; 32],
+    pub handle: ShutdownHandle,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestRelay {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(f: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        config.limits.rate_per_second = 100_000.0;
+        config.limits.rate_burst = 100_000.0;
+        f(&mut config);
+        let relay = Relay::load(config).await.unwrap();
+        let addr = relay.local_addr();
+        let cert = relay.tls().leaf_sha256;
+        let handle = relay.shutdown_handle();
+        let task = tokio::spawn(relay.run());
+        TestRelay {
+            addr,
+            cert,
+            handle,
+            task,
+            dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("wss://{}/ws", self.addr)
+    }
+
+    pub fn options(&self) -> ConnectOptions {
+        ConnectOptions::new(self.url(), Trust::CertSha256(self.cert))
+    }
+
+    pub async fn connect(&self, id: &Identity) -> WireClient {
+        WireClient::connect(id, self.options()).await.unwrap()
+    }
+
+    pub async fn try_connect(&self, id: &Identity, opts: ConnectOptions) -> Result<WireClient, ClientError> {
+        WireClient::connect(id, opts).await
+    }
+
+    pub async fn stop(self) {
+        self.handle.shutdown();
+        tokio::time::timeout(WAIT, self.task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+pub fn gid(name: &str) -> GroupId {
+    GroupId(name.as_bytes().to_vec())
+}
+
+pub async fn create_group(c: &WireClient, group: &GroupId, policy: Policy) {
+    let r = c
+        .request(Request::CreateGroup {
+            group: group.clone(),
+            policy,
+        })
+        .await
+        .unwrap();
+    assert_eq!(r, Reply::GroupCreated { epoch: 0 });
+}
+
+/// Sends a commit at `epoch` adding and removing devices; returns `(seq, new epoch)`.
+pub async fn commit(
+    c: &WireClient,
+    group: &GroupId,
+    epoch: u64,
+    add: Vec<DeviceId>,
+    remove: Vec<DeviceId>,
+) -> Result<(u64, u64), ClientError> {
+    let welcome = (!add.is_empty()).then(|| Bytes::from_static(b"welcome"));
+    let reply = c
+        .request(Request::Send(Send {
+            group: group.clone(),
+            client_msg_id: rand::random(),
+            kind: MessageKind::Commit,
+            epoch,
+            payload: Bytes::from(format!("commit@{epoch}")),
+            roster: Some(RosterChange { add, remove, welcome }),
+        }))
+        .await?;
+    match reply {
+        Reply::Sent { seq, epoch, .. } => Ok((seq, epoch)),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+pub async fn send_app(
+    c: &WireClient,
+    group: &GroupId,
+    cmid: u64,
+    epoch: u64,
+    payload: &[u8],
+) -> Result<(u64, bool), ClientError> {
+    let reply = c
+        .request(Request::Send(Send {
+            group: group.clone(),
+            client_msg_id: cmid,
+            kind: MessageKind::Application,
+            epoch,
+            payload: Bytes::copy_from_slice(payload),
+            roster: None,
+        }))
+        .await?;
+    match reply {
+        Reply::Sent { seq, duplicate, .. } => Ok((seq, duplicate)),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+/// Waits for the next `n` log entries of `group`, skipping other events.
+pub async fn deliveries(c: &mut WireClient, group: &GroupId, n: usize) -> Vec<LogEntry> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match c.next_event_timeout(WAIT).await {
+            Ok(Some(RelayFrame::Deliver(e))) if &e.group == group => out.push(e),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("connection closed after {} of {n} entries", out.len()),
+            Err(_) => panic!("timed out after {} of {n} entries", out.len()),
+        }
+    }
+    out
+}
+
+/// Waits for an event matching `pred`, skipping others.
+pub async fn wait_for(c: &mut WireClient, mut pred: impl FnMut(&RelayFrame) -> bool) -> RelayFrame {
+    loop {
+        match c.next_event_timeout(WAIT).await {
+            Ok(Some(f)) if pred(&f) => return f,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("connection closed while waiting"),
+            Err(_) => panic!("timed out waiting for an event"),
+        }
+    }
+}
+
+/// Asserts no event matching `pred` is already queued or arrives before a Pong
+/// for a ping sent now (the relay handles a connection's frames in order, so the
+/// pong bounds what was in flight).
+pub async fn assert_quiet(c: &mut WireClient, mut pred: impl FnMut(&RelayFrame) -> bool) {
+    let nonce = rand::random();
+    c.send(&hush_protocol::frame::ClientFrame::Ping { nonce })
+        .await
+        .unwrap();
+    loop {
+        match c.next_event_timeout(WAIT).await.unwrap() {
+            Some(RelayFrame::Pong { nonce: n }) if n == nonce => return,
+            Some(f) => assert!(!pred(&f), "unexpected event {f:?}"),
+            None => panic!("closed"),
+        }
+    }
+}
+
+/// A group of `members.len() + 1` devices: the creator adds everyone in one commit.
+pub async fn group_with(creator: &WireClient, name: &str, members: &[&WireClient]) -> GroupId {
+    let g = gid(name);
+    create_group(creator, &g, Policy::default()).await;
+    let add = members.iter().map(|m| m.ready().device).collect();
+    commit(creator, &g, 0, add, vec![]).await.unwrap();
+    g
+}
