@@ -19,7 +19,7 @@ use super::{Closer, Exit, encode, is_online, rate_check};
 use crate::bus::BusEvent;
 use crate::fanout::ConnHandle;
 use crate::state::{Shared, now_ms};
-use crate::store::{AppendOutcome, AppendRequest, Membership};
+use crate::store::{AppendOutcome, AppendRequest, GroupRecord, Membership};
 use hush_protocol::frame::CloseReason;
 
 /// A connection's request context.
@@ -273,14 +273,20 @@ async fn member(ctx: &Ctx, group: &GroupId) -> Result<Membership, WireError> {
     }
 }
 
-async fn get_group(ctx: &Ctx, group: GroupId) -> Result<Reply, WireError> {
-    member(ctx, &group).await?;
+/// The caller's membership and the group record; refuses non-members.
+async fn member_of(ctx: &Ctx, group: &GroupId) -> Result<(Membership, GroupRecord), WireError> {
+    let m = member(ctx, group).await?;
     let g = ctx
         .shared
         .store
-        .group(&group)
+        .group(group)
         .await?
         .ok_or_else(|| WireError::new(ErrorCode::NotFound, "no such group"))?;
+    Ok((m, g))
+}
+
+async fn get_group(ctx: &Ctx, group: GroupId) -> Result<Reply, WireError> {
+    let (_, g) = member_of(ctx, &group).await?;
     Ok(Reply::Group(GroupInfo {
         group: g.group,
         epoch: g.epoch,
@@ -298,13 +304,7 @@ async fn history(
     direction: Direction,
     limit: u16,
 ) -> Result<Reply, WireError> {
-    let m = member(ctx, &group).await?;
-    let g = ctx
-        .shared
-        .store
-        .group(&group)
-        .await?
-        .ok_or_else(|| WireError::new(ErrorCode::NotFound, "no such group"))?;
+    let (m, g) = member_of(ctx, &group).await?;
     // A member reads only what was sent after it joined.
     let lowest = (m.joined_seq + 1).max(g.first_seq);
     let limit = usize::from(limit.clamp(1, MAX_HISTORY_PAGE));
