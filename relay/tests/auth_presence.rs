@@ -221,3 +221,83 @@ async fn retention_deletes_acknowledged_entries_and_says_so() {
     }
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn announce_only_groups_refuse_other_posters() {
+    use hush_protocol::frame::{Policy, Posters};
+    let relay = TestRelay::start().await;
+    let (a, b) = (Identity::generate("host"), Identity::generate("listener"));
+    let ca = relay.connect(&a).await;
+    let mut cb = relay.connect(&b).await;
+    let g = gid("announcements");
+    let policy = Policy {
+        posters: Posters::Only(vec![a.device()]),
+        admins: vec![a.device()],
+        admins_change_roster: true,
+    };
+    create_group(&ca, &g, policy.clone()).await;
+    commit(&ca, &g, 0, vec![b.device()], vec![]).await.unwrap();
+    let (s, _) = send_app(&ca, &g, 1, 1, b"news").await.unwrap();
+    assert_eq!(deliveries(&mut cb, &g, 1).await[0].seq, s);
+    assert_eq!(
+        send_app(&cb, &g, 2, 1, b"reply").await.unwrap_err().code(),
+        Some(ErrorCode::Forbidden)
+    );
+    // Only admins change the roster or the policy.
+    assert_eq!(
+        commit(&cb, &g, 1, vec![], vec![a.device()]).await.unwrap_err().code(),
+        Some(ErrorCode::Forbidden)
+    );
+    let open = Policy {
+        posters: Posters::Everyone,
+        ..policy
+    };
+    let err = cb
+        .request(Request::SetPolicy {
+            group: g.clone(),
+            policy: open.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden));
+    assert_eq!(
+        ca.request(Request::SetPolicy {
+            group: g.clone(),
+            policy: open
+        })
+        .await
+        .unwrap(),
+        Reply::Done
+    );
+    send_app(&cb, &g, 3, 1, b"now I may").await.unwrap();
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_and_pinging_ones_kept() {
+    use hush_protocol::frame::{CloseReason, Closing};
+    let relay = TestRelay::start_with(|c| c.limits.heartbeat_ms = 100).await;
+    let (a, b) = (Identity::generate("quiet"), Identity::generate("chatty"));
+    let mut quiet = relay.connect(&a).await;
+    let mut chatty = relay.connect(&b).await;
+    assert_eq!(quiet.challenge().heartbeat_ms, 100);
+    let f = wait_for(&mut quiet, |f| matches!(f, RelayFrame::Closing(_))).await;
+    assert!(matches!(
+        f,
+        RelayFrame::Closing(Closing {
+            reason: CloseReason::IdleTimeout,
+            ..
+        })
+    ));
+    // Pinging every interval keeps the other alive well past the idle timeout.
+    for n in 0..10u64 {
+        chatty.send(&ClientFrame::Ping { nonce: n }).await.unwrap();
+        let f = wait_for(&mut chatty, |f| {
+            matches!(f, RelayFrame::Pong { .. } | RelayFrame::Closing(_))
+        })
+        .await;
+        assert_eq!(f, RelayFrame::Pong { nonce: n });
+        tokio::time::sleep(Duration::from_millis(100)).await; // the client's heartbeat interval
+    }
+    relay.stop().await;
+}

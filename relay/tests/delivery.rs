@@ -325,3 +325,41 @@ async fn history_pages_both_directions() {
     assert_eq!(page(5, Direction::Backward).await, ((1..=5).rev().collect(), None));
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn history_pages_of_large_entries_stay_within_one_frame() {
+    let relay = TestRelay::start().await;
+    let a = Identity::generate("alice");
+    let ca = relay.connect(&a).await;
+    let g = gid("big");
+    create_group(&ca, &g, Default::default()).await;
+    let big = vec![1u8; hush_protocol::limits::MAX_PAYLOAD_LEN];
+    for n in 1..=5u64 {
+        send_app(&ca, &g, n, 0, &big).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut from = 1;
+    loop {
+        let r = ca.request(Request::History {
+            group: g.clone(),
+            from_seq: from,
+            direction: Direction::Forward,
+            limit: 500,
+        });
+        let Reply::History { entries, next_from } = r.await.unwrap() else {
+            panic!()
+        };
+        assert!(
+            !entries.is_empty() && entries.len() < 5,
+            "a page of {} large entries",
+            entries.len()
+        );
+        seen.extend(entries.iter().map(|e| e.seq));
+        match next_from {
+            Some(n) => from = n,
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![1, 2, 3, 4, 5]);
+    relay.stop().await;
+}

@@ -44,8 +44,16 @@ pub async fn request_loop(ctx: Ctx, mut rx: mpsc::Receiver<(u32, Request)>) {
         {
             tracing::warn!(device = %ctx.conn.device, error = %e, "request failed");
         }
-        let Some(frame) = encode(&RelayFrame::Response { id, result }) else {
-            continue;
+        // A response that cannot be encoded (a bug) still gets an answer.
+        let frame = match encode(&RelayFrame::Response { id, result }) {
+            Some(f) => f,
+            None => {
+                let e = WireError::new(ErrorCode::Internal, "response could not be encoded");
+                let Some(f) = encode(&RelayFrame::Response { id, result: Err(e) }) else {
+                    continue;
+                };
+                f
+            }
         };
         match ctx.out.send_timeout(frame, stall).await {
             Ok(()) => {}
@@ -60,6 +68,9 @@ pub async fn request_loop(ctx: Ctx, mut rx: mpsc::Receiver<(u32, Request)>) {
         }
     }
 }
+
+/// Payload bytes per history page, leaving room for framing within `MAX_FRAME_LEN`.
+const HISTORY_PAGE_BYTES: usize = hush_protocol::limits::MAX_FRAME_LEN - 64 * 1024;
 
 fn invalid(msg: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::InvalidRequest, msg)
@@ -328,6 +339,18 @@ async fn history(
     }
     let mut entries = ctx.shared.store.read_log(&group, from, direction, limit).await?;
     entries.retain(|e| e.seq >= lowest);
+    // Keep the page within one frame: stop before the entry that would overflow it
+    // (a page always holds at least one entry; one entry always fits).
+    let mut bytes = 0usize;
+    let fits = entries
+        .iter()
+        .position(|e| {
+            bytes += e.payload.len() + 96;
+            bytes > HISTORY_PAGE_BYTES
+        })
+        .unwrap_or(entries.len())
+        .max(1);
+    entries.truncate(fits);
     let next_from = match (direction, entries.last()) {
         (Direction::Forward, Some(e)) if e.seq < g.head_seq => Some(e.seq + 1),
         (Direction::Backward, Some(e)) if e.seq > lowest => Some(e.seq - 1),
