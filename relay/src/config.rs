@@ -217,6 +217,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/relay.example.toml");
+        let c = Config::from_file(&path).unwrap();
+        c.validate().unwrap();
+        assert!(!c.auth.open);
+    }
+
+    #[test]
     fn closed_registration_needs_a_key() {
         let mut c = Config::default();
         c.auth.open = false;

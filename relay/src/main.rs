@@ -12,7 +12,7 @@ use hush_relay::{Config, Relay};
 
 /// A hush relay: end-to-end-encrypted group messaging, ordered and durable.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// TOML configuration file (flags override it).
     #[arg(long, short, env = "HUSH_CONFIG")]
