@@ -28,6 +28,39 @@
 //! false`) the crate is only [`inspect`], a hand-written parser that does not
 //! pull in openmls: that is how the relay should depend on it.
 //!
+//! # Decisions
+//!
+//! * **Wire format**: every group message hush sends (application, proposal,
+//!   commit) is a `PrivateMessage`; the relay still reads group id, epoch and
+//!   content type, which RFC 9420 leaves in clear. Only standard RFC 9420
+//!   structures and extensions are used (basic credentials, `last_resort`,
+//!   `ratchet_tree`), so another implementation can join.
+//! * **Credential**: a basic credential whose identity is
+//!   `0x01 || device_id (16) || user_id (UTF-8)`, and whose leaf signature key
+//!   is the device's Ed25519 key; every credential a device accepts (key
+//!   packages, Welcome trees, commits) must have the device id derived from
+//!   that key ([`DeviceCredential::from_leaf`]).
+//! * **Ratchet tree**: inside the Welcome by default; sizes in `BENCHMARKS.md`
+//!   and reasons in [`DeviceConfig::ratchet_tree_in_welcome`].
+//! * **Past epochs**: 2 by default; the forward-secrecy trade-off is in
+//!   [`DeviceConfig::past_epochs`].
+//! * **Persistence**: redb, one transaction per operation; why, in the
+//!   [`MlsStore`] docs.
+//! * **Relay dependency**: the relay depends with `default-features = false`
+//!   and gets [`inspect`] without openmls (see Features).
+//!
+//! # Ordering, with the relay
+//!
+//! A commit is made at epoch `E` ([`Commit::epoch`]) and is pending until the
+//! relay answers. Accepted: [`Device::merge_pending_commit`]. Refused as stale
+//! (another commit took `E`): [`Device::discard_pending_commit`], process the
+//! log up to the current epoch with [`Device::process`], then make the change
+//! again. If the answer was lost (a crash), the device's own commit in the log
+//! is recognised by [`Device::process`], which merges it
+//! ([`Processed::OwnCommitMerged`]). The SDK skips the log entries it sent
+//! itself otherwise (it knows their sequence numbers from the relay's
+//! acknowledgements).
+//!
 //! # Example
 //!
 //! ```
