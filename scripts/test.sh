@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# The independent Python client (written from PROTOCOL.md alone) needs these.
+/usr/bin/python3 -c 'import websockets, cryptography' >/dev/null 2>&1 || need_apt+=(python3 python3-websockets python3-cryptography)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -23,3 +25,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast "$@"
 fi
+
+# A client in another language, built only from PROTOCOL.md, against the real relay binary.
+cargo build --locked -p hush-relay --bin hush-relay
+HUSH_RELAY_BIN="${CARGO_TARGET_DIR:-target}/debug/hush-relay" /usr/bin/python3 -m unittest discover -s tests/python -v
