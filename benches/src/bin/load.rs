@@ -90,22 +90,21 @@ async fn setup_group(t: &Target, n: usize, name: &str) -> anyhow::Result<(GroupI
         })
         .await?;
     let add: Vec<DeviceId> = clients[1..].iter().map(|c| c.ready().device).collect();
-    if !add.is_empty() {
-        clients[0]
-            .request(Request::Send(Send {
-                group: group.clone(),
-                client_msg_id: 0,
-                kind: MessageKind::Commit,
-                epoch: 0,
-                payload: Bytes::from_static(b"commit"),
-                roster: Some(RosterChange {
-                    add,
-                    remove: vec![],
-                    welcome: None,
-                }),
-            }))
-            .await?;
-    }
+    // One commit adds everyone and moves the group to epoch 1, as in real use.
+    clients[0]
+        .request(Request::Send(Send {
+            group: group.clone(),
+            client_msg_id: 0,
+            kind: MessageKind::Commit,
+            epoch: 0,
+            payload: Bytes::from_static(b"commit"),
+            roster: Some(RosterChange {
+                add,
+                remove: vec![],
+                welcome: None,
+            }),
+        }))
+        .await?;
     Ok((group, clients))
 }
 
