@@ -10,9 +10,9 @@
 //! temporary directory, real TLS WebSocket connections over loopback) unless
 //! `HUSH_URL` and `HUSH_CERT_SHA256` name a running one.
 //!
-//! * `appends N [secs]`: N devices in one group, each sending as fast as its
-//!   acknowledgements come back (one outstanding send per device). Reports
-//!   acknowledged durable appends per second.
+//! * `appends N [secs]`: N devices, each in its own group, each sending as fast
+//!   as its acknowledgements come back (one outstanding send per device). Reports
+//!   acknowledged durable appends per second (concurrent appends share fsyncs).
 //! * `fanout MEMBERS RATE SECS`: one sender posts RATE messages per second to a
 //!   group of MEMBERS devices; every member records the time from the send to
 //!   its delivery. Reports p50/p99/max over all deliveries.
@@ -127,12 +127,17 @@ fn app(group: &GroupId, id: u64, payload: Bytes) -> Request {
 
 async fn appends(senders: usize, secs: u64) -> anyhow::Result<()> {
     let t = target().await?;
-    let (group, clients) = setup_group(&t, senders, "appends").await?;
+    // Each sender posts to its own group, so this measures durable appends (the
+    // log, idempotency and group commit), not fan-out (see `fanout`).
+    let mut clients = Vec::new();
+    for _ in 0..senders {
+        let (group, mut c) = setup_group(&t, 1, "appends").await?;
+        clients.push((group, c.remove(0)));
+    }
     let deadline = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for (i, c) in clients.into_iter().enumerate() {
-        let group = group.clone();
+    for (i, (group, c)) in clients.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             let mut lat = Vec::new();
