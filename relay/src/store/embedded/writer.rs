@@ -15,6 +15,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::{Database, Table, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
@@ -150,13 +151,57 @@ fn stopped() -> StoreError {
 
 fn run(db: &Database, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut previous = Previous::default();
     while rx.blocking_recv_many(&mut batch, max_batch) > 0 {
+        gather(&mut rx, &mut batch, max_batch, &previous);
+        let size = batch.len();
+        let started = Instant::now();
         let jobs = batch.drain(..);
         // A bug that panics inside a job must not take every later write down with
         // it: the transaction is dropped (aborted), the batch's callers see their
         // answer channel closed, and the thread carries on with the next batch.
         if catch_unwind(AssertUnwindSafe(|| commit_batch(db, jobs))).is_err() {
             tracing::error!("store writer: a batch panicked and was aborted");
+        }
+        previous = Previous {
+            size,
+            took: started.elapsed(),
+        };
+    }
+}
+
+/// The batch before this one.
+#[derive(Default)]
+struct Previous {
+    size: usize,
+    took: Duration,
+}
+
+/// Longest the writer waits for a batch to fill.
+const MAX_LINGER: Duration = Duration::from_millis(2);
+/// How often it looks at the queue while it waits.
+const LINGER_POLL: Duration = Duration::from_micros(50);
+
+/// After a batch of several requests, waits briefly for as many to queue again
+/// before committing.
+///
+/// Callers answered by the last commit resubmit a moment after it; without the
+/// wait the writer would commit the few requests already queued, the others
+/// would arrive during that fsync, and batches would alternate between large and
+/// tiny, each caller getting one write per two fsyncs. The wait is at most half
+/// the last batch's duration (and [`MAX_LINGER`]), and there is none after a
+/// batch of one, so a lone writer never waits.
+fn gather(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max_batch: usize, previous: &Previous) {
+    let target = previous.size.min(max_batch);
+    if batch.len() >= target {
+        return;
+    }
+    let deadline = Instant::now() + (previous.took / 2).min(MAX_LINGER);
+    while batch.len() < target && Instant::now() < deadline {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(LINGER_POLL),
+            Err(mpsc::error::TryRecvError::Disconnected) => return,
         }
     }
 }
