@@ -261,3 +261,44 @@ backend_from!(
     redb::CommitError,
     redb::DatabaseError
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(bytes: &[u8]) -> GroupKey {
+        GroupKey::new(&GroupId(bytes.to_vec())).expect("valid group id")
+    }
+
+    #[test]
+    fn group_ids_out_of_bounds_are_refused() {
+        for len in [0, 256] {
+            let id = GroupId(vec![1; len]);
+            assert!(matches!(GroupKey::new(&id), Err(StoreError::Invalid(_))), "{len} bytes");
+        }
+        let longest = GroupId(vec![0xff; 255]);
+        let key = GroupKey::new(&longest).expect("255 bytes is valid");
+        assert_eq!(GroupKey::decode(key.as_bytes()), Ok(longest));
+    }
+
+    #[test]
+    fn a_groups_log_keys_never_interleave_with_another_groups() {
+        // "a" is a prefix of "a\0": without the length byte, ("a", seq) keys
+        // would sort among ("a\0", seq) ones.
+        let (short, long) = (group(b"a"), group(b"a\0"));
+        let short_keys = [short.log(0), short.log(1), short.log(u64::MAX)];
+        let long_keys = [long.log(0), long.log(u64::MAX)];
+        let (short_max, long_min) = (short_keys.iter().max(), long_keys.iter().min());
+        assert!(short_max < long_min);
+        assert!(short.log(255) < short.log(256), "seqs sort numerically");
+    }
+
+    #[test]
+    fn trailing_numbers_decode_and_short_keys_are_corrupt() {
+        let device = DeviceId([3; 16]);
+        assert_eq!(trailing_u64(&device_seq(device, 77)), Ok(77));
+        assert!(matches!(trailing_u64(&[1, 2, 3]), Err(StoreError::Backend(_))));
+        assert!(matches!(GroupKey::decode(&[5, 1]), Err(StoreError::Backend(_))));
+        assert!(matches!(GroupKey::decode(&[]), Err(StoreError::Backend(_))));
+    }
+}
