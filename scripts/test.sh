@@ -16,7 +16,7 @@ if ((${#need_apt[@]})); then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
   fi
 fi
-command -v cargo >/dev/null 2>&1 || { echo "cargo (Rust 1.88 or newer) is required: https://rustup.rs" >&2; exit 1; }
+command -v cargo >/dev/null 2>&1 || { echo "cargo (Rust 1.91 or newer) is required: https://rustup.rs" >&2; exit 1; }
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"
