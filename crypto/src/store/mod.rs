@@ -53,12 +53,6 @@ impl StoreError {
     }
 }
 
-impl From<serde_json::Error> for StoreError {
-    fn from(e: serde_json::Error) -> Self {
-        StoreError::Encoding(e.to_string())
-    }
-}
-
 #[derive(Default)]
 struct State {
     /// What is durable (or, in memory, what was committed).
