@@ -268,6 +268,14 @@ impl Device {
         })
     }
 
+    /// The group's ratchet tree (RFC 9420 `ratchet_tree` extension content),
+    /// TLS-encoded: what a new member needs beside a Welcome that does not
+    /// carry it.
+    pub fn export_ratchet_tree(&mut self, group: &GroupId) -> Result<Vec<u8>, Error> {
+        let g = self.group(group)?;
+        g.export_ratchet_tree().tls_serialize_detached().map_err(Error::mls)
+    }
+
     /// The relay accepted the pending commit: move the group to the next epoch.
     pub fn merge_pending_commit(&mut self, group: &GroupId) -> Result<(), Error> {
         self.atomically(Some(group), |d| {

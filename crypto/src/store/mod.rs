@@ -112,6 +112,19 @@ impl MlsStore {
         }
     }
 
+    /// An in-memory copy of everything committed so far: changes to the copy
+    /// never reach this store or its file (for example to try operations on a
+    /// saved state in tests and benchmarks).
+    pub fn snapshot_in_memory(&self) -> MlsStore {
+        MlsStore {
+            db: None,
+            state: Mutex::new(State {
+                committed: self.lock().committed.clone(),
+                pending: HashMap::new(),
+            }),
+        }
+    }
+
     /// Whether the store writes to disk.
     pub fn is_persistent(&self) -> bool {
         self.db.is_some()
