@@ -47,6 +47,11 @@ impl DeviceConfig {
     /// commits racing with it, which is rarely more than one; 2 covers that
     /// with one to spare. 0 gives the strongest forward secrecy and loses any
     /// message that crosses a commit.
+    ///
+    /// Each kept epoch also keeps that epoch's member list, which openmls
+    /// stores with the ratchet state and so rewrites on every message: in a
+    /// group of a thousand, a larger window means more bytes written per
+    /// message.
     pub fn past_epochs(mut self, epochs: usize) -> Self {
         self.past_epochs = epochs;
         self

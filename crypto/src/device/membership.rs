@@ -152,10 +152,7 @@ impl Device {
             for bytes in key_packages {
                 packages.push(d.parse_key_package(bytes)?);
             }
-            let (g, provider, identity) = d.group_parts(group)?;
-            if g.pending_commit().is_some() {
-                return Err(Error::PendingCommit);
-            }
+            let (g, provider, identity) = d.idle_group_parts(group)?;
             let epoch = g.epoch().as_u64();
             let (commit, welcome, _) = g.add_members(provider, identity, &packages).map_err(Error::mls)?;
             d.commit_output(group, epoch, commit, Some(welcome))
@@ -191,10 +188,7 @@ impl Device {
                     .ok_or(Error::NotAMember(*device))?;
                 leaves.push(LeafNodeIndex::new(member.leaf));
             }
-            let (g, provider, identity) = d.group_parts(group)?;
-            if g.pending_commit().is_some() {
-                return Err(Error::PendingCommit);
-            }
+            let (g, provider, identity) = d.idle_group_parts(group)?;
             let epoch = g.epoch().as_u64();
             let (commit, welcome, _) = g.remove_members(provider, identity, &leaves).map_err(Error::mls)?;
             d.commit_output(group, epoch, commit, welcome)
@@ -206,10 +200,7 @@ impl Device {
     /// leave.
     pub fn self_update(&mut self, group: &GroupId) -> Result<Commit, Error> {
         self.atomically(Some(group), |d| {
-            let (g, provider, identity) = d.group_parts(group)?;
-            if g.pending_commit().is_some() {
-                return Err(Error::PendingCommit);
-            }
+            let (g, provider, identity) = d.idle_group_parts(group)?;
             let epoch = g.epoch().as_u64();
             let bundle = g
                 .self_update(provider, identity, LeafNodeParameters::default())
@@ -226,10 +217,7 @@ impl Device {
     /// processing that commit deletes the group here.
     pub fn leave(&mut self, group: &GroupId) -> Result<Vec<u8>, Error> {
         self.atomically(Some(group), |d| {
-            let (g, provider, identity) = d.group_parts(group)?;
-            if g.pending_commit().is_some() {
-                return Err(Error::PendingCommit);
-            }
+            let (g, provider, identity) = d.idle_group_parts(group)?;
             let proposal = g.leave_group(provider, identity).map_err(Error::mls)?;
             proposal.to_bytes().map_err(Error::mls)
         })

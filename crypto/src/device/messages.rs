@@ -70,10 +70,7 @@ impl Device {
     /// Encrypts application bytes for the group, as an MLS `PrivateMessage`.
     pub fn encrypt(&mut self, group: &GroupId, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         self.atomically(Some(group), |d| {
-            let (g, provider, identity) = d.group_parts(group)?;
-            if g.pending_commit().is_some() {
-                return Err(Error::PendingCommit);
-            }
+            let (g, provider, identity) = d.idle_group_parts(group)?;
             let msg = g.create_message(provider, identity, plaintext).map_err(Error::mls)?;
             msg.to_bytes().map_err(Error::mls)
         })

@@ -256,6 +256,16 @@ impl Device {
         Ok((g, provider, identity))
     }
 
+    /// Like [`Self::group_parts`], for operations that change or send in the
+    /// group: refused while a commit awaits the relay's answer.
+    fn idle_group_parts(&mut self, id: &GroupId) -> Result<(&mut MlsGroup, &Provider, &DeviceIdentity), Error> {
+        let parts = self.group_parts(id)?;
+        if parts.0.pending_commit().is_some() {
+            return Err(Error::PendingCommit);
+        }
+        Ok(parts)
+    }
+
     /// The group's current epoch.
     pub fn epoch(&mut self, group: &GroupId) -> Result<u64, Error> {
         Ok(self.group(group)?.epoch().as_u64())
