@@ -1,6 +1,8 @@
 //! The low-level protocol client.
 //!
-//! One [`WireClient`] is one authenticated connection. Requests are matched to
+//! One [`WireClient`] is one authenticated connection, over WebTransport
+//! (`https://host:port/wt`, see [`webtransport`]) or WebSocket
+//! (`wss://host:port/ws`): the URL's scheme picks the transport. Requests are matched to
 //! responses by id, so many can be outstanding; everything else the relay sends
 //! (deliveries, inbox entries, signals, notices, errors, closing) arrives in
 //! order from [`WireClient::next_event`]. Events are buffered in a bounded queue:
@@ -8,7 +10,7 @@
 //! the relay sees as a slow consumer — as it should.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +30,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+
+pub mod webtransport;
+
+pub use webtransport::WebTransportEndpoint;
 
 type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
@@ -103,7 +109,8 @@ pub enum Trust {
 /// Connection options.
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
-    /// `wss://host:port/ws`.
+    /// `https://host:port/wt` for WebTransport, `wss://host:port/ws` for
+    /// WebSocket.
     pub url: String,
     /// Certificate trust.
     pub trust: Trust,
@@ -164,21 +171,65 @@ impl ClientError {
 
 type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Result<Reply, WireError>>>>>;
 
+/// Which transport a connection uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// WebTransport over QUIC (`https://`).
+    WebTransport,
+    /// WebSocket over TLS (`wss://`).
+    WebSocket,
+}
+
+/// What the writer task sends.
+#[derive(Debug)]
+enum Outgoing {
+    /// An encoded frame, framed as the transport frames it.
+    Frame(Bytes),
+    /// An ephemeral frame: a datagram on WebTransport when it fits, else a frame.
+    Datagram(Bytes),
+    /// Bytes written as they are: one binary message (WebSocket) or raw stream
+    /// bytes with no length prefix (WebTransport). For tests of bad input.
+    Raw(Bytes),
+    /// Bytes sent as one datagram as they are (WebTransport only).
+    RawDatagram(Bytes),
+}
+
+/// Datagram counts of a connection (WebTransport; always zero on WebSocket).
+#[derive(Debug, Default)]
+pub struct DatagramCounts {
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+impl DatagramCounts {
+    /// Frames this client sent as datagrams.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+    /// Frames this client received as datagrams.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
 /// One authenticated connection to a relay.
 pub struct WireClient {
-    out: mpsc::Sender<Message>,
+    out: mpsc::Sender<Outgoing>,
     pending: Pending,
     next_id: AtomicU32,
     events: mpsc::Receiver<RelayFrame>,
     ready: Ready,
     challenge: Challenge,
+    transport: Transport,
+    datagrams: Arc<DatagramCounts>,
     reader: tokio::task::JoinHandle<()>,
     writer: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for WireClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "WireClient({})", self.ready.device)
+        write!(f, "WireClient({}, {:?})", self.ready.device, self.transport)
     }
 }
 
@@ -191,6 +242,37 @@ impl Drop for WireClient {
 
 fn conn_err(e: impl std::fmt::Display) -> ClientError {
     ClientError::Connection(e.to_string())
+}
+
+/// A rustls client configuration for `trust` (TLS 1.3 and 1.2 unless
+/// `tls13_only`), without ALPN.
+fn tls_client_config(trust: &Trust, tls13_only: bool) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone());
+    let builder = if tls13_only {
+        builder.with_protocol_versions(&[&rustls::version::TLS13])
+    } else {
+        builder.with_safe_default_protocol_versions()
+    }
+    .map_err(|e| ClientError::Config(e.to_string()))?;
+    Ok(match trust {
+        Trust::CertSha256(hash) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(danger::PinnedCert {
+                sha256: *hash,
+                provider,
+            }))
+            .with_no_client_auth(),
+        Trust::RootsPem(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_pemfile::certs(&mut &pem[..]) {
+                roots
+                    .add(c.map_err(|e| ClientError::Config(e.to_string()))?)
+                    .map_err(|e| ClientError::Config(e.to_string()))?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    })
 }
 
 /// Opens TLS + WebSocket to `url` (no protocol frames yet). Exposed for tests
@@ -212,28 +294,7 @@ pub async fn open_websocket(url: &str, trust: &Trust) -> Result<Ws, ClientError>
     .await
     .map_err(conn_err)?;
     tcp.set_nodelay(true).map_err(conn_err)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Config(e.to_string()))?;
-    let config = match trust {
-        Trust::CertSha256(hash) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(danger::PinnedCert {
-                sha256: *hash,
-                provider,
-            }))
-            .with_no_client_auth(),
-        Trust::RootsPem(pem) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in rustls_pemfile::certs(&mut &pem[..]) {
-                roots
-                    .add(c.map_err(|e| ClientError::Config(e.to_string()))?)
-                    .map_err(|e| ClientError::Config(e.to_string()))?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-    };
+    let config = tls_client_config(trust, false)?;
     let name = ServerName::try_from(host.to_owned()).map_err(|e| ClientError::Config(e.to_string()))?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
@@ -255,42 +316,156 @@ async fn recv_frame(stream: &mut SplitStream<Ws>) -> Result<RelayFrame, ClientEr
     }
 }
 
+/// Frame I/O during the handshake, before the reader and writer tasks start.
+trait HandshakeIo {
+    async fn send_frame(&mut self, frame: Vec<u8>) -> Result<(), ClientError>;
+    async fn recv_frame(&mut self) -> Result<RelayFrame, ClientError>;
+}
+
+struct WsHandshake<'a> {
+    sink: &'a mut SplitSink<Ws, Message>,
+    stream: &'a mut SplitStream<Ws>,
+}
+
+impl HandshakeIo for WsHandshake<'_> {
+    async fn send_frame(&mut self, frame: Vec<u8>) -> Result<(), ClientError> {
+        self.sink.send(Message::Binary(frame.into())).await.map_err(conn_err)
+    }
+    async fn recv_frame(&mut self) -> Result<RelayFrame, ClientError> {
+        recv_frame(self.stream).await
+    }
+}
+
+/// Hello → Challenge → Authenticate → Ready.
+async fn handshake(
+    io: &mut impl HandshakeIo,
+    identity: &Identity,
+    opts: &ConnectOptions,
+) -> Result<(Challenge, Ready), ClientError> {
+    let hs = ClientHandshake::new(identity.user.clone(), identity.public_key());
+    io.send_frame(codec::encode(&hs.hello(&opts.client_name)).map_err(conn_err)?)
+        .await?;
+    let first = io.recv_frame().await?;
+    let (challenge, auth) = hs
+        .on_challenge(
+            first,
+            |m| identity.sign(m),
+            opts.registration.clone(),
+            opts.resume.clone(),
+        )
+        .map_err(ClientError::Relay)?;
+    io.send_frame(codec::encode(&auth).map_err(conn_err)?).await?;
+    let ready = match io.recv_frame().await? {
+        RelayFrame::Ready(r) => r,
+        RelayFrame::Error(e) => return Err(ClientError::Relay(e)),
+        other => return Err(ClientError::Connection(format!("expected Ready, got {other:?}"))),
+    };
+    Ok((challenge, ready))
+}
+
+/// Hands a received frame to its request or to the event queue; false once
+/// nobody listens any more.
+async fn dispatch(frame: RelayFrame, pending: &Pending, events: &mpsc::Sender<RelayFrame>) -> bool {
+    match frame {
+        RelayFrame::Response { id, result } => {
+            let tx = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            if let Some(tx) = tx {
+                let _ = tx.send(result);
+            }
+            true
+        }
+        other => events.send(other).await.is_ok(),
+    }
+}
+
+/// What a transport hands to [`WireClient::assemble`] after the handshake.
+struct Established {
+    challenge: Challenge,
+    ready: Ready,
+    transport: Transport,
+    datagrams: Arc<DatagramCounts>,
+    out: mpsc::Sender<Outgoing>,
+    events: mpsc::Receiver<RelayFrame>,
+    pending: Pending,
+    reader: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
 impl WireClient {
-    /// Connects, negotiates the version and authenticates `identity`.
+    /// Connects, negotiates the version and authenticates `identity`. The URL's
+    /// scheme picks the transport: `https://` WebTransport (on a QUIC endpoint
+    /// of its own; see [`WireClient::connect_with`] to share one), `wss://`
+    /// WebSocket.
     pub async fn connect(identity: &Identity, opts: ConnectOptions) -> Result<Self, ClientError> {
-        tokio::time::timeout(opts.timeout, Self::connect_inner(identity, opts))
-            .await
-            .map_err(|_| ClientError::Timeout)?
+        tokio::time::timeout(opts.timeout, async {
+            if opts.url.starts_with("https://") {
+                let endpoint = WebTransportEndpoint::new(&opts.trust)?;
+                webtransport::connect(identity, &opts, &endpoint).await
+            } else {
+                Self::connect_websocket(identity, &opts).await
+            }
+        })
+        .await
+        .map_err(|_| ClientError::Timeout)?
+        .map(Self::assemble)
     }
 
-    async fn connect_inner(identity: &Identity, opts: ConnectOptions) -> Result<Self, ClientError> {
+    /// Connects over WebTransport through `endpoint`, so that many connections
+    /// share one UDP socket. `opts.url` must be `https://host:port/wt`, and
+    /// `opts.trust` is ignored (the endpoint's trust applies).
+    pub async fn connect_with(
+        identity: &Identity,
+        opts: ConnectOptions,
+        endpoint: &WebTransportEndpoint,
+    ) -> Result<Self, ClientError> {
+        tokio::time::timeout(opts.timeout, webtransport::connect(identity, &opts, endpoint))
+            .await
+            .map_err(|_| ClientError::Timeout)?
+            .map(Self::assemble)
+    }
+
+    fn assemble(e: Established) -> Self {
+        WireClient {
+            out: e.out,
+            pending: e.pending,
+            next_id: AtomicU32::new(1),
+            events: e.events,
+            ready: e.ready,
+            challenge: e.challenge,
+            transport: e.transport,
+            datagrams: e.datagrams,
+            reader: e.reader,
+            writer: e.writer,
+        }
+    }
+
+    async fn connect_websocket(identity: &Identity, opts: &ConnectOptions) -> Result<Established, ClientError> {
         let ws = open_websocket(&opts.url, &opts.trust).await?;
         let (mut sink, mut stream): (SplitSink<Ws, Message>, SplitStream<Ws>) = ws.split();
-        let hs = ClientHandshake::new(identity.user.clone(), identity.public_key());
-        let hello = codec::encode(&hs.hello(&opts.client_name)).map_err(conn_err)?;
-        sink.send(Message::Binary(hello.into())).await.map_err(conn_err)?;
-        let first = recv_frame(&mut stream).await?;
-        let (challenge, auth) = hs
-            .on_challenge(first, |m| identity.sign(m), opts.registration, opts.resume)
-            .map_err(ClientError::Relay)?;
-        sink.send(Message::Binary(codec::encode(&auth).map_err(conn_err)?.into()))
-            .await
-            .map_err(conn_err)?;
-        let ready = match recv_frame(&mut stream).await? {
-            RelayFrame::Ready(r) => r,
-            RelayFrame::Error(e) => return Err(ClientError::Relay(e)),
-            other => return Err(ClientError::Connection(format!("expected Ready, got {other:?}"))),
-        };
+        let (challenge, ready) = handshake(
+            &mut WsHandshake {
+                sink: &mut sink,
+                stream: &mut stream,
+            },
+            identity,
+            opts,
+        )
+        .await?;
         let pending: Pending = Arc::default();
         let (events_tx, events) = mpsc::channel(opts.event_buffer);
-        let (out, mut out_rx) = mpsc::channel::<Message>(1024);
+        let (out, mut out_rx) = mpsc::channel::<Outgoing>(1024);
         let writer = tokio::spawn(async move {
+            let msg = |o: Outgoing| match o {
+                Outgoing::Frame(b) | Outgoing::Datagram(b) | Outgoing::Raw(b) | Outgoing::RawDatagram(b) => {
+                    Message::Binary(b)
+                }
+            };
             while let Some(m) = out_rx.recv().await {
-                if sink.feed(m).await.is_err() {
+                if sink.feed(msg(m)).await.is_err() {
                     return;
                 }
                 while let Ok(m) = out_rx.try_recv() {
-                    if sink.feed(m).await.is_err() {
+                    if sink.feed(msg(m)).await.is_err() {
                         return;
                     }
                 }
@@ -302,38 +477,35 @@ impl WireClient {
         });
         let pending2 = pending.clone();
         let reader = tokio::spawn(async move {
-            loop {
-                let frame = match recv_frame(&mut stream).await {
-                    Ok(f) => f,
-                    Err(_) => break,
-                };
-                match frame {
-                    RelayFrame::Response { id, result } => {
-                        let tx = pending2.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                        if let Some(tx) = tx {
-                            let _ = tx.send(result);
-                        }
-                    }
-                    other => {
-                        if events_tx.send(other).await.is_err() {
-                            break;
-                        }
-                    }
+            while let Ok(frame) = recv_frame(&mut stream).await {
+                if !dispatch(frame, &pending2, &events_tx).await {
+                    break;
                 }
             }
             // Fail outstanding requests.
             pending2.lock().unwrap_or_else(|p| p.into_inner()).clear();
         });
-        Ok(WireClient {
-            out,
-            pending,
-            next_id: AtomicU32::new(1),
-            events,
-            ready,
+        Ok(Established {
             challenge,
+            ready,
+            transport: Transport::WebSocket,
+            datagrams: Arc::default(),
+            out,
+            events,
+            pending,
             reader,
             writer,
         })
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Datagram counts (WebTransport).
+    pub fn datagrams(&self) -> &DatagramCounts {
+        &self.datagrams
     }
 
     /// Sends everything queued, then closes the connection cleanly.
@@ -367,16 +539,33 @@ impl WireClient {
         }
     }
 
-    /// Sends a frame that has no response (Ack, Ephemeral, Ping).
+    /// Sends a frame that has no response (Ack, Ephemeral, Ping). Over
+    /// WebTransport an `Ephemeral` frame goes as a datagram when it fits.
     pub async fn send(&self, frame: &ClientFrame) -> Result<(), ClientError> {
-        let bytes = codec::encode(frame).map_err(conn_err)?;
-        self.send_raw(bytes.into()).await
+        let bytes = Bytes::from(codec::encode(frame).map_err(conn_err)?);
+        let out = match frame {
+            ClientFrame::Ephemeral { .. } => Outgoing::Datagram(bytes),
+            _ => Outgoing::Frame(bytes),
+        };
+        self.push(out).await
     }
 
-    /// Sends raw bytes as one binary message (for tests of malformed input).
+    /// Sends raw bytes (for tests of malformed input): one binary message on
+    /// WebSocket; on WebTransport, bytes written to the stream as they are,
+    /// with no length prefix added.
     pub async fn send_raw(&self, bytes: Bytes) -> Result<(), ClientError> {
+        self.push(Outgoing::Raw(bytes)).await
+    }
+
+    /// Sends raw bytes as one datagram (WebTransport; for tests of malformed
+    /// input). On WebSocket it is one binary message.
+    pub async fn send_raw_datagram(&self, bytes: Bytes) -> Result<(), ClientError> {
+        self.push(Outgoing::RawDatagram(bytes)).await
+    }
+
+    async fn push(&self, out: Outgoing) -> Result<(), ClientError> {
         self.out
-            .send(Message::Binary(bytes))
+            .send(out)
             .await
             .map_err(|_| ClientError::Connection("closed".into()))
     }

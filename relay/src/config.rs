@@ -1,8 +1,10 @@
 //! Relay configuration: defaults, then a TOML file, then environment and flags.
 //!
 //! `hush-relay` with no arguments runs a single-node development relay: loopback
-//! on port 7443, a `hush-data` directory, a generated certificate, and open
-//! registration (any device may register without a token).
+//! on port 7443 (WebSocket on TCP, WebTransport on UDP), a plain-HTTP dev
+//! listener on 127.0.0.1:7480 (certificate hash, demo page), a `hush-data`
+//! directory, a generated certificate, and open registration (any device may
+//! register without a token).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on (TCP for WebSocket over TLS). Default `127.0.0.1:7443`.
+    /// Address to listen on: TCP for WebSocket over TLS and UDP for WebTransport,
+    /// same port number. Port 0 picks a port free for both. Default `127.0.0.1:7443`.
     pub listen: SocketAddr,
     /// Where the store and the dev certificate live. Default `hush-data`.
     pub data_dir: PathBuf,
@@ -32,6 +35,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// How long the log keeps entries.
     pub retention: RetentionConfig,
+    /// QUIC (WebTransport) settings.
+    pub quic: QuicConfig,
+    /// The plain-HTTP development listener.
+    pub dev_http: DevHttpConfig,
 }
 
 impl Default for Config {
@@ -45,18 +52,110 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             retention: RetentionConfig::default(),
+            quic: QuicConfig::default(),
+            dev_http: DevHttpConfig::default(),
         }
     }
 }
 
 /// Certificate files; when both are empty a development certificate is generated.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// PEM files are read again on SIGHUP (the binary) or
+/// [`crate::server::CertHandle::reload`]; connections already open keep going.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain.
     pub cert: Option<PathBuf>,
     /// PEM private key.
     pub key: Option<PathBuf>,
+    /// Validity of a generated development certificate, seconds. Browsers accept
+    /// at most 14 days with `serverCertificateHashes`. Default 13 days.
+    pub dev_validity_secs: u64,
+    /// A successor development certificate is made (and its hash published)
+    /// when the current one has less than this left. Default 2 days.
+    pub dev_renew_before_secs: u64,
+    /// How often the relay checks whether the development certificate is due
+    /// for renewal, seconds. Default 3600.
+    pub dev_check_interval_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            dev_validity_secs: 13 * 24 * 3600,
+            dev_renew_before_secs: 2 * 24 * 3600,
+            dev_check_interval_secs: 3600,
+        }
+    }
+}
+
+/// QUIC transport settings for WebTransport (see `ARCHITECTURE.md`, "QUIC
+/// settings", for why each value).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuicConfig {
+    /// Serve WebTransport on UDP. Default true.
+    pub enabled: bool,
+    /// Bytes a client may have in flight on one stream. Default 128 KiB.
+    pub stream_receive_window: u32,
+    /// Bytes a client may have in flight on the whole connection. Default 192 KiB.
+    pub receive_window: u32,
+    /// Unacknowledged bytes the relay buffers per connection. Default 1 MiB + 64 KiB
+    /// (one largest frame and some).
+    pub send_window: u64,
+    /// Relay-sent QUIC keep-alives; none by default (clients ping every heartbeat).
+    pub keep_alive_ms: Option<u64>,
+    /// Incoming datagram bytes buffered per connection before the oldest are
+    /// dropped. Default 16 KiB.
+    pub datagram_receive_buffer: usize,
+    /// Outgoing datagram bytes buffered per connection. Default 16 KiB.
+    pub datagram_send_buffer: usize,
+    /// Run with quinn's default transport settings instead (for measurements).
+    /// Default false.
+    pub quinn_defaults: bool,
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        QuicConfig {
+            enabled: true,
+            stream_receive_window: 128 * 1024,
+            receive_window: 192 * 1024,
+            send_window: (1024 + 64) * 1024,
+            keep_alive_ms: None,
+            datagram_receive_buffer: 16 * 1024,
+            datagram_send_buffer: 16 * 1024,
+            quinn_defaults: false,
+        }
+    }
+}
+
+/// A plain-HTTP listener for development: `GET /cert-hash` (the development
+/// certificate's SHA-256) and the demo page's static files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevHttpConfig {
+    /// Whether to run it. Default: on with a development certificate, off with
+    /// PEM files.
+    pub enabled: Option<bool>,
+    /// Where. Default `127.0.0.1:7480` (a free port when `listen` has port 0).
+    pub listen: SocketAddr,
+    /// Directory of static files to serve (the demo page). Default `web`, if it
+    /// exists.
+    pub static_dir: Option<PathBuf>,
+}
+
+impl Default for DevHttpConfig {
+    fn default() -> Self {
+        DevHttpConfig {
+            enabled: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7480)),
+            static_dir: Some(PathBuf::from("web")),
+        }
+    }
 }
 
 /// Device registration rules.
@@ -200,6 +299,20 @@ impl Config {
              otherwise no device could ever register"
         );
         anyhow::ensure!(self.retention.interval_secs > 0, "retention.interval_secs must be > 0");
+        let t = &self.tls;
+        anyhow::ensure!(
+            (60..=14 * 24 * 3600).contains(&t.dev_validity_secs),
+            "tls.dev_validity_secs must be between 60 and 14 days (browsers refuse longer)"
+        );
+        anyhow::ensure!(
+            t.dev_renew_before_secs < t.dev_validity_secs && t.dev_check_interval_secs > 0,
+            "tls.dev_renew_before_secs must be below tls.dev_validity_secs, and the check interval > 0"
+        );
+        let q = &self.quic;
+        anyhow::ensure!(
+            q.stream_receive_window >= 4096 && q.receive_window >= q.stream_receive_window,
+            "quic.stream_receive_window must be >= 4096 and quic.receive_window >= it"
+        );
         Ok(())
     }
 }

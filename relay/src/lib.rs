@@ -1,7 +1,7 @@
 //! `hush-relay`: the hush relay as a library (the `hush-relay` binary is a thin
 //! wrapper around it).
 //!
-//! A relay accepts devices over WebSocket (TLS), authenticates them by signature,
+//! A relay accepts devices over WebTransport (QUIC) and WebSocket (TLS), authenticates them by signature,
 //! acts as the MLS delivery service for their groups (ordered, durable,
 //! idempotent logs with epoch-checked commits), and fans entries out to every
 //! connected member. See `ARCHITECTURE.md` at the repository root for the map.
@@ -17,6 +17,7 @@
 
 pub mod bus;
 pub mod config;
+pub mod devhttp;
 pub mod fanout;
 pub mod ratelimit;
 pub mod server;
@@ -28,4 +29,4 @@ pub mod token;
 pub mod transport;
 
 pub use config::Config;
-pub use server::{Relay, ShutdownHandle};
+pub use server::{CertHandle, Relay, ShutdownHandle, Stats};

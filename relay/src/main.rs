@@ -1,7 +1,12 @@
 //! `hush-relay`: run a hush relay.
 //!
-//! With no arguments: a single-node development relay on 127.0.0.1:7443 with a
-//! generated certificate, open registration and its data in `./hush-data`.
+//! With no arguments: a single-node development relay on 127.0.0.1:7443
+//! (WebTransport on UDP, WebSocket on TCP) with a generated certificate, a
+//! plain-HTTP dev listener on 127.0.0.1:7480 (`/cert-hash`, the demo page in
+//! `web/`), open registration and its data in `./hush-data`.
+//!
+//! Signals: SIGTERM / Ctrl-C drain and stop; SIGHUP reloads the certificate
+//! files (open connections keep going).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,9 +22,27 @@ struct Args {
     /// TOML configuration file (flags override it).
     #[arg(long, short, env = "HUSH_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on (TCP, WebSocket over TLS).
+    /// Address to listen on: TCP for WebSocket over TLS, UDP for WebTransport
+    /// (same port).
     #[arg(long, env = "HUSH_LISTEN")]
     listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM); without it a development certificate is made.
+    #[arg(long, env = "HUSH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "HUSH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Plain-HTTP dev listener (certificate hash, demo page): an address to
+    /// listen on, or `off`. On by default with a development certificate,
+    /// at 127.0.0.1:7480.
+    #[arg(long, env = "HUSH_DEV_HTTP")]
+    dev_http: Option<String>,
+    /// Directory of the demo page served by the dev listener (default `web`).
+    #[arg(long, env = "HUSH_WEB_DIR")]
+    web_dir: Option<PathBuf>,
+    /// Serve WebSocket only (no QUIC/WebTransport).
+    #[arg(long)]
+    no_webtransport: bool,
     /// Data directory (store, development certificate).
     #[arg(long, env = "HUSH_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -63,11 +86,37 @@ async fn main() -> anyhow::Result<()> {
     if args.closed {
         config.auth.open = false;
     }
+    if let (Some(c), Some(k)) = (args.tls_cert, args.tls_key) {
+        config.tls.cert = Some(c);
+        config.tls.key = Some(k);
+    }
+    match args.dev_http.as_deref() {
+        None => {}
+        Some("off") => config.dev_http.enabled = Some(false),
+        Some(addr) => {
+            config.dev_http.enabled = Some(true);
+            config.dev_http.listen = addr
+                .parse()
+                .context("--dev-http: an address like 127.0.0.1:7480, or off")?;
+        }
+    }
+    if let Some(d) = args.web_dir {
+        config.dev_http.static_dir = Some(d);
+    }
+    if args.no_webtransport {
+        config.quic.enabled = false;
+    }
     let relay = Relay::load(config).await?;
     let addr = relay.local_addr();
     let tls = relay.tls();
     println!("hush-relay {} listening", env!("CARGO_PKG_VERSION"));
+    if relay.quic_addr().is_some() {
+        println!("  webtransport: https://{addr}/wt   (QUIC, UDP port {})", addr.port());
+    }
     println!("  websocket:    wss://{addr}/ws");
+    if let Some(http) = relay.dev_http_addr() {
+        println!("  dev http:     http://{http}/   (demo page; certificate hashes at http://{http}/cert-hash)");
+    }
     println!("  data dir:     {}", relay.config().data_dir.display());
     if tls.dev {
         println!(
@@ -95,6 +144,8 @@ async fn main() -> anyhow::Result<()> {
         println!("  registration: token or device link required");
     }
     println!("  protocol:     see PROTOCOL.md; stop with Ctrl-C (clients are told to reconnect)");
+    let certs = relay.certs();
+    tokio::spawn(reload_on_sighup(certs));
     let handle = relay.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -102,6 +153,29 @@ async fn main() -> anyhow::Result<()> {
         handle.shutdown();
     });
     relay.run().await
+}
+
+/// SIGHUP: read the certificate files again; new connections get the new
+/// certificate, open ones are untouched.
+async fn reload_on_sighup(certs: hush_relay::CertHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match certs.reload().await {
+                Ok(()) => println!(
+                    "certificate reloaded: sha256 {}",
+                    certs.store().current().leaf_sha256_hex()
+                ),
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "certificate reload failed; keeping the old one"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = certs;
 }
 
 async fn wait_for_signal() {

@@ -1,15 +1,20 @@
 //! The relay process: setup ([`Relay::load`]) separate from running
 //! ([`Relay::run`]), so tests and embedders can start one on port 0 and stop it.
+//!
+//! One port number serves both transports: WebSocket over TLS on TCP and
+//! WebTransport on UDP. Both accept loops hand their connections to the same
+//! session code, under the same handshake deadline and connection limit.
 
-use std::net::SocketAddr;
+use std::future::Future;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hush_protocol::frame::CloseReason;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::bus::{Bus, BusSink, InProcessBus};
@@ -19,15 +24,21 @@ use crate::ratelimit::RateLimiter;
 use crate::state::{AckBatcher, Shared, now_ms};
 use crate::store::Store;
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use crate::tls::{TlsMaterial, dev_certificate, load_pem};
+use crate::tls::{CertStore, DevCerts, DevState, TlsMaterial, load_pem};
 use crate::token::TokenVerifier;
-use crate::transport::websocket;
+use crate::transport::{Connection, TransportError, quic, websocket, webtransport};
+
+type QuicEndpoint = wtransport::Endpoint<wtransport::endpoint::endpoint_side::Server>;
 
 /// A loaded relay, ready to run.
 pub struct Relay {
     shared: Arc<Shared>,
     listener: TcpListener,
+    quic: Option<Arc<QuicEndpoint>>,
+    dev_http: Option<TcpListener>,
+    certs: CertHandle,
     tls: TlsMaterial,
+    stats: Stats,
     shutdown_tx: watch::Sender<bool>,
 }
 
@@ -45,37 +56,213 @@ impl ShutdownHandle {
     }
 }
 
+#[derive(Default)]
+struct Counters {
+    setups: AtomicUsize,
+    setup_timeouts: AtomicU64,
+}
+
+/// Live counts of a relay, for tests, benchmarks and metrics.
+#[derive(Clone)]
+pub struct Stats {
+    shared: Arc<Shared>,
+    counters: Arc<Counters>,
+    quic: Option<Arc<QuicEndpoint>>,
+}
+
+impl Stats {
+    /// Connections past transport setup (in the protocol handshake or
+    /// authenticated), both transports.
+    pub fn sessions(&self) -> usize {
+        self.shared.connections.load(Ordering::Acquire)
+    }
+
+    /// Connections still in transport setup (TCP+TLS+upgrade, or QUIC
+    /// handshake + HTTP/3 CONNECT + stream).
+    pub fn setups(&self) -> usize {
+        self.counters.setups.load(Ordering::Acquire)
+    }
+
+    /// Transport setups abandoned at the handshake deadline since start.
+    pub fn setup_timeouts(&self) -> u64 {
+        self.counters.setup_timeouts.load(Ordering::Acquire)
+    }
+
+    /// QUIC connections the endpoint holds, in any state (handshaking, open,
+    /// closing): this is what a half-open QUIC handshake costs until dropped.
+    pub fn quic_connections(&self) -> usize {
+        self.quic.as_ref().map_or(0, |q| q.open_connections())
+    }
+}
+
+/// The relay's certificate: what both transports serve, and how it is replaced.
+#[derive(Clone)]
+pub struct CertHandle {
+    store: Arc<CertStore>,
+    source: Arc<Mutex<CertSource>>,
+}
+
+enum CertSource {
+    Pem {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
+    Dev {
+        certs: DevCerts,
+        state: Box<DevState>,
+    },
+}
+
+impl CertHandle {
+    /// The store both transports resolve certificates through.
+    pub fn store(&self) -> &Arc<CertStore> {
+        &self.store
+    }
+
+    /// Reads the PEM files again and serves them to new connections (SIGHUP).
+    /// Open connections keep going. A development relay has no files to
+    /// read: this is a no-op there.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let source = self.source.lock().await;
+        if let CertSource::Pem { cert, key } = &*source {
+            let m = load_pem(cert, key)?;
+            let published = vec![crate::tls::PublishedHash {
+                sha256: m.leaf_sha256,
+                not_after: 0,
+                serving: true,
+            }];
+            self.store.replace(m, published)?;
+            tracing::info!(sha256 = %self.store.current().leaf_sha256_hex(), "certificate reloaded");
+        }
+        Ok(())
+    }
+
+    /// Advances development-certificate rotation to `now` (the relay calls it
+    /// periodically with the wall clock; tests pass a later time). Returns
+    /// whether anything changed.
+    pub async fn rotate_dev(&self, now: time::OffsetDateTime) -> anyhow::Result<bool> {
+        let mut source = self.source.lock().await;
+        let CertSource::Dev { certs, state } = &mut *source else {
+            return Ok(false);
+        };
+        let changed = certs.rotate(state, now)?;
+        if changed {
+            self.store.replace(state.serving.clone(), state.published())?;
+            tracing::info!(
+                serving = %state.serving.leaf_sha256_hex(),
+                next = %state.next.as_ref().map_or(String::new(), |n| n.leaf_sha256_hex()),
+                "development certificate rotated"
+            );
+        }
+        Ok(changed)
+    }
+}
+
+/// Binds TCP and UDP on the same port. With port 0, TCP picks a port and UDP
+/// takes the same number; if that UDP port is taken, try again.
+fn bind_pair(addr: SocketAddr, with_udp: bool) -> anyhow::Result<(std::net::TcpListener, Option<UdpSocket>)> {
+    let attempts = if addr.port() == 0 { 32 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let tcp = std::net::TcpListener::bind(addr).with_context(|| format!("listening on TCP {addr}"))?;
+        if !with_udp {
+            return Ok((tcp, None));
+        }
+        let bound = tcp.local_addr()?;
+        match UdpSocket::bind(bound) {
+            Ok(udp) => return Ok((tcp, Some(udp))),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "binding UDP on the TCP port of {addr}: {}",
+        last.map_or_else(String::new, |e| e.to_string())
+    ))
+}
+
 impl Relay {
-    /// Opens the data directory and store, prepares TLS and binds the listener.
+    /// Opens the data directory and store, prepares TLS and binds the listeners.
     pub async fn load(config: Config) -> anyhow::Result<Relay> {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let tls = match (&config.tls.cert, &config.tls.key) {
-            (Some(c), Some(k)) => load_pem(c, k)?,
-            _ => dev_certificate(
-                &config.data_dir,
-                &["localhost".into(), "127.0.0.1".into(), "::1".into()],
-            )?,
-        };
         let store: Arc<dyn Store> = Arc::new(
             EmbeddedStore::open(&config.data_dir.join("store"), EmbeddedOptions::default())
                 .map_err(|e| anyhow::anyhow!("opening the store in {}: {e}", config.data_dir.display()))?,
         );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("listening on {}", config.listen))?;
-        Self::with_parts(config, store, Arc::new(InProcessBus::new()), listener, tls)
+        Self::with_parts(config, store, Arc::new(InProcessBus::new()))
     }
 
-    /// Assembles a relay from parts (tests use other stores or buses).
-    pub fn with_parts(
-        config: Config,
-        store: Arc<dyn Store>,
-        bus: Arc<dyn Bus>,
-        listener: TcpListener,
-        tls: TlsMaterial,
-    ) -> anyhow::Result<Relay> {
+    /// Assembles a relay from parts (tests use other stores or buses) and binds
+    /// its listeners. Needs a Tokio runtime.
+    pub fn with_parts(config: Config, store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> anyhow::Result<Relay> {
+        let (source, tls) = match (&config.tls.cert, &config.tls.key) {
+            (Some(c), Some(k)) => (
+                CertSource::Pem {
+                    cert: c.clone(),
+                    key: k.clone(),
+                },
+                load_pem(c, k)?,
+            ),
+            _ => {
+                let certs = DevCerts {
+                    dir: config.data_dir.clone(),
+                    names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+                    validity: Duration::from_secs(config.tls.dev_validity_secs),
+                    renew_before: Duration::from_secs(config.tls.dev_renew_before_secs),
+                };
+                let state = certs.load(time::OffsetDateTime::now_utc())?;
+                let tls = state.serving.clone();
+                (
+                    CertSource::Dev {
+                        certs,
+                        state: Box::new(state),
+                    },
+                    tls,
+                )
+            }
+        };
+        let store_certs = CertStore::new(&tls)?;
+        if let CertSource::Dev { state, .. } = &source {
+            store_certs.replace(state.serving.clone(), state.published())?;
+        }
+        let certs = CertHandle {
+            store: store_certs,
+            source: Arc::new(Mutex::new(source)),
+        };
+
+        let (tcp, udp) = bind_pair(config.listen, config.quic.enabled)?;
+        tcp.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(tcp)?;
+        let quic = match udp {
+            Some(udp) => {
+                let transport = quic::transport_config(&config.quic, &config.limits)?;
+                Some(Arc::new(quic::endpoint(udp, certs.store.quic_config()?, transport)?))
+            }
+            None => None,
+        };
+        let dev_http = if config.dev_http.enabled.unwrap_or(tls.dev) {
+            // A relay on port 0 (tests, several relays on one machine) gets its
+            // dev listener on a free port too, unless one was chosen.
+            let mut at = config.dev_http.listen;
+            if config.listen.port() == 0 && at == crate::config::DevHttpConfig::default().listen {
+                at.set_port(0);
+            }
+            // A development convenience: failing to bind it does not stop the relay.
+            match std::net::TcpListener::bind(at).and_then(|l| {
+                l.set_nonblocking(true)?;
+                TcpListener::from_std(l)
+            }) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(%at, error = %e, "dev HTTP listener not started");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
         let fanout = Arc::new(FanOut::new(bus.clone()));
         let sink: Arc<dyn BusSink> = fanout.clone();
         bus.attach(Arc::downgrade(&sink));
@@ -91,22 +278,52 @@ impl Relay {
             bus,
             fanout,
         });
+        let stats = Stats {
+            shared: shared.clone(),
+            counters: Arc::default(),
+            quic: quic.clone(),
+        };
         Ok(Relay {
             shared,
             listener,
+            quic,
+            dev_http,
+            certs,
             tls,
+            stats,
             shutdown_tx: watch::channel(false).0,
         })
     }
 
-    /// The bound address.
+    /// The bound address (TCP for WebSocket; UDP for WebTransport has the same
+    /// port when enabled).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.shared.config.listen)
     }
 
-    /// The TLS certificate in use.
+    /// The bound UDP address of WebTransport, if enabled.
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.quic.as_ref().and_then(|q| q.local_addr().ok())
+    }
+
+    /// The bound address of the plain-HTTP development listener, if enabled.
+    pub fn dev_http_addr(&self) -> Option<SocketAddr> {
+        self.dev_http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The TLS certificate served at start.
     pub fn tls(&self) -> &TlsMaterial {
         &self.tls
+    }
+
+    /// The certificate handle (reload, rotation, published hashes).
+    pub fn certs(&self) -> CertHandle {
+        self.certs.clone()
+    }
+
+    /// Live counts.
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
     }
 
     /// The configuration in use.
@@ -126,69 +343,153 @@ impl Relay {
         let Relay {
             shared,
             listener,
-            tls,
+            quic,
+            dev_http,
+            certs,
+            tls: _,
+            stats,
             shutdown_tx,
         } = self;
-        let acceptor = Arc::new(TlsAcceptor::from(Arc::new(tls.server_config()?)));
-        let mut shutdown = shutdown_tx.subscribe();
+        let acceptor = Arc::new(TlsAcceptor::from(Arc::new(certs.store.tcp_config()?)));
         // Every connection task holds a clone; when all are gone, draining is done.
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-        let retention = tokio::spawn(retention_loop(shared.clone(), shutdown_tx.subscribe()));
-        loop {
-            let (tcp, peer) = tokio::select! {
-                _ = stopped(&mut shutdown) => break,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // Out of file descriptors and similar: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+        let spawner = Spawner {
+            shared: shared.clone(),
+            counters: stats.counters.clone(),
+            shutdown: shutdown_tx.clone(),
+            alive: alive_tx,
+        };
+        let mut background = vec![tokio::spawn(retention_loop(shared.clone(), shutdown_tx.subscribe()))];
+        if let Some(l) = dev_http {
+            let site = crate::devhttp::DevSite {
+                certs: certs.clone(),
+                static_dir: shared.config.dev_http.static_dir.clone(),
+                relay_addr: listener.local_addr().unwrap_or(shared.config.listen),
             };
-            let shared = shared.clone();
-            let acceptor = acceptor.clone();
-            let conn_shutdown = shutdown_tx.subscribe();
-            let alive = alive_tx.clone();
-            tokio::spawn(async move {
-                let _alive = alive;
-                let limits = &shared.config.limits;
-                let deadline = Instant::now() + limits.handshake_timeout();
-                let accepted = tokio::time::timeout_at(
-                    deadline.into(),
-                    websocket::accept(tcp, peer, acceptor, limits.max_frame_len),
-                )
-                .await;
-                let conn = match accepted {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "transport setup failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "transport setup timed out");
-                        return;
-                    }
-                };
-                let n = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
-                if n > limits.max_connections {
-                    shared.connections.fetch_sub(1, Ordering::AcqRel);
-                    refuse_busy(conn).await;
-                    return;
-                }
-                crate::session::serve(shared.clone(), conn, conn_shutdown, deadline).await;
-                shared.connections.fetch_sub(1, Ordering::AcqRel);
-            });
+            background.push(tokio::spawn(crate::devhttp::serve(l, site, shutdown_tx.subscribe())));
         }
-        drop(listener);
-        drop(alive_tx);
+        if matches!(&*certs.source.lock().await, CertSource::Dev { .. }) {
+            background.push(tokio::spawn(rotation_loop(
+                certs.clone(),
+                Duration::from_secs(shared.config.tls.dev_check_interval_secs),
+                shutdown_tx.subscribe(),
+            )));
+        }
+        let quic_loop = quic.clone().map(|q| tokio::spawn(quic_accept_loop(q, spawner.clone())));
+        tcp_accept_loop(listener, acceptor, spawner).await;
+        if let Some(q) = quic_loop {
+            let _ = q.await;
+        }
         // Connections see the shutdown flag and close with GoingAway.
         let _ = tokio::time::timeout(Duration::from_secs(10), alive_rx.recv()).await;
-        retention.abort();
+        if let Some(q) = &quic {
+            q.close(wtransport::VarInt::from_u32(webtransport::CLOSE_CODE), b"relay stopped");
+            let _ = tokio::time::timeout(Duration::from_secs(2), q.wait_idle()).await;
+        }
+        for b in background {
+            b.abort();
+        }
         shared.acks.flush().await;
         tracing::info!("relay stopped");
         Ok(())
+    }
+}
+
+/// Starts connection tasks: transport setup under the handshake deadline, the
+/// connection limit, then the session.
+#[derive(Clone)]
+struct Spawner {
+    shared: Arc<Shared>,
+    counters: Arc<Counters>,
+    shutdown: watch::Sender<bool>,
+    alive: mpsc::Sender<()>,
+}
+
+impl Spawner {
+    fn spawn<F>(&self, peer: SocketAddr, setup: F)
+    where
+        F: Future<Output = Result<Connection, TransportError>> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let counters = self.counters.clone();
+        let conn_shutdown = self.shutdown.subscribe();
+        let alive = self.alive.clone();
+        counters.setups.fetch_add(1, Ordering::AcqRel);
+        tokio::spawn(async move {
+            let _alive = alive;
+            let limits = &shared.config.limits;
+            let deadline = Instant::now() + limits.handshake_timeout();
+            let accepted = tokio::time::timeout_at(deadline.into(), setup).await;
+            counters.setups.fetch_sub(1, Ordering::AcqRel);
+            let conn = match accepted {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "transport setup failed");
+                    return;
+                }
+                Err(_) => {
+                    // Dropping the setup future closes the socket or QUIC connection.
+                    counters.setup_timeouts.fetch_add(1, Ordering::AcqRel);
+                    tracing::debug!(%peer, "transport setup timed out");
+                    return;
+                }
+            };
+            let n = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
+            if n > limits.max_connections {
+                shared.connections.fetch_sub(1, Ordering::AcqRel);
+                refuse_busy(conn).await;
+                return;
+            }
+            crate::session::serve(shared.clone(), conn, conn_shutdown, deadline).await;
+            shared.connections.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+async fn tcp_accept_loop(listener: TcpListener, acceptor: Arc<TlsAcceptor>, spawner: Spawner) {
+    let mut shutdown = spawner.shutdown.subscribe();
+    let max_frame_len = spawner.shared.config.limits.max_frame_len;
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        spawner.spawn(peer, websocket::accept(tcp, peer, acceptor.clone(), max_frame_len));
+    }
+}
+
+async fn quic_accept_loop(endpoint: Arc<QuicEndpoint>, spawner: Spawner) {
+    let mut shutdown = spawner.shutdown.subscribe();
+    let max_frame_len = spawner.shared.config.limits.max_frame_len;
+    loop {
+        let incoming = tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            i = endpoint.accept() => i,
+        };
+        let peer = incoming.remote_address();
+        spawner.spawn(peer, webtransport::accept(incoming, max_frame_len));
+    }
+}
+
+async fn rotation_loop(certs: CertHandle, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped(&mut shutdown) => return,
+        }
+        if let Err(e) = certs.rotate_dev(time::OffsetDateTime::now_utc()).await {
+            tracing::warn!(error = %e, "development certificate rotation failed");
+        }
     }
 }
 

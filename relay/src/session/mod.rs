@@ -248,6 +248,18 @@ async fn read_loop(
                 closer.close(Exit::Close(CloseReason::ProtocolError, "frame too large".into()));
                 return;
             }
+            Ok(Err(TransportError::BadDatagram(msg))) => {
+                protocol_errors += 1;
+                send_error(&out, WireError::new(ErrorCode::Malformed, msg)).await;
+                if protocol_errors >= 16 {
+                    closer.close(Exit::Close(
+                        CloseReason::ProtocolError,
+                        "too many malformed frames".into(),
+                    ));
+                    return;
+                }
+                continue;
+            }
             Ok(Err(e)) => {
                 send_error(&out, WireError::new(ErrorCode::Malformed, e.to_string())).await;
                 closer.close(Exit::Close(CloseReason::ProtocolError, e.to_string()));

@@ -3,7 +3,8 @@
 //! A transport delivers whole frames (already de-framed: one WebSocket binary
 //! message, or one length-prefixed frame of a stream) and sends whole frames.
 //! The session code in [`crate::session`] is written once against these traits;
-//! each transport is a small adapter (`websocket.rs`).
+//! each transport is a small adapter (`websocket.rs`, `webtransport.rs`);
+//! `quic.rs` holds the QUIC endpoint and its tuning.
 
 use std::net::SocketAddr;
 
@@ -11,7 +12,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use hush_protocol::frame::CloseReason;
 
+pub mod quic;
 pub mod websocket;
+pub mod webtransport;
 
 /// Why a transport stopped.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +31,10 @@ pub enum TransportError {
     /// The peer broke the transport's own rules (e.g. a text WebSocket message).
     #[error("transport protocol violation: {0}")]
     Protocol(String),
+    /// A datagram that is not a single ephemeral frame. Not fatal: the session
+    /// answers with an error and keeps the connection (until bad input repeats).
+    #[error("bad datagram: {0}")]
+    BadDatagram(String),
     /// The connection failed.
     #[error("connection error: {0}")]
     Io(String),
@@ -60,6 +67,6 @@ pub struct Connection {
     pub writer: Box<dyn FrameWriter>,
     /// The peer's address.
     pub peer: SocketAddr,
-    /// Transport name for logs and metrics (`"websocket"`).
+    /// Transport name for logs and metrics (`"websocket"`, `"webtransport"`).
     pub transport: &'static str,
 }

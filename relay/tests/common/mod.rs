@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hush_protocol::frame::{LogEntry, MessageKind, Policy, RelayFrame, Reply, Request, RosterChange, Send};
 use hush_protocol::{DeviceId, GroupId};
-use hush_relay::{Config, Relay, ShutdownHandle};
+use hush_relay::{CertHandle, Config, Relay, ShutdownHandle, Stats};
 use hush_sdk::wire::{ClientError, ConnectOptions, Identity, Trust, WireClient};
 
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -16,6 +16,9 @@ pub struct TestRelay {
     pub addr: std::net::SocketAddr,
     pub cert: [u8; 32],
     pub handle: ShutdownHandle,
+    pub stats: Stats,
+    pub certs: CertHandle,
+    pub dev_http: Option<std::net::SocketAddr>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub dir: tempfile::TempDir,
 }
@@ -39,11 +42,17 @@ impl TestRelay {
         let addr = relay.local_addr();
         let cert = relay.tls().leaf_sha256;
         let handle = relay.shutdown_handle();
+        let stats = relay.stats();
+        let certs = relay.certs();
+        let dev_http = relay.dev_http_addr();
         let task = tokio::spawn(relay.run());
         TestRelay {
             addr,
             cert,
             handle,
+            stats,
+            certs,
+            dev_http,
             task,
             dir,
         }
@@ -51,6 +60,20 @@ impl TestRelay {
 
     pub fn url(&self) -> String {
         format!("wss://{}/ws", self.addr)
+    }
+
+    /// The WebTransport URL (same port number, UDP).
+    pub fn wt_url(&self) -> String {
+        format!("https://{}/wt", self.addr)
+    }
+
+    /// Options for a WebTransport connection.
+    pub fn wt_options(&self) -> ConnectOptions {
+        ConnectOptions::new(self.wt_url(), Trust::CertSha256(self.cert))
+    }
+
+    pub async fn connect_wt(&self, id: &Identity) -> WireClient {
+        WireClient::connect(id, self.wt_options()).await.unwrap()
     }
 
     pub fn options(&self) -> ConnectOptions {
