@@ -103,3 +103,208 @@ async fn typing_signals_travel_as_datagrams() {
     .unwrap();
     relay.stop().await;
 }
+
+/// Waits (bounded) until the relay's counters satisfy `cond`; each check is a
+/// read of live counters, not a sleep standing in for an event.
+async fn until(relay: &TestRelay, what: &str, cond: impl Fn(&hush_relay::Stats) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond(&relay.stats) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: setups {} sessions {} quic {} timeouts {}",
+            relay.stats.setups(),
+            relay.stats.sessions(),
+            relay.stats.quic_connections(),
+            relay.stats.setup_timeouts()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn oversized_stream_frame_and_garbage_datagrams_get_clean_errors() {
+    use hush_protocol::ErrorCode;
+    let relay = TestRelay::start_with(|c| c.limits.max_frame_len = 64 * 1024).await;
+    let (a, b) = (Identity::generate("alice"), Identity::generate("bob"));
+    let mut ca = relay.connect_wt(&a).await;
+    let mut cb = relay.connect_wt(&b).await;
+    let g = group_with(&ca, "g", &[&cb]).await;
+
+    // Garbage datagrams: an error each, and the session goes on.
+    ca.send_raw_datagram(Bytes::from_static(&[0xff, 0xfe, 0xfd]))
+        .await
+        .unwrap();
+    let f = wait_for(&mut ca, |f| matches!(f, RelayFrame::Error(_))).await;
+    assert!(
+        matches!(&f, RelayFrame::Error(e) if e.code == ErrorCode::Malformed),
+        "{f:?}"
+    );
+    // A truncated Ephemeral frame.
+    ca.send_raw_datagram(Bytes::from_static(&[5, 40, 1])).await.unwrap();
+    let f = wait_for(&mut ca, |f| matches!(f, RelayFrame::Error(_))).await;
+    assert!(
+        matches!(&f, RelayFrame::Error(e) if e.code == ErrorCode::Malformed),
+        "{f:?}"
+    );
+    // A well-formed frame that does not belong in a datagram.
+    let ping = hush_protocol::codec::encode(&ClientFrame::Ping { nonce: 5 }).unwrap();
+    ca.send_raw_datagram(Bytes::from(ping)).await.unwrap();
+    let f = wait_for(&mut ca, |f| matches!(f, RelayFrame::Error(_) | RelayFrame::Pong { .. })).await;
+    assert!(
+        matches!(&f, RelayFrame::Error(e) if e.code == ErrorCode::Malformed),
+        "{f:?}"
+    );
+    let (s1, _) = send_app(&ca, &g, 1, 1, b"after garbage").await.unwrap();
+    assert_eq!(deliveries(&mut cb, &g, 1).await[0].seq, s1);
+
+    // An oversized frame on the stream: FrameTooLarge, then Closing, then the end.
+    let mut huge = (1u32 << 20).to_be_bytes().to_vec();
+    huge.extend_from_slice(&[0u8; 16]);
+    ca.send_raw(Bytes::from(huge)).await.unwrap();
+    let f = wait_for(&mut ca, |f| matches!(f, RelayFrame::Error(_))).await;
+    assert!(
+        matches!(&f, RelayFrame::Error(e) if e.code == ErrorCode::FrameTooLarge),
+        "{f:?}"
+    );
+    let f = wait_for(&mut ca, |f| matches!(f, RelayFrame::Closing(_))).await;
+    assert!(
+        matches!(&f, RelayFrame::Closing(c) if c.reason == hush_protocol::frame::CloseReason::ProtocolError),
+        "{f:?}"
+    );
+    assert!(ca.next_event_timeout(WAIT).await.unwrap().is_none(), "the session ends");
+
+    // Bob and new sessions are unaffected.
+    let ca2 = relay.connect_wt(&a).await;
+    let (s2, _) = send_app(&ca2, &g, 2, 1, b"new session").await.unwrap();
+    assert_eq!(deliveries(&mut cb, &g, 1).await[0].seq, s2);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_garbage_datagrams_close_the_session() {
+    let relay = TestRelay::start().await;
+    let a = Identity::generate("alice");
+    let mut ca = relay.connect_wt(&a).await;
+    let mut errors = 0;
+    for i in 0..16u8 {
+        ca.send_raw_datagram(Bytes::from(vec![0xff, i])).await.unwrap();
+        // One at a time, so none is dropped by a full buffer.
+        match wait_for(&mut ca, |f| matches!(f, RelayFrame::Error(_) | RelayFrame::Closing(_))).await {
+            RelayFrame::Error(_) => errors += 1,
+            f => panic!("closed early: {f:?}"),
+        }
+    }
+    assert_eq!(errors, 16);
+    let f = wait_for(&mut ca, |f| matches!(f, RelayFrame::Closing(_))).await;
+    assert!(matches!(&f, RelayFrame::Closing(c) if c.reason == hush_protocol::frame::CloseReason::ProtocolError));
+    relay.stop().await;
+}
+
+/// Forwards only the first datagram a client sends to the relay, and nothing
+/// back: the relay sees a QUIC handshake start and never finish.
+async fn one_way_proxy(relay: std::net::SocketAddr) -> std::net::SocketAddr {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        let mut forwarded = false;
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            if from != relay && !forwarded {
+                let _ = sock.send_to(&buf[..n], relay).await;
+                forwarded = true;
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_quic_handshake_that_never_completes_is_dropped_and_freed() {
+    let relay = TestRelay::start_with(|c| c.limits.handshake_timeout_ms = 400).await;
+    let proxy = one_way_proxy(relay.addr).await;
+    let endpoint = hush_sdk::wire::WebTransportEndpoint::new(&hush_sdk::wire::Trust::CertSha256(relay.cert)).unwrap();
+    let stuck = tokio::spawn(async move { endpoint.open(&format!("https://{proxy}/wt")).await.map(|_| ()) });
+    until(&relay, "handshake in progress", |s| {
+        s.setups() == 1 && s.quic_connections() == 1
+    })
+    .await;
+    until(&relay, "handshake dropped", |s| {
+        s.setup_timeouts() == 1 && s.setups() == 0 && s.quic_connections() == 0
+    })
+    .await;
+    assert_eq!(relay.stats.sessions(), 0);
+    stuck.abort();
+    // The relay still serves everyone else.
+    let a = Identity::generate("alice");
+    let ca = relay.connect_wt(&a).await;
+    ca.request(hush_protocol::frame::Request::ListGroups).await.unwrap();
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_that_never_say_hello_are_dropped_after_the_handshake_timeout() {
+    use hush_protocol::frame::CloseReason;
+    let relay = TestRelay::start_with(|c| c.limits.handshake_timeout_ms = 400).await;
+    let endpoint = hush_sdk::wire::WebTransportEndpoint::new(&hush_sdk::wire::Trust::CertSha256(relay.cert)).unwrap();
+
+    // QUIC and the WebTransport session complete and the stream is opened
+    // (wtransport writes the stream's WebTransport header), but no frame follows.
+    let mut silent = endpoint.open(&relay.wt_url()).await.unwrap();
+    // Another sends half a length prefix and nothing more.
+    let mut partial = endpoint.open(&relay.wt_url()).await.unwrap();
+    partial.write_raw(&[0, 0]).await.unwrap();
+    for s in [&mut silent, &mut partial] {
+        let f = s.read_relay_frame().await.unwrap();
+        assert!(
+            matches!(&f, RelayFrame::Closing(c) if c.reason == CloseReason::HandshakeTimeout),
+            "{f:?}"
+        );
+        assert!(s.read_frame().await.map(|f| f.is_none()).unwrap_or(true));
+    }
+    until(&relay, "everything released", |s| {
+        s.sessions() == 0 && s.setups() == 0 && s.quic_connections() == 0
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_sessions_over_one_udp_socket_are_all_served() {
+    const N: usize = 1000;
+    let relay = TestRelay::start().await;
+    let endpoint = hush_sdk::wire::WebTransportEndpoint::new(&hush_sdk::wire::Trust::CertSha256(relay.cert)).unwrap();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let (endpoint, opts, sem) = (endpoint.clone(), relay.wt_options(), sem.clone());
+        tasks.push(tokio::spawn(async move {
+            let id = Identity::generate(&format!("user{i}"));
+            let mut c = {
+                let _permit = sem.acquire().await.unwrap();
+                hush_sdk::wire::WireClient::connect_with(&id, opts, &endpoint)
+                    .await
+                    .unwrap()
+            };
+            let g = gid(&format!("solo-{i}"));
+            create_group(&c, &g, Default::default()).await;
+            let (seq, _) = send_app(&c, &g, 1, 0, format!("hello {i}").as_bytes()).await.unwrap();
+            let got = deliveries(&mut c, &g, 1).await;
+            assert_eq!(got[0].seq, seq);
+            assert_eq!(got[0].payload, format!("hello {i}").as_bytes());
+            c
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.unwrap());
+    }
+    assert_eq!(clients.len(), N);
+    assert_eq!(relay.stats.sessions(), N);
+    assert_eq!(endpoint.open_connections(), N, "all on one client endpoint");
+    // Still all live: every one answers a ping.
+    for c in clients.iter_mut() {
+        assert_quiet(c, |_| false).await;
+    }
+    drop(clients);
+    relay.stop().await;
+}
