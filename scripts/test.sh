@@ -9,6 +9,12 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # The independent Python client (written from PROTOCOL.md alone) needs these.
 /usr/bin/python3 -c 'import websockets, cryptography' >/dev/null 2>&1 || need_apt+=(python3 python3-websockets python3-cryptography)
+# The browser tests (tests/browser, benches/tests/browser.rs) drive Debian's
+# headless Chromium with playwright-core from Node (20 or newer; this machine
+# kind ships it; Debian's own nodejs is older but is installed if none is there).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -16,6 +22,9 @@ if ((${#need_apt[@]})); then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
   fi
 fi
+# playwright-core, pinned by tests/browser/package-lock.json (no browser download:
+# it drives /usr/bin/chromium).
+[ -d tests/browser/node_modules ] || (cd tests/browser && npm ci --no-audit --no-fund)
 command -v cargo >/dev/null 2>&1 || { echo "cargo (Rust 1.91 or newer) is required: https://rustup.rs" >&2; exit 1; }
 
 if cargo nextest --version >/dev/null 2>&1; then
@@ -31,3 +40,7 @@ fi
 relay_bin="${CARGO_TARGET_DIR:-target}/debug/hush-relay"
 [ -x "$relay_bin" ] || cargo build --locked -p hush-relay --bin hush-relay
 HUSH_RELAY_BIN="$relay_bin" /usr/bin/python3 -m unittest discover -s tests/python -v
+
+# The browser client's codec (web/hush/) against PROTOCOL.md's examples, in Node.
+# (The browser itself is driven by the Rust test benches/tests/browser.rs above.)
+node --test tests/browser/codec.test.mjs

@@ -1,0 +1,227 @@
+//! A real browser and a Rust device talk through a real relay.
+//!
+//! The browser device is the plain-JavaScript client of `web/hush/` (written
+//! from `PROTOCOL.md` alone) in Debian's headless Chromium, driven by
+//! `tests/browser/drive.mjs` through `playwright-core`; its Ed25519 key is a
+//! WebCrypto key. The Rust device is `hush_sdk::wire::WireClient`. They join one
+//! group and exchange messages both ways, then typing signals.
+//!
+//! This test fails (it does not skip) when Chromium or `tests/browser/node_modules`
+//! is missing: `./scripts/test.sh` installs both. Every wait is for an event
+//! (a reply or event line from the driver, a frame from the relay); the time
+//! limits only bound failures.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hush_bench::browser::Browser;
+use hush_protocol::frame::{ClientFrame, MessageKind, Policy, RelayFrame, Reply, Request, RosterChange, Send};
+use hush_protocol::{DeviceId, GroupId};
+use hush_sdk::wire::{ConnectOptions, Identity, Trust, WireClient};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct TestRelay {
+    addr: std::net::SocketAddr,
+    cert: [u8; 32],
+    handle: hush_relay::ShutdownHandle,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_relay() -> TestRelay {
+    let dir = tempfile::tempdir().unwrap();
+    let config = hush_relay::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        ..hush_relay::Config::default()
+    };
+    let relay = hush_relay::Relay::load(config).await.unwrap();
+    let addr = relay.local_addr();
+    let cert = relay.tls().leaf_sha256;
+    let handle = relay.shutdown_handle();
+    let task = tokio::spawn(relay.run());
+    TestRelay {
+        addr,
+        cert,
+        handle,
+        task,
+        _dir: dir,
+    }
+}
+
+/// Waits for the Rust device's next frame matching `pred`, skipping others.
+async fn rust_wait(c: &mut WireClient, mut pred: impl FnMut(&RelayFrame) -> bool) -> RelayFrame {
+    loop {
+        match c.next_event_timeout(WAIT).await {
+            Ok(Some(f)) if pred(&f) => return f,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the Rust device's connection closed"),
+            Err(e) => panic!("the Rust device waited in vain: {e}"),
+        }
+    }
+}
+
+fn hexs(b: &[u8]) -> String {
+    hex::encode(b)
+}
+
+/// The browser device joins a group of the Rust device over `transport`, and
+/// they exchange a message each way and a typing signal each way. Returns how
+/// the Rust device's typing signal reached the browser (`datagram`/`stream`) and
+/// how the browser sent its own.
+async fn exchange(
+    browser: &mut Browser,
+    rust: &mut WireClient,
+    transport: &str,
+    url: &str,
+    cert: [u8; 32],
+    group: &GroupId,
+) -> (String, String) {
+    let name = transport;
+    let ready = browser
+        .call(
+            "connect",
+            json!({"name": name, "user": "browser-user", "transport": transport, "url": url, "certHash": hexs(&cert)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ready["kind"], transport);
+    let device_hex = ready["device"].as_str().unwrap().to_owned();
+    assert_eq!(ready["ready"]["device"], device_hex.as_str(), "the relay derives the same device id");
+    let browser_device = DeviceId(hex::decode(&device_hex).unwrap().try_into().unwrap());
+    let rust_device = rust.ready().device;
+
+    // The Rust device creates the group and adds the browser device (commit at epoch 0).
+    let created = rust
+        .request(Request::CreateGroup {
+            group: group.clone(),
+            policy: Policy::default(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(created, Reply::GroupCreated { epoch: 0 });
+    let reply = rust
+        .request(Request::Send(Send {
+            group: group.clone(),
+            client_msg_id: 1,
+            kind: MessageKind::Commit,
+            epoch: 0,
+            payload: Bytes::from_static(b"commit adding the browser"),
+            roster: Some(RosterChange {
+                add: vec![browser_device],
+                remove: vec![],
+                welcome: Some(Bytes::from_static(b"welcome")),
+            }),
+        }))
+        .await
+        .unwrap();
+    let Reply::Sent { seq: 1, epoch: 1, .. } = reply else {
+        panic!("commit: {reply:?}")
+    };
+    let g = hexs(&group.0);
+    browser
+        .wait_frame(name, "Notice", |e| e["frame"]["notice"] == "Added" && e["frame"]["group"] == g.as_str())
+        .await
+        .unwrap();
+
+    // Browser -> Rust.
+    let text = format!("hello from the browser over {transport}");
+    let sent = browser
+        .call("send", json!({"name": name, "group": g, "epoch": "1", "payload": hexs(text.as_bytes())}))
+        .await
+        .unwrap();
+    assert_eq!(sent["type"], "Sent");
+    assert_eq!(sent["seq"], "2");
+    let f = rust_wait(rust, |f| matches!(f, RelayFrame::Deliver(e) if &e.group == group)).await;
+    let RelayFrame::Deliver(entry) = f else { unreachable!() };
+    assert_eq!(entry.seq, 2);
+    assert_eq!(entry.sender, browser_device);
+    assert_eq!(entry.epoch, 1);
+    assert_eq!(&entry.payload[..], text.as_bytes());
+    rust.ack(group, 2).await.unwrap();
+
+    // Rust -> browser.
+    let text = format!("hello from Rust over {transport}");
+    let reply = rust
+        .request(Request::Send(Send {
+            group: group.clone(),
+            client_msg_id: 2,
+            kind: MessageKind::Application,
+            epoch: 1,
+            payload: Bytes::from(text.clone()),
+            roster: None,
+        }))
+        .await
+        .unwrap();
+    assert!(matches!(reply, Reply::Sent { seq: 3, .. }), "{reply:?}");
+    let e = browser
+        .wait_frame(name, "Deliver", |e| e["frame"]["entry"]["seq"] == "3")
+        .await
+        .unwrap();
+    let entry = &e["frame"]["entry"];
+    assert_eq!(entry["group"], g.as_str());
+    assert_eq!(entry["sender"], rust_device.to_hex().as_str());
+    assert_eq!(entry["kind"], "Application");
+    assert_eq!(entry["payload"], hexs(text.as_bytes()).as_str());
+    browser
+        .call("ack", json!({"name": name, "group": g, "seq": "3"}))
+        .await
+        .unwrap();
+
+    // Typing, Rust -> browser.
+    rust.send(&ClientFrame::Ephemeral {
+        group: group.clone(),
+        payload: Bytes::from_static(b"typing:rust"),
+    })
+    .await
+    .unwrap();
+    let e = browser
+        .wait_frame(name, "Ephemeral", |e| e["frame"]["payload"] == hexs(b"typing:rust").as_str())
+        .await
+        .unwrap();
+    assert_eq!(e["frame"]["sender"], rust_device.to_hex().as_str());
+    assert_eq!(e["frame"]["group"], g.as_str());
+    let received_via = e["via"].as_str().unwrap().to_owned();
+
+    // Typing, browser -> Rust.
+    let sent_via = browser
+        .call("ephemeral", json!({"name": name, "group": g, "payload": hexs(b"typing:browser")}))
+        .await
+        .unwrap();
+    let f = rust_wait(rust, |f| matches!(f, RelayFrame::Ephemeral { .. })).await;
+    let RelayFrame::Ephemeral { group: fg, sender, payload } = f else { unreachable!() };
+    assert_eq!(&fg, group);
+    assert_eq!(sender, browser_device);
+    assert_eq!(&payload[..], b"typing:browser");
+
+    browser.call("close", json!({"name": name})).await.unwrap();
+    browser
+        .wait_event(|e: &Value| e["event"] == "closed" && e["name"] == name)
+        .await
+        .unwrap();
+    (received_via, sent_via.as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_and_rust_device_exchange_messages_and_typing() {
+    let relay = start_relay().await;
+    let ws_url = format!("wss://{}/ws", relay.addr);
+    let mut browser = Browser::start(relay.addr, relay.cert, None).await.unwrap();
+
+    // WebSocket: one frame per binary message; typing signals ride the same socket.
+    let rust_id = Identity::generate("rust-user");
+    let mut rust = WireClient::connect(&rust_id, ConnectOptions::new(&ws_url, Trust::CertSha256(relay.cert)))
+        .await
+        .unwrap();
+    let group = GroupId(b"browser-ws".to_vec());
+    let (received, sent) = exchange(&mut browser, &mut rust, "websocket", &ws_url, relay.cert, &group).await;
+    assert_eq!((received.as_str(), sent.as_str()), ("stream", "stream"));
+    rust.close().await;
+
+    browser.close().await.unwrap();
+    relay.handle.shutdown();
+    tokio::time::timeout(WAIT, relay.task).await.unwrap().unwrap().unwrap();
+}
