@@ -22,7 +22,8 @@ function setConnected(on) {
 }
 
 // Defaults for a development relay on this host. When the page is served by the
-// relay's development HTTP listener, /cert-hash gives the certificate's hash.
+// relay's development HTTP listener, /cert-hash (PROTOCOL.md section 2.3) gives
+// the URLs and every certificate hash worth pinning.
 async function prefill() {
   const host = location.hostname || '127.0.0.1';
   const params = new URLSearchParams(location.search);
@@ -33,7 +34,11 @@ async function prefill() {
   }
   try {
     const r = await fetch('/cert-hash');
-    if (r.ok) $('hash').value = (await r.text()).trim();
+    if (!r.ok) return;
+    const info = await r.json();
+    $('hash').value = (info.hashes ?? [{ hex: info.hex }]).map((h) => h.hex).join(',');
+    if (info.webtransport && !params.get('url')) $('url').value = info.webtransport;
+    log(`pinning ${info.hashes?.length ?? 1} certificate hash(es) from /cert-hash`);
   } catch {
     // not served by a relay
   }
@@ -49,11 +54,11 @@ $('connect').onclick = async () => {
   const user = $('user').value;
   try {
     if (!identities.has(user)) identities.set(user, await DeviceIdentity.generate(user));
-    const hash = $('hash').value.trim();
+    const hashes = $('hash').value.split(',').map((h) => h.trim()).filter(Boolean).map(fromHex);
     client = await HushClient.connect(identities.get(user), {
       transport: $('transport').value,
       url: $('url').value,
-      certHash: hash ? fromHex(hash) : null,
+      certHash: hashes.length ? hashes : null,
     });
   } catch (e) {
     log(`connect failed: ${e.message}`);

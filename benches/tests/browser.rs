@@ -4,7 +4,10 @@
 //! from `PROTOCOL.md` alone) in Debian's headless Chromium, driven by
 //! `tests/browser/drive.mjs` through `playwright-core`; its Ed25519 key is a
 //! WebCrypto key. The Rust device is `hush_sdk::wire::WireClient`. They join one
-//! group and exchange messages both ways, then typing signals.
+//! group and exchange messages both ways, then typing signals, first over
+//! WebTransport (where the typing signals must travel as datagrams both ways),
+//! then over WebSocket. The page is served by the relay's development HTTP
+//! listener.
 //!
 //! This test fails (it does not skip) when Chromium or `tests/browser/node_modules`
 //! is missing: `./scripts/test.sh` installs both. Every wait is for an event
@@ -25,26 +28,37 @@ const WAIT: Duration = Duration::from_secs(20);
 
 struct TestRelay {
     addr: std::net::SocketAddr,
+    quic: std::net::SocketAddr,
+    dev_http: std::net::SocketAddr,
     cert: [u8; 32],
     handle: hush_relay::ShutdownHandle,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
 }
 
+/// A development relay: WebSocket and WebTransport on one port number, and its
+/// development HTTP listener serving `web/` (the page the browser opens).
 async fn start_relay() -> TestRelay {
     let dir = tempfile::tempdir().unwrap();
-    let config = hush_relay::Config {
+    let mut config = hush_relay::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_owned(),
         ..hush_relay::Config::default()
     };
+    config.dev_http.enabled = Some(true);
+    config.dev_http.listen = "127.0.0.1:0".parse().unwrap();
+    config.dev_http.static_dir = Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web"));
     let relay = hush_relay::Relay::load(config).await.unwrap();
     let addr = relay.local_addr();
+    let quic = relay.quic_addr().expect("the relay serves WebTransport");
+    let dev_http = relay.dev_http_addr().expect("the relay serves its dev HTTP listener");
     let cert = relay.tls().leaf_sha256;
     let handle = relay.shutdown_handle();
     let task = tokio::spawn(relay.run());
     TestRelay {
         addr,
+        quic,
+        dev_http,
         cert,
         handle,
         task,
@@ -90,7 +104,11 @@ async fn exchange(
         .unwrap();
     assert_eq!(ready["kind"], transport);
     let device_hex = ready["device"].as_str().unwrap().to_owned();
-    assert_eq!(ready["ready"]["device"], device_hex.as_str(), "the relay derives the same device id");
+    assert_eq!(
+        ready["ready"]["device"],
+        device_hex.as_str(),
+        "the relay derives the same device id"
+    );
     let browser_device = DeviceId(hex::decode(&device_hex).unwrap().try_into().unwrap());
     let rust_device = rust.ready().device;
 
@@ -123,19 +141,29 @@ async fn exchange(
     };
     let g = hexs(&group.0);
     browser
-        .wait_frame(name, "Notice", |e| e["frame"]["notice"] == "Added" && e["frame"]["group"] == g.as_str())
+        .wait_frame(name, "Notice", |e| {
+            e["frame"]["notice"] == "Added" && e["frame"]["group"] == g.as_str()
+        })
         .await
         .unwrap();
 
     // Browser -> Rust.
     let text = format!("hello from the browser over {transport}");
     let sent = browser
-        .call("send", json!({"name": name, "group": g, "epoch": "1", "payload": hexs(text.as_bytes())}))
+        .call(
+            "send",
+            json!({"name": name, "group": g, "epoch": "1", "payload": hexs(text.as_bytes())}),
+        )
         .await
         .unwrap();
     assert_eq!(sent["type"], "Sent");
     assert_eq!(sent["seq"], "2");
-    let f = rust_wait(rust, |f| matches!(f, RelayFrame::Deliver(e) if &e.group == group)).await;
+    // (The Rust device first gets its own commit, seq 1: senders get their own entries.)
+    let f = rust_wait(
+        rust,
+        |f| matches!(f, RelayFrame::Deliver(e) if &e.group == group && e.seq == 2),
+    )
+    .await;
     let RelayFrame::Deliver(entry) = f else { unreachable!() };
     assert_eq!(entry.seq, 2);
     assert_eq!(entry.sender, browser_device);
@@ -179,7 +207,9 @@ async fn exchange(
     .await
     .unwrap();
     let e = browser
-        .wait_frame(name, "Ephemeral", |e| e["frame"]["payload"] == hexs(b"typing:rust").as_str())
+        .wait_frame(name, "Ephemeral", |e| {
+            e["frame"]["payload"] == hexs(b"typing:rust").as_str()
+        })
         .await
         .unwrap();
     assert_eq!(e["frame"]["sender"], rust_device.to_hex().as_str());
@@ -188,11 +218,21 @@ async fn exchange(
 
     // Typing, browser -> Rust.
     let sent_via = browser
-        .call("ephemeral", json!({"name": name, "group": g, "payload": hexs(b"typing:browser")}))
+        .call(
+            "ephemeral",
+            json!({"name": name, "group": g, "payload": hexs(b"typing:browser")}),
+        )
         .await
         .unwrap();
     let f = rust_wait(rust, |f| matches!(f, RelayFrame::Ephemeral { .. })).await;
-    let RelayFrame::Ephemeral { group: fg, sender, payload } = f else { unreachable!() };
+    let RelayFrame::Ephemeral {
+        group: fg,
+        sender,
+        payload,
+    } = f
+    else {
+        unreachable!()
+    };
     assert_eq!(&fg, group);
     assert_eq!(sender, browser_device);
     assert_eq!(&payload[..], b"typing:browser");
@@ -208,11 +248,34 @@ async fn exchange(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_and_rust_device_exchange_messages_and_typing() {
     let relay = start_relay().await;
-    let ws_url = format!("wss://{}/ws", relay.addr);
-    let mut browser = Browser::start(relay.addr, relay.cert, None).await.unwrap();
+    // The page comes from the relay's development HTTP listener, as a developer
+    // would open it.
+    let page = format!("http://{}/", relay.dev_http);
+    let mut browser = Browser::start(relay.addr, relay.cert, Some(&page)).await.unwrap();
+
+    // WebTransport: one bidirectional stream, typing signals as datagrams.
+    let wt_url = format!("https://{}/wt", relay.quic);
+    let rust_id = Identity::generate("rust-user");
+    let mut rust = WireClient::connect(&rust_id, ConnectOptions::new(&wt_url, Trust::CertSha256(relay.cert)))
+        .await
+        .unwrap();
+    let before = rust.datagrams().received();
+    let group = GroupId(b"browser-wt".to_vec());
+    let (received, sent) = exchange(&mut browser, &mut rust, "webtransport", &wt_url, relay.cert, &group).await;
+    assert_eq!(
+        received, "datagram",
+        "the Rust device's typing signal reached the browser as a datagram"
+    );
+    assert_eq!(sent, "datagram", "the browser sent its typing signal as a datagram");
+    assert_eq!(
+        rust.datagrams().received(),
+        before + 1,
+        "the browser's typing signal reached the Rust device as a datagram"
+    );
+    rust.close().await;
 
     // WebSocket: one frame per binary message; typing signals ride the same socket.
-    let rust_id = Identity::generate("rust-user");
+    let ws_url = format!("wss://{}/ws", relay.addr);
     let mut rust = WireClient::connect(&rust_id, ConnectOptions::new(&ws_url, Trust::CertSha256(relay.cert)))
         .await
         .unwrap();

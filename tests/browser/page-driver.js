@@ -132,7 +132,7 @@ window.hushDriver = {
       }
       if (i >= warmup) samples.push(dt);
     }
-    return quantiles(samples);
+    return { ...quantiles(samples), samples };
   },
 };
 

@@ -42,7 +42,8 @@ export class HushClient {
    * @param {object} o
    * @param {'webtransport'|'websocket'} o.transport
    * @param {string} o.url `https://host:port/wt` (WebTransport) or `wss://host:port/ws`
-   * @param {Uint8Array} [o.certHash] the development relay's certificate SHA-256 (WebTransport)
+   * @param {Uint8Array|Uint8Array[]} [o.certHash] the development relay's certificate SHA-256, or
+   *   all the hashes its /cert-hash lists (WebTransport; a wss:// WebSocket cannot pin)
    * @param {object} [o.registration] `{type: 'None'}` (default), `{type: 'Token', token}` or `{type: 'Linked', by, signature}`
    * @param {Array} [o.resume] `[{group, after_seq}]`
    * @param {string} [o.clientName]

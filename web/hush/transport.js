@@ -74,13 +74,23 @@ export class WebSocketTransport {
 export class WebTransportTransport {
   /**
    * Opens a session and its stream.
-   * @param {string} url `https://host:port/path`
-   * @param {Uint8Array|null} certHash SHA-256 of the relay's certificate (development relays), or null
+   * @param {string} url `https://host:port/wt`
+   * @param {Uint8Array|Uint8Array[]|null} certHash SHA-256 of the relay's certificate (development
+   *   relays; several during a certificate rotation), or null to check the chain as usual
    */
   static async open(url, certHash, { frameLimit } = {}) {
-    const options = certHash ? { serverCertificateHashes: [{ algorithm: 'sha-256', value: certHash }] } : {};
-    const wt = new WebTransport(url, options);
+    const hashes = certHash ? (Array.isArray(certHash) ? certHash : [certHash]) : [];
+    const options = hashes.length
+      ? { serverCertificateHashes: hashes.map((value) => ({ algorithm: 'sha-256', value })) }
+      : {};
+    // `?datagrams=1` asks the relay to send ephemeral signals and presence as
+    // datagrams (section 2.2); this transport reads them.
+    const u = new URL(url);
+    u.searchParams.set('datagrams', '1');
+    const wt = new WebTransport(u.toString(), options);
     await wt.ready;
+    // The relay takes the first bidirectional stream; the caller writes Hello on
+    // it at once (a QUIC stream is invisible to the relay until written to).
     const stream = await wt.createBidirectionalStream();
     return new WebTransportTransport(wt, stream, frameLimit);
   }
