@@ -3,6 +3,7 @@
 import { fromHex, toHex } from './hush/codec.js';
 import { HushClient, randomU64 } from './hush/client.js';
 import { DeviceIdentity } from './hush/identity.js';
+import { privateMessage, readPrivateMessage } from './hush/mls.js';
 
 const $ = (id) => document.getElementById(id);
 const enc = new TextEncoder();
@@ -68,7 +69,10 @@ $('connect').onclick = async () => {
   client.onEvent = (f, via) => {
     if (f.type === 'Deliver') {
       const e = f.entry;
-      log(`#${e.seq} from ${toHex(e.sender).slice(0, 8)}: ${dec.decode(e.payload)}`);
+      // This demo's "ciphertext" is the UTF-8 text itself (it does no MLS).
+      const m = readPrivateMessage(e.payload);
+      const text = m ? dec.decode(m.ciphertext) : `(${e.payload.length} bytes, not a PrivateMessage)`;
+      log(`#${e.seq} from ${toHex(e.sender).slice(0, 8)} (${e.kind}, epoch ${e.epoch}): ${text}`);
       client.ack(e.group, e.seq).catch(() => {});
     } else if (f.type === 'Ephemeral') {
       log(`${toHex(f.sender).slice(0, 8)} is typing (${via})`);
@@ -98,13 +102,15 @@ $('create').onclick = async () => {
 
 $('send').onclick = async () => {
   try {
+    const epoch = BigInt($('epoch').value || 0);
     const r = await client.request({
       type: 'Send',
       group: group(),
       client_msg_id: randomU64(),
       kind: 'Application',
-      epoch: BigInt($('epoch').value || 0),
-      payload: enc.encode($('text').value),
+      epoch,
+      // Framed as an MLS PrivateMessage, as the relay requires (PROTOCOL.md 8.6).
+      payload: privateMessage({ group: group(), epoch, ciphertext: enc.encode($('text').value) }),
       roster: null,
     });
     log(`sent as #${r.seq}`);

@@ -78,6 +78,38 @@ async fn rust_wait(c: &mut WireClient, mut pred: impl FnMut(&RelayFrame) -> bool
     }
 }
 
+/// `ciphertext` framed as an MLS PrivateMessage (PROTOCOL.md 8.6): the clear
+/// header the relay checks (group, epoch, content type) around opaque fields.
+fn private_message(group: &GroupId, epoch: u64, kind: MessageKind, ciphertext: &[u8]) -> Bytes {
+    fn opaque(out: &mut Vec<u8>, b: &[u8]) {
+        // RFC 9420 variable-length vector header, shortest form.
+        match b.len() {
+            n @ 0..=63 => out.push(n as u8),
+            n @ 64..=16_383 => out.extend_from_slice(&(0x4000 | n as u16).to_be_bytes()),
+            n => out.extend_from_slice(&(0x8000_0000 | n as u32).to_be_bytes()),
+        }
+        out.extend_from_slice(b);
+    }
+    let content_type = match kind {
+        MessageKind::Application => 1,
+        MessageKind::Proposal => 2,
+        _ => 3,
+    };
+    let mut out = vec![0, 1, 0, 2];
+    opaque(&mut out, &group.0);
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out.push(content_type);
+    opaque(&mut out, &[]);
+    opaque(&mut out, &[]);
+    opaque(&mut out, ciphertext);
+    Bytes::from(out)
+}
+
+/// The smallest MLS Welcome the relay accepts (PROTOCOL.md 8.6): version 1,
+/// wire format 3, cipher suite 1, one entry of three empty vectors, and a
+/// one-byte encrypted group info.
+const WELCOME: &[u8] = &[0x00, 0x01, 0x00, 0x03, 0x00, 0x01, 0x03, 0x00, 0x00, 0x00, 0x01, 0x77];
+
 fn hexs(b: &[u8]) -> String {
     hex::encode(b)
 }
@@ -127,11 +159,11 @@ async fn exchange(
             client_msg_id: 1,
             kind: MessageKind::Commit,
             epoch: 0,
-            payload: Bytes::from_static(b"commit adding the browser"),
+            payload: private_message(group, 0, MessageKind::Commit, b"commit adding the browser"),
             roster: Some(RosterChange {
                 add: vec![browser_device],
                 remove: vec![],
-                welcome: Some(Bytes::from_static(b"welcome")),
+                welcome: Some(Bytes::from_static(WELCOME)),
             }),
         }))
         .await
@@ -152,12 +184,15 @@ async fn exchange(
     let sent = browser
         .call(
             "send",
-            json!({"name": name, "group": g, "epoch": "1", "payload": hexs(text.as_bytes())}),
+            json!({"name": name, "group": g, "epoch": "1", "ciphertext": hexs(text.as_bytes())}),
         )
         .await
         .unwrap();
-    assert_eq!(sent["type"], "Sent");
-    assert_eq!(sent["seq"], "2");
+    assert_eq!(sent["reply"]["type"], "Sent");
+    assert_eq!(sent["reply"]["seq"], "2");
+    // The browser framed it as MLS exactly as this independent framing does.
+    let expected = private_message(group, 1, MessageKind::Application, text.as_bytes());
+    assert_eq!(sent["payload"], hexs(&expected).as_str());
     // (The Rust device first gets its own commit, seq 1: senders get their own entries.)
     let f = rust_wait(
         rust,
@@ -168,18 +203,19 @@ async fn exchange(
     assert_eq!(entry.seq, 2);
     assert_eq!(entry.sender, browser_device);
     assert_eq!(entry.epoch, 1);
-    assert_eq!(&entry.payload[..], text.as_bytes());
+    assert_eq!(entry.payload, expected);
     rust.ack(group, 2).await.unwrap();
 
     // Rust -> browser.
     let text = format!("hello from Rust over {transport}");
+    let payload = private_message(group, 1, MessageKind::Application, text.as_bytes());
     let reply = rust
         .request(Request::Send(Send {
             group: group.clone(),
             client_msg_id: 2,
             kind: MessageKind::Application,
             epoch: 1,
-            payload: Bytes::from(text.clone()),
+            payload: payload.clone(),
             roster: None,
         }))
         .await
@@ -193,7 +229,7 @@ async fn exchange(
     assert_eq!(entry["group"], g.as_str());
     assert_eq!(entry["sender"], rust_device.to_hex().as_str());
     assert_eq!(entry["kind"], "Application");
-    assert_eq!(entry["payload"], hexs(text.as_bytes()).as_str());
+    assert_eq!(entry["payload"], hexs(&payload).as_str());
     browser
         .call("ack", json!({"name": name, "group": g, "seq": "3"}))
         .await
@@ -252,6 +288,17 @@ async fn browser_and_rust_device_exchange_messages_and_typing() {
     // would open it.
     let page = format!("http://{}/", relay.dev_http);
     let mut browser = Browser::start(relay.addr, relay.cert, Some(&page)).await.unwrap();
+
+    // The demo page itself, clicked through: it pins the hashes from /cert-hash,
+    // connects over WebTransport, creates a group, sends and shows the delivery.
+    let device = browser
+        .call(
+            "demo",
+            json!({"user": "demo-user", "group": "demo-room", "text": "hello from the demo page"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(device.as_str().map(str::len), Some(32), "{device}");
 
     // WebTransport: one bidirectional stream, typing signals as datagrams.
     let wt_url = format!("https://{}/wt", relay.quic);

@@ -6,6 +6,7 @@
 import { fromHex, toHex } from '/hush/codec.js';
 import { HushClient, randomU64 } from '/hush/client.js';
 import { DeviceIdentity } from '/hush/identity.js';
+import { privateMessage } from '/hush/mls.js';
 
 const identities = new Map(); // user -> DeviceIdentity (one device per user, kept across connections)
 const clients = new Map(); // connection name -> HushClient
@@ -40,7 +41,47 @@ function quantiles(samples) {
   return { n: s.length, min: s[0], median: at(0.5), p99: at(0.99), max: s[s.length - 1] };
 }
 
+/** Resolves with the match once the demo page's log (#log) matches `re`. */
+function demoLog(re) {
+  const el = document.getElementById('log');
+  if (!el) return Promise.reject(new Error('this page is not the demo page'));
+  return new Promise((resolve) => {
+    const check = () => {
+      const m = el.textContent.match(re);
+      if (m) {
+        obs.disconnect();
+        resolve(m);
+      }
+    };
+    const obs = new MutationObserver(check);
+    obs.observe(el, { childList: true, characterData: true, subtree: true });
+    check();
+  });
+}
+
 window.hushDriver = {
+  /**
+   * Uses the demo page (index.html) as a person would: waits for it to pin the
+   * hashes from /cert-hash, connects over WebTransport, creates `group`, sends
+   * `text` and waits until the page shows its delivery. Returns the device id.
+   */
+  async demo({ user, group, text }) {
+    const $ = (id) => document.getElementById(id);
+    await demoLog(/pinning \d+ certificate hash/);
+    $('user').value = user;
+    $('connect').click();
+    const [, device] = await demoLog(/ready over webtransport: device ([0-9a-f]{32})/);
+    $('group').value = group;
+    $('create').click();
+    await demoLog(new RegExp(`created ${group}`));
+    $('text').value = text;
+    $('send').click();
+    await demoLog(new RegExp(`#1 from ${device.slice(0, 8)} \\(Application, epoch 0\\): ${text}`));
+    $('disconnect').click();
+    await demoLog(/closed: /);
+    return device;
+  },
+
   /** Connects device `user` as connection `name`; returns its device id and Ready. */
   async connect({ name, user, transport, url, certHash }) {
     const id = await identity(user);
@@ -65,17 +106,22 @@ window.hushDriver = {
     return plain(await client(name).request({ type: 'CreateGroup', group: fromHex(group), policy: {} }));
   },
 
-  async send({ name, group, epoch, payload, kind = 'Application', clientMsgId }) {
+  /**
+   * Sends `ciphertext` (hex) to `group`, framed as an MLS PrivateMessage of
+   * `kind` at `epoch` (PROTOCOL.md 8.6); returns the reply and the payload sent.
+   */
+  async send({ name, group, epoch, ciphertext, kind = 'Application', clientMsgId }) {
+    const payload = privateMessage({ group: fromHex(group), epoch: BigInt(epoch), kind, ciphertext: fromHex(ciphertext) });
     const reply = await client(name).request({
       type: 'Send',
       group: fromHex(group),
       client_msg_id: clientMsgId ? BigInt(clientMsgId) : randomU64(),
       kind,
       epoch: BigInt(epoch),
-      payload: fromHex(payload),
+      payload,
       roster: null,
     });
-    return plain(reply);
+    return { reply: plain(reply), payload: toHex(payload) };
   },
 
   async ack({ name, group, seq }) {
@@ -98,14 +144,15 @@ window.hushDriver = {
    * Round-trip times in milliseconds on an open connection, `n` times after
    * `warmup` untimed rounds, one at a time:
    * - 'ping': Ping until its Pong;
-   * - 'send': Send of `size` bytes to `group` (the device is a member) until
+   * - 'send': Send of a PrivateMessage with `size` bytes of ciphertext to
+   *   `group` (the device is a member) until
    *   its own Deliver arrives (the Sent response is not waited for).
    */
   async bench({ name, mode, n, warmup = 20, group, epoch = 0, size = 32 }) {
     const c = client(name);
     const samples = [];
     const g = group ? fromHex(group) : null;
-    const payload = new Uint8Array(size);
+    const payload = g ? privateMessage({ group: g, epoch: BigInt(epoch), ciphertext: new Uint8Array(size) }) : null;
     for (let i = 0; i < warmup + n; i++) {
       const t0 = performance.now();
       let dt;
