@@ -13,7 +13,7 @@
 //! ```
 //!
 //! This crate holds the frame types ([`frame`]), the one codec module that turns
-//! them into bytes ([`codec`]), identifiers ([`ids`]), error codes ([`error`]),
+//! them into bytes ([`codec`]), the rules of WebTransport datagrams ([`datagram`]), identifiers ([`ids`]), error codes ([`error`]),
 //! limits ([`limits`]), the signed authentication transcripts ([`auth`]) and the
 //! handshake state machine both sides run ([`session`]). It performs no I/O and
 //! depends on no async runtime: transports feed it bytes and drain bytes.
@@ -30,6 +30,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod datagram;
 pub mod error;
 pub mod frame;
 pub mod ids;

@@ -244,7 +244,7 @@ pub(super) async fn connect(
                 d = session.receive_datagram() => match d {
                     Ok(d) => {
                         counts.received.fetch_add(1, Ordering::Relaxed);
-                        match codec::decode::<RelayFrame>(&d.payload()) {
+                        match hush_protocol::datagram::decode_relay(&d.payload()) {
                             Ok(f) => Ok(f),
                             // A datagram that does not decode is dropped: it may
                             // be from a newer relay, and losing it is allowed.

@@ -19,7 +19,8 @@
 //!   connection's current maximum datagram size, on the stream otherwise.
 //!
 //! The adapter recognises those frames by their first byte, the enum variant
-//! index (section 3.7 of `PROTOCOL.md`; every index is below 251, so one byte).
+//! index (`hush_protocol::datagram`); incoming datagrams are checked with
+//! [`datagram::decode_client`] before the session sees them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use hush_protocol::codec::{self, CodecError, LENGTH_PREFIX_LEN};
+use hush_protocol::datagram::{self, RELAY_READY};
 use hush_protocol::frame::CloseReason;
 use wtransport::endpoint::IncomingSession;
 use wtransport::quinn;
@@ -41,26 +43,12 @@ pub const PATH: &str = "/wt";
 /// datagrams (`/wt?datagrams=1`).
 pub const DATAGRAMS_QUERY: &str = "datagrams=1";
 
-/// First byte of `RelayFrame::Ready`.
-const RELAY_READY: u8 = 1;
-/// First byte of `RelayFrame::Ephemeral`.
-const RELAY_EPHEMERAL: u8 = 5;
-/// First byte of `RelayFrame::Presence`.
-const RELAY_PRESENCE: u8 = 6;
-/// First byte of `ClientFrame::Ephemeral`.
-const CLIENT_EPHEMERAL: u8 = 5;
-
 /// QUIC application error code the relay closes connections with after its
 /// `Closing` frame (the frame says why; the code is always 0).
 pub const CLOSE_CODE: u32 = 0;
 
 /// How much of a stream to take per read; bounds a read's allocation.
 const READ_CHUNK: usize = 64 * 1024;
-
-/// Whether a relay frame may travel as a datagram.
-pub fn datagram_eligible(frame: &[u8]) -> bool {
-    matches!(frame.first(), Some(&RELAY_EPHEMERAL | &RELAY_PRESENCE))
-}
 
 /// Accepts one WebTransport session: QUIC handshake, the HTTP/3 CONNECT at
 /// [`PATH`], and the client's bidirectional stream. The caller bounds the whole
@@ -164,10 +152,12 @@ impl FrameReader for WtReader {
                             continue;
                         }
                         let payload = d.payload();
-                        if payload.first() != Some(&CLIENT_EPHEMERAL) {
-                            return Err(TransportError::BadDatagram(
-                                "a datagram carries exactly one ClientFrame::Ephemeral".into(),
-                            ));
+                        // The session decodes it again; the check here keeps
+                        // anything but an ephemeral signal off this path.
+                        if let Err(e) = datagram::decode_client(&payload) {
+                            return Err(TransportError::BadDatagram(format!(
+                                "{e} (a datagram carries exactly one ClientFrame::Ephemeral)"
+                            )));
                         }
                         return Ok(Some(payload));
                     }
@@ -193,7 +183,7 @@ impl FrameWriter for WtWriter {
             self.ready.store(true, Ordering::Release);
         }
         if self.send_datagrams
-            && datagram_eligible(&frame)
+            && datagram::is_relay_datagram_kind(&frame)
             && self.session.max_datagram_size().is_some_and(|max| frame.len() <= max)
             && self.session.send_datagram(&frame).is_ok()
         {
