@@ -32,7 +32,6 @@ struct RelayProc {
     child: Child,
     addr: String,
     cert: [u8; 32],
-    _dir: tempfile::TempDir,
 }
 
 impl Drop for RelayProc {
@@ -43,7 +42,7 @@ impl Drop for RelayProc {
 }
 
 impl RelayProc {
-    fn start(extra_config: &str) -> anyhow::Result<Self> {
+    fn start(dir: &std::path::Path, extra_config: &str) -> anyhow::Result<Self> {
         let bin = match std::env::var("HUSH_RELAY_BIN") {
             Ok(p) => PathBuf::from(p),
             Err(_) => std::env::current_exe()?
@@ -51,8 +50,7 @@ impl RelayProc {
                 .context("binary directory")?
                 .join("hush-relay"),
         };
-        let dir = tempfile::tempdir()?;
-        let config = dir.path().join("relay.toml");
+        let config = dir.join("relay.toml");
         // Idle connections must stay up for the whole measurement: a long
         // heartbeat (the idle timeout is three of them), no rate limit.
         std::fs::write(
@@ -74,7 +72,7 @@ impl RelayProc {
                 "off",
                 "--data-dir",
             ])
-            .arg(dir.path().join("data"))
+            .arg(dir.join("data"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -99,7 +97,6 @@ impl RelayProc {
             child,
             addr: addr.context("address")?,
             cert: cert.context("certificate hash")?,
-            _dir: dir,
         })
     }
 
@@ -150,7 +147,8 @@ fn summary(name: &str, mut v: Vec<Duration>) {
 }
 
 async fn rtt(n: usize) -> anyhow::Result<()> {
-    let relay = RelayProc::start("")?;
+    let dir = tempfile::tempdir()?;
+    let relay = RelayProc::start(dir.path(), "")?;
     let id = Identity::generate("rtt");
     let mut wt = WireClient::connect(&id, relay.options(true)).await?;
     let mut ws = WireClient::connect(&id, relay.options(false)).await?;
@@ -179,7 +177,7 @@ async fn open_many(relay: &RelayProc, n: usize, wt: bool) -> anyhow::Result<Vec<
         let (opts, endpoint, sem) = (relay.options(wt), endpoint.clone(), sem.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await?;
-            let id = Identity::generate(&format!("idle{i}"));
+            let id = Identity::from_seed(&format!("idle{i}"), seed(i));
             let c = if wt {
                 WireClient::connect_with(&id, opts, &endpoint).await?
             } else {
@@ -195,6 +193,37 @@ async fn open_many(relay: &RelayProc, n: usize, wt: bool) -> anyhow::Result<Vec<
     Ok(out)
 }
 
+/// The same device keys in every relay of a measurement.
+fn seed(i: usize) -> [u8; 32] {
+    let mut s = [7u8; 32];
+    s[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    s
+}
+
+/// Relay RSS growth per connection for `n` idle connections. The devices are
+/// registered by a first relay process on the same data directory, so the
+/// measured process only reads them: what is measured is connections, not the
+/// store growing.
+async fn idle_one(n: usize, wt: bool, extra: &str) -> anyhow::Result<(u64, u64)> {
+    let dir = tempfile::tempdir()?;
+    {
+        let setup = RelayProc::start(dir.path(), "")?;
+        drop(open_many(&setup, n, false).await?);
+    }
+    let relay = RelayProc::start(dir.path(), extra)?;
+    // Warm up: a few connections and their teardown, so one-time allocations
+    // (TLS, runtime, store handles) are not counted per connection.
+    drop(open_many(&relay, 4, wt).await?);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = relay.rss_kib()?;
+    let clients = open_many(&relay, n, wt).await?;
+    // Let the relay finish what connecting caused (presence, cursors).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = relay.rss_kib()?;
+    drop(clients);
+    Ok((before, after))
+}
+
 async fn idle(counts: &[usize]) -> anyhow::Result<()> {
     println!("| connections | transport | relay RSS before (MiB) | after (MiB) | per connection (KiB) |");
     println!("|---|---|---|---|---|");
@@ -204,23 +233,15 @@ async fn idle(counts: &[usize]) -> anyhow::Result<()> {
             ("WebTransport, relay settings", true, ""),
             ("WebTransport, quinn defaults", true, "[quic]\nquinn_defaults = true\n"),
         ] {
-            let relay = RelayProc::start(extra)?;
-            // Warm up: one connection and its teardown, so one-time allocations
-            // (store, TLS, runtime) are not counted per connection.
-            drop(open_many(&relay, 4, wt).await?);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let before = relay.rss_kib()?;
-            let clients = open_many(&relay, n, wt).await?;
-            // Let the relay finish what connecting caused (presence, cursors).
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            let after = relay.rss_kib()?;
-            println!(
-                "| {n} | {name} | {:.1} | {:.1} | {:.1} |",
-                before as f64 / 1024.0,
-                after as f64 / 1024.0,
-                after.saturating_sub(before) as f64 / n as f64
-            );
-            drop(clients);
+            match idle_one(n, wt, extra).await {
+                Ok((before, after)) => println!(
+                    "| {n} | {name} | {:.1} | {:.1} | {:.1} |",
+                    before as f64 / 1024.0,
+                    after as f64 / 1024.0,
+                    after.saturating_sub(before) as f64 / n as f64
+                ),
+                Err(e) => println!("| {n} | {name} | failed: {e} | | |"),
+            }
         }
     }
     Ok(())
