@@ -82,6 +82,10 @@ error_codes! {
     Internal = 19,
     /// A client message id was reused for different content.
     IdempotencyConflict = 20,
+    /// The payload is not a well-formed MLS message of a wire format accepted there.
+    InvalidMls = 21,
+    /// The MLS header disagrees with the envelope's group, epoch or kind.
+    MlsMismatch = 22,
 }
 
 impl Serialize for ErrorCode {

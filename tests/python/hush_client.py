@@ -214,6 +214,8 @@ ERROR_CODES = {
     18: "Unavailable",
     19: "Internal",
     20: "IdempotencyConflict",
+    21: "InvalidMls",
+    22: "MlsMismatch",
 }
 ERROR_CODE = {name: code for code, name in ERROR_CODES.items()}
 
@@ -449,6 +451,62 @@ def op_create_group(group: bytes, policy: Optional[Policy] = None) -> Callable[[
         _put_policy(w, policy or Policy())
 
     return put
+
+
+# ---------------------------------------------------------------------------
+# MLS payloads (PROTOCOL.md 8.6): the minimal RFC 9420 framing the relay reads.
+# ---------------------------------------------------------------------------
+
+# MLS ContentType of each MessageKind (APPLICATION, COMMIT, PROPOSAL).
+MLS_CONTENT_TYPE = {APPLICATION: 1, COMMIT: 3, PROPOSAL: 2}
+
+
+def mls_vector(data: bytes) -> bytes:
+    """opaque<V>: the RFC 9420 variable-length length header, then the bytes."""
+    n = len(data)
+    if n < 1 << 6:
+        head = bytes([n])
+    elif n < 1 << 14:
+        head = (0x4000 | n).to_bytes(2, "big")
+    elif n < 1 << 30:
+        head = (0x8000_0000 | n).to_bytes(4, "big")
+    else:
+        raise ValueError("MLS vectors are shorter than 2^30 bytes")
+    return head + data
+
+
+def mls_private_message(
+    group: bytes,
+    epoch: int,
+    kind: int,
+    ciphertext: bytes,
+    authenticated_data: bytes = b"",
+    encrypted_sender_data: bytes = b"",
+) -> bytes:
+    """An MLS PrivateMessage whose clear header matches a Send of `kind` to
+    `group` at `epoch`; the relay accepts it, no member can decrypt it."""
+    return (
+        (1).to_bytes(2, "big")  # version mls10
+        + (2).to_bytes(2, "big")  # wire_format mls_private_message
+        + mls_vector(group)
+        + epoch.to_bytes(8, "big")
+        + bytes([MLS_CONTENT_TYPE[kind]])
+        + mls_vector(authenticated_data)
+        + mls_vector(encrypted_sender_data)
+        + mls_vector(ciphertext)
+    )
+
+
+def mls_welcome(encrypted_group_info: bytes, cipher_suite: int = 1) -> bytes:
+    """An MLS Welcome with one (empty) EncryptedGroupSecrets entry."""
+    secret = mls_vector(b"") + mls_vector(b"") + mls_vector(b"")
+    return (
+        (1).to_bytes(2, "big")
+        + (3).to_bytes(2, "big")  # wire_format mls_welcome
+        + cipher_suite.to_bytes(2, "big")
+        + mls_vector(secret)
+        + mls_vector(encrypted_group_info)
+    )
 
 
 def op_send(

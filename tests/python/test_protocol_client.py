@@ -52,7 +52,7 @@ class WorkedExamples(unittest.TestCase):
         expected = {
             "ping-prefixed", "hello", "challenge", "device-key", "device-id", "auth-transcript",
             "authenticate", "ready", "ping", "send", "sent", "stale-epoch", "deliver", "ack",
-            "truncated", "closing", "link-transcript",
+            "truncated", "closing", "link-transcript", "mls-private-message", "mls-welcome",
         }
         self.assertEqual(expected, set(self.ex))
 
@@ -119,6 +119,13 @@ class WorkedExamples(unittest.TestCase):
         self.assertEqual(hc.encode_ping(1000), self.ex["ping"])
         self.assertEqual(hc.with_stream_prefix(hc.encode_ping(1000)), self.ex["ping-prefixed"])
         self.assertEqual(hc.decode_client_frame(self.ex["ping"]), ("Ping", 1000))
+
+    def test_mls_payloads(self) -> None:
+        built = hc.mls_private_message(self.group, 3, hc.APPLICATION, bytes.fromhex("deadbeef"))
+        self.assertEqual(built, self.ex["mls-private-message"])
+        self.assertEqual(hc.mls_welcome(b"\x77"), self.ex["mls-welcome"])
+        self.assertEqual(hc.mls_vector(b"x" * 64)[:2], bytes.fromhex("4040"))
+        self.assertEqual(hc.mls_vector(b"x" * 16384)[:4], bytes.fromhex("80004000"))
 
     def test_send_and_responses(self) -> None:
         frame = hc.encode_request(7, hc.op_send(self.group, 42, hc.APPLICATION, 3, bytes.fromhex("deadbeef")))
@@ -334,14 +341,16 @@ class RelayTest(unittest.IsolatedAsyncioTestCase):
 
         # A creates the group (epoch 0) and adds B with a commit.
         self.assertEqual(await a.call(hc.op_create_group(group), "GroupCreated"), 0)
-        roster = hc.RosterChange(add=[bob.device_id], welcome=b"welcome for bob")
-        sent = await a.call(hc.op_send(group, 1, hc.COMMIT, 0, b"commit epoch 0", roster), "Sent")
+        welcome = hc.mls_welcome(b"welcome for bob")
+        commit = hc.mls_private_message(group, 0, hc.COMMIT, b"commit epoch 0")
+        roster = hc.RosterChange(add=[bob.device_id], welcome=welcome)
+        sent = await a.call(hc.op_send(group, 1, hc.COMMIT, 0, commit, roster), "Sent")
         self.assertEqual(sent, hc.Sent(1, 1, False))
 
         # B hears of it: a Welcome in its inbox naming the commit, and Notice::Added.
         inbox = await b.wait_for(lambda f: isinstance(f, hc.Inbox))
         self.assertEqual(inbox.entry.kind, ("Welcome", group, 1))
-        self.assertEqual(inbox.entry.payload, b"welcome for bob")
+        self.assertEqual(inbox.entry.payload, welcome)
         self.assertEqual(inbox.entry.sender, alice.device_id)
         self.assertEqual(inbox.entry.seq, ready_b.inbox_acked + 1)
         added = await b.wait_for(lambda f: isinstance(f, hc.Notice))
@@ -349,7 +358,7 @@ class RelayTest(unittest.IsolatedAsyncioTestCase):
         await b.send_raw(hc.encode_ack_inbox(inbox.entry.seq))
 
         # A sends five application messages at epoch 1.
-        payloads = [f"ciphertext {i}".encode() for i in range(5)]
+        payloads = [hc.mls_private_message(group, 1, hc.APPLICATION, f"ciphertext {i}".encode()) for i in range(5)]
         for i, payload in enumerate(payloads):
             sent = await a.call(hc.op_send(group, 100 + i, hc.APPLICATION, 1, payload), "Sent")
             self.assertEqual(sent, hc.Sent(2 + i, 1, False))
@@ -378,7 +387,7 @@ class RelayTest(unittest.IsolatedAsyncioTestCase):
         hist = await a.call(hc.op_history(group, 1, hc.FORWARD, 100), "History")
         self.assertEqual([e.seq for e in hist.entries], [1, 2, 3, 4, 5, 6])
         self.assertEqual(hist.entries[0].kind, hc.COMMIT)
-        self.assertEqual(hist.entries[0].payload, b"commit epoch 0")
+        self.assertEqual(hist.entries[0].payload, commit)
         self.assertEqual(hist.entries[0].epoch, 0)
         self.assertEqual([e.payload for e in hist.entries[1:]], payloads)
         self.assertIsNone(hist.next_from)
@@ -398,10 +407,23 @@ class RelayTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(info.policy, hc.Policy())
 
         # A stale commit is refused with the current epoch.
-        resp = await a.request(hc.op_send(group, 2, hc.COMMIT, 0, b"late commit"))
+        late = hc.mls_private_message(group, 0, hc.COMMIT, b"late commit")
+        resp = await a.request(hc.op_send(group, 2, hc.COMMIT, 0, late))
         self.assertFalse(resp.ok)
         self.assertEqual(resp.error.name, "StaleEpoch")
         self.assertEqual(resp.error.detail, ("CurrentEpoch", 1))
+
+        # The relay's MLS check: an envelope whose epoch or kind disagrees with
+        # the MLS header, or a payload that is not MLS, is refused and stores nothing.
+        wrong_epoch = hc.mls_private_message(group, 0, hc.APPLICATION, b"x")
+        resp = await a.request(hc.op_send(group, 3, hc.APPLICATION, 1, wrong_epoch))
+        self.assertEqual((resp.ok, resp.error.name), (False, "MlsMismatch"))
+        as_commit = hc.mls_private_message(group, 1, hc.APPLICATION, b"x")
+        resp = await a.request(hc.op_send(group, 4, hc.COMMIT, 1, as_commit))
+        self.assertEqual((resp.ok, resp.error.name), (False, "MlsMismatch"))
+        resp = await a.request(hc.op_send(group, 5, hc.APPLICATION, 1, b"not mls"))
+        self.assertEqual((resp.ok, resp.error.name), (False, "InvalidMls"))
+        self.assertEqual((await a.call(hc.op_get_group(group), "Group")).head_seq, 6)
 
         # A, the sender, also gets the group's entries (its own included): a client
         # processes them like any other and acks the latest.

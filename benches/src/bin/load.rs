@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::Bytes;
+use hush_crypto::inspect::framing;
 use hush_protocol::frame::{MessageKind, Policy, RelayFrame, Reply, Request, RosterChange, Send};
 use hush_protocol::{DeviceId, GroupId};
 use hush_sdk::wire::{ConnectOptions, Identity, Trust, WireClient};
@@ -97,7 +98,7 @@ async fn setup_group(t: &Target, n: usize, name: &str) -> anyhow::Result<(GroupI
             client_msg_id: 0,
             kind: MessageKind::Commit,
             epoch: 0,
-            payload: Bytes::from_static(b"commit"),
+            payload: Bytes::from(framing::private_message(&group, 0, MessageKind::Commit, b"commit")),
             roster: Some(RosterChange {
                 add,
                 remove: vec![],
@@ -114,13 +115,15 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn app(group: &GroupId, id: u64, payload: Bytes) -> Request {
+/// An application message at epoch 1 whose MLS ciphertext is `body` (the
+/// relay checks the framing, not the contents).
+fn app(group: &GroupId, id: u64, body: &[u8]) -> Request {
     Request::Send(Send {
         group: group.clone(),
         client_msg_id: id,
         kind: MessageKind::Application,
         epoch: 1,
-        payload,
+        payload: Bytes::from(framing::private_message(group, 1, MessageKind::Application, body)),
         roster: None,
     })
 }
@@ -141,13 +144,10 @@ async fn appends(senders: usize, secs: u64) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             let mut lat = Vec::new();
-            let payload = Bytes::from(vec![0xab; 200]);
+            let body = vec![0xab; 200];
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                match c
-                    .request(app(&group, (i as u64) << 40 | (n + 1), payload.clone()))
-                    .await
-                {
+                match c.request(app(&group, (i as u64) << 40 | (n + 1), &body)).await {
                     Ok(Reply::Sent { .. }) => {}
                     other => anyhow::bail!("send failed: {other:?}"),
                 }
@@ -196,7 +196,8 @@ async fn fanout(members: usize, rate: u64, secs: u64) -> anyhow::Result<()> {
             while (lat.len() as u64) < total {
                 match c.next_event_timeout(Duration::from_secs(30)).await {
                     Ok(Some(RelayFrame::Deliver(e))) if e.group == group && e.kind == MessageKind::Application => {
-                        let sent = u64::from_le_bytes(e.payload[..8].try_into().unwrap_or([0; 8]));
+                        let body = framing::private_message_body(&e.payload).unwrap_or_default();
+                        let sent = u64::from_le_bytes(body.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
                         lat.push(Duration::from_nanos(now_ns().saturating_sub(sent)));
                     }
                     Ok(Some(_)) => {}
@@ -217,9 +218,7 @@ async fn fanout(members: usize, rate: u64, secs: u64) -> anyhow::Result<()> {
         payload.resize(100, 0);
         let s = sender.clone();
         let g = group.clone();
-        inflight.push(tokio::spawn(async move {
-            s.request(app(&g, n + 1, Bytes::from(payload))).await
-        }));
+        inflight.push(tokio::spawn(async move { s.request(app(&g, n + 1, &payload)).await }));
     }
     for f in inflight {
         f.await??;

@@ -22,6 +22,7 @@
 //! | `GroupInfo` | group context (cipher suite, group id, epoch) | group context only |
 //! | `KeyPackage` | cipher suite, signature key, credential, last-resort extension | yes, signature not verified |
 
+pub mod framing;
 mod reader;
 
 use hush_protocol::{GroupId, frame::MessageKind, limits::MAX_GROUP_ID_LEN};
@@ -270,19 +271,25 @@ fn group_id(r: &mut Reader<'_>) -> Result<GroupId, InspectError> {
 /// `PrivateMessage`: group_id<V>, epoch, content_type, authenticated_data<V>,
 /// encrypted_sender_data<V>, ciphertext<V>.
 fn private_message(r: &mut Reader<'_>) -> Result<MlsHeader, InspectError> {
+    Ok(private_message_fields(r)?.0)
+}
+
+/// [`private_message`], also returning the `ciphertext` field.
+fn private_message_fields<'a>(r: &mut Reader<'a>) -> Result<(MlsHeader, &'a [u8]), InspectError> {
     let group_id = group_id(r)?;
     let epoch = r.u64("epoch")?;
     let content_type = ContentType::from_u8(r.u8("content_type")?)?;
     r.opaque("authenticated_data")?;
     r.opaque("encrypted_sender_data")?;
-    r.opaque("ciphertext")?;
+    let ciphertext = r.opaque("ciphertext")?;
     r.finish()?;
-    Ok(MlsHeader {
+    let header = MlsHeader {
         wire_format: WireFormat::PrivateMessage,
         group_id,
         epoch,
         content_type,
-    })
+    };
+    Ok((header, ciphertext))
 }
 
 /// `PublicMessage`: FramedContent (group_id<V>, epoch, sender,

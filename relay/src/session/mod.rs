@@ -42,6 +42,7 @@ use crate::transport::{Connection, FrameReader, FrameWriter, TransportError};
 
 mod delivery;
 mod handshake;
+mod mls_check;
 mod service;
 
 /// How a connection ends.

@@ -15,7 +15,7 @@ use hush_protocol::{DeviceId, ErrorCode, ErrorDetail, GroupId, UserId, WireError
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::SendTimeoutError;
 
-use super::{Closer, Exit, encode, is_online, rate_check};
+use super::{Closer, Exit, encode, is_online, mls_check, rate_check};
 use crate::bus::BusEvent;
 use crate::fanout::ConnHandle;
 use crate::state::{Shared, now_ms};
@@ -135,6 +135,7 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
             if payload.len() > MAX_PAYLOAD_LEN {
                 return Err(invalid(format!("payload over {MAX_PAYLOAD_LEN} bytes")));
             }
+            mls_check::direct_payload(&payload)?;
             if ctx.shared.store.device(device).await?.is_none() {
                 return Err(WireError::new(ErrorCode::NotFound, "no such device"));
             }
@@ -219,13 +220,16 @@ async fn send_message(ctx: &Ctx, send: Send) -> Result<Reply, WireError> {
             return Err(invalid(format!("welcome over {MAX_PAYLOAD_LEN} bytes")));
         }
     }
+    // Commits are sequenced by the epoch in the MLS bytes, which this check
+    // guarantees is the envelope's.
+    let epoch = mls_check::group_message(&send)?;
     let shared = &ctx.shared;
     let req = AppendRequest {
         group: send.group.clone(),
         sender: ctx.conn.device,
         client_msg_id: send.client_msg_id,
         kind: send.kind,
-        epoch: send.epoch,
+        epoch,
         payload: send.payload,
         roster: send.roster,
         now_ms: now_ms(),

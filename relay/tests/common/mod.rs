@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use hush_crypto::inspect::framing;
 use hush_protocol::frame::{LogEntry, MessageKind, Policy, RelayFrame, Reply, Request, RosterChange, Send};
 use hush_protocol::{DeviceId, GroupId};
 use hush_relay::{CertHandle, Config, Relay, ShutdownHandle, Stats};
@@ -117,14 +118,14 @@ pub async fn commit(
     add: Vec<DeviceId>,
     remove: Vec<DeviceId>,
 ) -> Result<(u64, u64), ClientError> {
-    let welcome = (!add.is_empty()).then(|| Bytes::from_static(b"welcome"));
+    let welcome = (!add.is_empty()).then(|| Bytes::from(framing::welcome(b"welcome")));
     let reply = c
         .request(Request::Send(Send {
             group: group.clone(),
             client_msg_id: rand::random(),
             kind: MessageKind::Commit,
             epoch,
-            payload: Bytes::from(format!("commit@{epoch}")),
+            payload: mls(group, epoch, MessageKind::Commit, format!("commit@{epoch}").as_bytes()),
             roster: Some(RosterChange { add, remove, welcome }),
         }))
         .await?;
@@ -134,6 +135,18 @@ pub async fn commit(
     }
 }
 
+/// `body` framed as an MLS PrivateMessage of `group` at `epoch` with `kind`'s
+/// content type: what the relay's MLS check accepts.
+pub fn mls(group: &GroupId, epoch: u64, kind: MessageKind, body: &[u8]) -> Bytes {
+    Bytes::from(framing::private_message(group, epoch, kind, body))
+}
+
+/// The body of a payload built by [`mls`].
+pub fn body(payload: &[u8]) -> &[u8] {
+    framing::private_message_body(payload).unwrap()
+}
+
+/// Sends an application message at `epoch` whose MLS ciphertext is `payload`.
 pub async fn send_app(
     c: &WireClient,
     group: &GroupId,
@@ -147,7 +160,7 @@ pub async fn send_app(
             client_msg_id: cmid,
             kind: MessageKind::Application,
             epoch,
-            payload: Bytes::copy_from_slice(payload),
+            payload: mls(group, epoch, MessageKind::Application, payload),
             roster: None,
         }))
         .await?;

@@ -1,0 +1,108 @@
+//! Minimal, syntactically valid MLS framing around opaque bytes: what the
+//! relay's check reads, and nothing more.
+//!
+//! The relay cannot decrypt and so cannot tell a real `PrivateMessage` from
+//! one whose fields hold arbitrary bytes. Tests, load generators and clients
+//! that exercise the relay without a full MLS stack use these builders to
+//! send bytes the relay accepts; no MLS member can decrypt them. They are
+//! also the layout `PROTOCOL.md` (section "MLS payloads") describes, in code.
+
+use hush_protocol::{GroupId, frame::MessageKind};
+
+use super::{ContentType, Reader, private_message_fields, read_version, varint};
+
+/// `version = mls10 (1)` then `wire_format`, both big-endian `u16`.
+fn mls_message_head(wire_format: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&wire_format.to_be_bytes());
+    out
+}
+
+/// Appends `opaque<V>`: the RFC 9420 §2.1.2 length header, then the bytes.
+///
+/// # Panics
+///
+/// If `data` is 2³⁰ bytes or longer (MLS cannot express it).
+fn put_opaque(out: &mut Vec<u8>, data: &[u8]) {
+    assert!(data.len() < 1 << 30, "MLS vectors are shorter than 2^30 bytes");
+    out.extend_from_slice(&varint(data.len()));
+    out.extend_from_slice(data);
+}
+
+/// The content type the relay expects for a kind of log entry.
+pub fn content_type_for(kind: MessageKind) -> ContentType {
+    match kind {
+        MessageKind::Application => ContentType::Application,
+        MessageKind::Commit => ContentType::Commit,
+        MessageKind::Proposal => ContentType::Proposal,
+    }
+}
+
+/// An MLS `PrivateMessage` for `group` at `epoch` whose content type matches
+/// `kind`, with empty `authenticated_data` and `encrypted_sender_data`, and
+/// `body` as its `ciphertext`.
+///
+/// ```
+/// use hush_crypto::inspect::{framing, inspect};
+/// use hush_protocol::{GroupId, frame::MessageKind};
+///
+/// let group = GroupId(b"g".to_vec());
+/// let bytes = framing::private_message(&group, 7, MessageKind::Commit, b"xyz");
+/// assert_eq!(bytes, [0, 1, 0, 2, 1, b'g', 0, 0, 0, 0, 0, 0, 0, 7, 3, 0, 0, 3, b'x', b'y', b'z']);
+/// assert_eq!(inspect(&bytes).unwrap().epoch, 7);
+/// assert_eq!(framing::private_message_body(&bytes).unwrap(), b"xyz");
+/// ```
+///
+/// # Panics
+///
+/// If the group id or `body` is 2³⁰ bytes or longer.
+pub fn private_message(group: &GroupId, epoch: u64, kind: MessageKind, body: &[u8]) -> Vec<u8> {
+    let content_type: u8 = match content_type_for(kind) {
+        ContentType::Application => 1,
+        ContentType::Proposal => 2,
+        ContentType::Commit => 3,
+    };
+    let mut out = mls_message_head(2);
+    out.reserve(group.0.len() + body.len() + 20);
+    put_opaque(&mut out, &group.0);
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out.push(content_type);
+    put_opaque(&mut out, &[]); // authenticated_data
+    put_opaque(&mut out, &[]); // encrypted_sender_data
+    put_opaque(&mut out, body); // ciphertext
+    out
+}
+
+/// The `ciphertext` field of a `PrivateMessage` (for [`private_message`], its `body`).
+pub fn private_message_body(mls_bytes: &[u8]) -> Result<&[u8], super::InspectError> {
+    let mut r = Reader::new(mls_bytes);
+    read_version(&mut r)?;
+    let wire_format = r.u16("wire_format")?;
+    if wire_format != 2 {
+        return Err(super::InspectError::NotAGroupMessage(super::WireFormat::from_u16(
+            wire_format,
+        )?));
+    }
+    let (_, ciphertext) = private_message_fields(&mut r)?;
+    Ok(ciphertext)
+}
+
+/// An MLS `Welcome` for cipher suite 1 with one new member entry (reference,
+/// KEM output and ciphertext all empty) and `body` as its
+/// `encrypted_group_info`.
+///
+/// ```
+/// use hush_crypto::inspect::{framing, inspect_any, Inspected};
+///
+/// let bytes = framing::welcome(b"w");
+/// assert_eq!(bytes, [0, 1, 0, 3, 0, 1, 3, 0, 0, 0, 1, b'w']);
+/// assert!(matches!(inspect_any(&bytes), Ok(Inspected::Welcome(_))));
+/// ```
+pub fn welcome(body: &[u8]) -> Vec<u8> {
+    let mut out = mls_message_head(3);
+    out.extend_from_slice(&1u16.to_be_bytes()); // cipher_suite
+    put_opaque(&mut out, &[0, 0, 0]); // secrets: one EncryptedGroupSecrets of three empty vectors
+    put_opaque(&mut out, body); // encrypted_group_info
+    out
+}

@@ -1,0 +1,152 @@
+//! The relay's check of MLS bytes before they enter a group log or an inbox
+//! (`PROTOCOL.md`, section 8.6). The relay has no keys: it reads what RFC 9420
+//! leaves in clear (wire format, group id, epoch, content type) with
+//! [`hush_crypto::inspect`] and refuses envelopes that disagree with it, so a
+//! member cannot, for example, get a commit sequenced as an application
+//! message, or an application message stored under another group's or
+//! epoch's name.
+
+use hush_crypto::inspect::{self, InspectError, Inspected, framing::content_type_for};
+use hush_protocol::frame::Send;
+use hush_protocol::{ErrorCode, WireError};
+
+fn invalid_mls(what: &str, e: &InspectError) -> WireError {
+    WireError::new(
+        ErrorCode::InvalidMls,
+        format!("{what} is not a well-formed MLS message: {e}"),
+    )
+}
+
+fn mismatch(msg: String) -> WireError {
+    WireError::new(ErrorCode::MlsMismatch, msg)
+}
+
+/// Checks a `Send`: its payload must be an MLS `PrivateMessage` or
+/// `PublicMessage` whose group id, epoch and content type are the envelope's
+/// group, epoch and kind, and a Welcome riding with it must be an MLS
+/// `Welcome`. Returns the epoch read from the MLS bytes, by which commits are
+/// sequenced.
+pub(super) fn group_message(send: &Send) -> Result<u64, WireError> {
+    let header = inspect::inspect(&send.payload).map_err(|e| match e {
+        InspectError::NotAGroupMessage(format) => WireError::new(
+            ErrorCode::InvalidMls,
+            format!("payload is an MLS {format:?}, not a PrivateMessage or PublicMessage"),
+        ),
+        e => invalid_mls("payload", &e),
+    })?;
+    if header.group_id != send.group {
+        return Err(mismatch("the MLS group id differs from the envelope's group".into()));
+    }
+    if header.epoch != send.epoch {
+        return Err(mismatch(format!(
+            "the MLS epoch is {}, the envelope says {}",
+            header.epoch, send.epoch
+        )));
+    }
+    if header.content_type != content_type_for(send.kind) {
+        return Err(mismatch(format!(
+            "the MLS content type is {:?}, the envelope's kind is {:?}",
+            header.content_type, send.kind
+        )));
+    }
+    if let Some(welcome) = send.roster.as_ref().and_then(|r| r.welcome.as_ref()) {
+        match inspect::inspect_any(welcome) {
+            Ok(Inspected::Welcome(_)) => {}
+            Ok(_) => {
+                return Err(WireError::new(
+                    ErrorCode::InvalidMls,
+                    "the roster's welcome is an MLS message but not a Welcome",
+                ));
+            }
+            Err(e) => return Err(invalid_mls("the roster's welcome", &e)),
+        }
+    }
+    Ok(header.epoch)
+}
+
+/// Checks a `SendToDevice` payload: any complete MLS message (a Welcome, a
+/// group message, a GroupInfo or a KeyPackage), nothing else.
+pub(super) fn direct_payload(payload: &[u8]) -> Result<(), WireError> {
+    inspect::inspect_any(payload)
+        .map(|_| ())
+        .map_err(|e| invalid_mls("payload", &e))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use bytes::Bytes;
+    use hush_crypto::inspect::framing;
+    use hush_protocol::GroupId;
+    use hush_protocol::frame::{MessageKind, RosterChange};
+
+    use super::*;
+
+    fn send(kind: MessageKind, epoch: u64, payload: Vec<u8>) -> Send {
+        Send {
+            group: GroupId(b"g".to_vec()),
+            client_msg_id: 1,
+            kind,
+            epoch,
+            payload: Bytes::from(payload),
+            roster: None,
+        }
+    }
+
+    #[test]
+    fn matching_envelopes_pass_and_return_the_mls_epoch() {
+        let g = GroupId(b"g".to_vec());
+        for kind in [MessageKind::Application, MessageKind::Commit, MessageKind::Proposal] {
+            let s = send(kind, 9, framing::private_message(&g, 9, kind, b"x"));
+            assert_eq!(group_message(&s), Ok(9));
+        }
+    }
+
+    #[test]
+    fn each_disagreement_has_its_code() {
+        let g = GroupId(b"g".to_vec());
+        let other = GroupId(b"h".to_vec());
+        let app = MessageKind::Application;
+        let code = |s: Send| group_message(&s).unwrap_err().code;
+        assert_eq!(
+            code(send(app, 1, framing::private_message(&other, 1, app, b""))),
+            ErrorCode::MlsMismatch
+        );
+        assert_eq!(
+            code(send(app, 1, framing::private_message(&g, 2, app, b""))),
+            ErrorCode::MlsMismatch
+        );
+        let commit = framing::private_message(&g, 1, MessageKind::Commit, b"");
+        assert_eq!(code(send(app, 1, commit.clone())), ErrorCode::MlsMismatch);
+        assert_eq!(code(send(MessageKind::Proposal, 1, commit)), ErrorCode::MlsMismatch);
+        assert_eq!(code(send(app, 1, b"garbage".to_vec())), ErrorCode::InvalidMls);
+        assert_eq!(code(send(app, 1, framing::welcome(b""))), ErrorCode::InvalidMls);
+        let mut with_bad_welcome = send(
+            MessageKind::Commit,
+            1,
+            framing::private_message(&g, 1, MessageKind::Commit, b""),
+        );
+        with_bad_welcome.roster = Some(RosterChange {
+            add: vec![],
+            remove: vec![],
+            welcome: Some(Bytes::from_static(b"welcome")),
+        });
+        assert_eq!(code(with_bad_welcome), ErrorCode::InvalidMls);
+    }
+
+    #[test]
+    fn direct_payloads_must_be_some_mls_message() {
+        assert!(direct_payload(&framing::welcome(b"w")).is_ok());
+        assert!(
+            direct_payload(&framing::private_message(
+                &GroupId(b"g".to_vec()),
+                0,
+                MessageKind::Application,
+                b""
+            ))
+            .is_ok()
+        );
+        assert_eq!(direct_payload(b"hello").unwrap_err().code, ErrorCode::InvalidMls);
+        assert_eq!(direct_payload(&[]).unwrap_err().code, ErrorCode::InvalidMls);
+    }
+}
