@@ -57,6 +57,9 @@ function fail(message) {
   process.exit(2);
 }
 
+// A reader that went away (the test ended) is not an error worth a stack trace.
+process.stdout.on('error', () => process.exit(0));
+
 function out(obj) {
   process.stdout.write(JSON.stringify(obj) + '\n');
 }

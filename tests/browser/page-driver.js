@@ -151,6 +151,7 @@ window.hushDriver = {
   async bench({ name, mode, n, warmup = 20, group, epoch = 0, size = 32 }) {
     const c = client(name);
     const samples = [];
+    const sentSamples = []; // 'send' only: until the Sent response, for comparison
     const g = group ? fromHex(group) : null;
     const payload = g ? privateMessage({ group: g, epoch: BigInt(epoch), ciphertext: new Uint8Array(size) }) : null;
     for (let i = 0; i < warmup + n; i++) {
@@ -170,16 +171,22 @@ window.hushDriver = {
             }
           };
         });
-        const sent = c.request({ type: 'Send', group: g, client_msg_id: id, kind: 'Application', epoch: BigInt(epoch), payload, roster: null });
+        let sentAt = 0;
+        const sent = c
+          .request({ type: 'Send', group: g, client_msg_id: id, kind: 'Application', epoch: BigInt(epoch), payload, roster: null })
+          .then(() => {
+            sentAt = performance.now();
+          });
         const seq = await delivered;
         dt = performance.now() - t0;
         await sent;
+        if (i >= warmup) sentSamples.push(sentAt - t0);
         // Keep the cursor moving as a real client would (not timed).
         if (i % 50 === 0) c.ack(g, seq);
       }
       if (i >= warmup) samples.push(dt);
     }
-    return { ...quantiles(samples), samples };
+    return { ...quantiles(samples), samples, sent: sentSamples.length ? quantiles(sentSamples) : null };
   },
 };
 
