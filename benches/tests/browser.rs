@@ -116,8 +116,9 @@ fn hexs(b: &[u8]) -> String {
 
 /// The browser device joins a group of the Rust device over `transport`, and
 /// they exchange a message each way and a typing signal each way. Returns how
-/// the Rust device's typing signal reached the browser (`datagram`/`stream`) and
-/// how the browser sent its own.
+/// the Rust device's typing signal reached the browser (`datagram`/`stream`),
+/// how the browser sent its own, and how many datagrams the Rust device received
+/// while the browser's arrived.
 async fn exchange(
     browser: &mut Browser,
     rust: &mut WireClient,
@@ -125,7 +126,7 @@ async fn exchange(
     url: &str,
     cert: [u8; 32],
     group: &GroupId,
-) -> (String, String) {
+) -> (String, String, u64) {
     let name = transport;
     let ready = browser
         .call(
@@ -252,7 +253,9 @@ async fn exchange(
     assert_eq!(e["frame"]["group"], g.as_str());
     let received_via = e["via"].as_str().unwrap().to_owned();
 
-    // Typing, browser -> Rust.
+    // Typing, browser -> Rust. (Nothing else reaches the Rust device meanwhile:
+    // presence datagrams only follow connects and disconnects.)
+    let datagrams_before = rust.datagrams().received();
     let sent_via = browser
         .call(
             "ephemeral",
@@ -272,13 +275,14 @@ async fn exchange(
     assert_eq!(&fg, group);
     assert_eq!(sender, browser_device);
     assert_eq!(&payload[..], b"typing:browser");
+    let datagrams = rust.datagrams().received() - datagrams_before;
 
     browser.call("close", json!({"name": name})).await.unwrap();
     browser
         .wait_event(|e: &Value| e["event"] == "closed" && e["name"] == name)
         .await
         .unwrap();
-    (received_via, sent_via.as_str().unwrap().to_owned())
+    (received_via, sent_via.as_str().unwrap().to_owned(), datagrams)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,17 +310,16 @@ async fn browser_and_rust_device_exchange_messages_and_typing() {
     let mut rust = WireClient::connect(&rust_id, ConnectOptions::new(&wt_url, Trust::CertSha256(relay.cert)))
         .await
         .unwrap();
-    let before = rust.datagrams().received();
     let group = GroupId(b"browser-wt".to_vec());
-    let (received, sent) = exchange(&mut browser, &mut rust, "webtransport", &wt_url, relay.cert, &group).await;
+    let (received, sent, datagrams) =
+        exchange(&mut browser, &mut rust, "webtransport", &wt_url, relay.cert, &group).await;
     assert_eq!(
         received, "datagram",
         "the Rust device's typing signal reached the browser as a datagram"
     );
     assert_eq!(sent, "datagram", "the browser sent its typing signal as a datagram");
     assert_eq!(
-        rust.datagrams().received(),
-        before + 1,
+        datagrams, 1,
         "the browser's typing signal reached the Rust device as a datagram"
     );
     rust.close().await;
@@ -327,8 +330,8 @@ async fn browser_and_rust_device_exchange_messages_and_typing() {
         .await
         .unwrap();
     let group = GroupId(b"browser-ws".to_vec());
-    let (received, sent) = exchange(&mut browser, &mut rust, "websocket", &ws_url, relay.cert, &group).await;
-    assert_eq!((received.as_str(), sent.as_str()), ("stream", "stream"));
+    let (received, sent, datagrams) = exchange(&mut browser, &mut rust, "websocket", &ws_url, relay.cert, &group).await;
+    assert_eq!((received.as_str(), sent.as_str(), datagrams), ("stream", "stream", 0));
     rust.close().await;
 
     browser.close().await.unwrap();

@@ -304,6 +304,8 @@ export const ERROR_CODES = {
   18: 'Unavailable',
   19: 'Internal',
   20: 'IdempotencyConflict',
+  21: 'InvalidMls',
+  22: 'MlsMismatch',
 };
 
 function unitIndex(names, name) {
