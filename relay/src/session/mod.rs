@@ -162,6 +162,11 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
     ));
     let delivered = Arc::new(Delivered::default());
 
+    // Acknowledgements are written in batches. A device that reconnects right
+    // after acknowledging (its previous session may still be tearing down) must
+    // resume after what it acknowledged, so make them durable before reading
+    // its cursors. Concurrent flushes coalesce in the batcher.
+    shared.acks.flush().await;
     let start = match delivery::start(&shared, &conn, &proven).await {
         Ok(s) => s,
         Err(e) => {
