@@ -54,6 +54,9 @@ async fn devices_exchange_over_webtransport_and_with_websocket_devices() {
     cb.ack(&g, sent[9]).await.unwrap();
     assert_quiet(&mut cb, |_| false).await;
     cb.close().await;
+    // The relay writes acknowledgements in batches; a session's end flushes
+    // them, so wait for it to end before reconnecting.
+    until(&relay, "bob's first session ended", |s| s.sessions() == 2).await;
     let mut cb = relay.connect_wt(&b).await;
     let replay = deliveries(&mut cb, &g, 41).await;
     assert_eq!(replay[0].seq, sent[10]);
