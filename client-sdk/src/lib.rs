@@ -1,18 +1,124 @@
-//! `hush-sdk`: the hush client SDK.
+//! `hush-sdk`: the hush client SDK: end-to-end-encrypted group chat over a
+//! hush relay, for apps. The `hush` terminal client is built on it.
 //!
-//! [`wire`] is the low-level protocol client: connect over WebSocket (TLS),
-//! authenticate a device, send requests, receive deliveries. Higher layers
-//! (MLS, outbox, reconnect) build on it.
+//! ```text
+//!  app ──calls──▶ Client ──────────────┐            relay
+//!   ▲             │ outbox (redb)      │ wire  ┌──────────────┐
+//!   └──events──── │ history, cursors   ├──────▶│ ordered logs │
+//!                 │ MLS (hush-crypto)  │◀──────│ inboxes      │
+//!                 └────────────────────┘       └──────────────┘
+//! ```
+//!
+//! # Quick start
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), hush_sdk::wire::ClientError> {
-//! use hush_sdk::wire::{ConnectOptions, Identity, Trust, WireClient};
-//! let me = Identity::generate("alice");
-//! let opts = ConnectOptions::new("wss://127.0.0.1:7443/ws", Trust::CertSha256([0; 32]));
-//! let mut client = WireClient::connect(&me, opts).await?;
-//! println!("device {}", client.ready().device);
+//! # async fn demo() -> Result<(), hush_sdk::Error> {
+//! use hush_sdk::{Client, Event, Trust};
+//! let alice = Client::builder()
+//!     .relay("wss://127.0.0.1:7443/ws")
+//!     .trust(Trust::CertSha256([0; 32])) // the relay's published certificate hash
+//!     .data_dir("alice-data")
+//!     .user("alice")
+//!     .open()
+//!     .await?;
+//! let mut events = alice.events();
+//! alice.sync(std::time::Duration::from_secs(10)).await?;
+//! let chat = alice.direct("bob").await?;         // MLS group with all of bob's devices
+//! alice.send_text(&chat, "hello").await?;        // durable in the outbox when this returns
+//! while let Some(event) = events.next().await {
+//!     if let Event::Message(m) = event {
+//!         println!("{}: {}", m.sender.user, m.text);
+//!     }
+//! }
 //! # Ok(()) }
 //! ```
+//!
+//! # Local state
+//!
+//! The data directory holds `mls.redb` (hush-crypto's MLS state: the device
+//! key, key packages, groups) and `sdk.redb` (the device identity record,
+//! outbox, per-group cursors, decrypted history, group labels, read state,
+//! settings). Both are redb databases written with one fsynced transaction
+//! per change. A client reopened on the same directory continues where it
+//! stopped.
+//!
+//! # The event model
+//!
+//! [`Client::events`] gives a stream of [`Event`]s, in the order they
+//! happened on this device. Group events of one group come in the group's
+//! log order. `Message`, `Edited`, `Deleted`, `Reaction` and `Receipt` are
+//! also recorded in history ([`Client::history`]) *before* the event is
+//! emitted, so an app can always rebuild its view from history; a subscriber
+//! that falls more than 4,096 events behind gets [`Event::Lagged`] instead of
+//! the events it missed. `Typing` and `Presence` are live only. `Connection`
+//! reports the connection state; `Truncated` says the relay no longer had
+//! messages this device never received (retention), which are lost.
+//!
+//! # Delivery guarantees
+//!
+//! * **Sending.** `send_text`, `edit`, `delete`, `react` and `mark_read`
+//!   return once the message is durably in the outbox, connected or not.
+//!   From then on it is stored by the relay **exactly once**: the outbox
+//!   sends in order with a client message id chosen at enqueue time; the
+//!   ciphertext is saved before it is first written to the network, and every
+//!   retry (lost answer, reconnect, process restart) sends the same bytes
+//!   with the same id, which the relay deduplicates by
+//!   `(group, sender device, client message id)`. The item leaves the outbox
+//!   in the same transaction that records it in history ([`Event::Sent`]).
+//!   A message the relay refuses for good (the device was removed from the
+//!   group) is dropped with [`Event::SendFailed`].
+//! * **Receiving.** For each group, entries are processed in seq order, each
+//!   once: the local cursor (highest seq processed) is written in the same
+//!   transaction as the history it produced, passed to the relay as the
+//!   resume point on every connection, and anything at or below it is
+//!   ignored; a gap is filled from the relay's history before later entries
+//!   are processed. Only then is the entry acknowledged to the relay.
+//!   One window remains: MLS state and the SDK database are two files, so a
+//!   crash between decrypting an entry (its key is then consumed) and
+//!   recording it loses that one entry; it is skipped, not duplicated.
+//! * **Group changes** (create, add, remove, leave) need a connection and
+//!   return once the relay accepted the commit. A commit refused as stale
+//!   (another member changed the group first) is discarded, the missed
+//!   commits are fetched and processed, and the change is made again on the
+//!   new epoch: the caller never sees the race. A commit whose answer was
+//!   lost is resolved on the next connection (merged if the relay's log has
+//!   it, discarded otherwise).
+//! * **Connection.** The client reconnects by itself with exponential backoff
+//!   (from [`Timing::backoff_base`] doubling to [`Timing::backoff_max`]) and
+//!   jitter (a random delay between half and all of it), honouring the
+//!   relay's `reconnect_after_ms`. It pings every [`Timing::heartbeat`] (or
+//!   the relay's interval, if shorter) and treats a connection that brought
+//!   nothing for three intervals as dead.
+//!
+//! # Multi-device
+//!
+//! Every device is its own MLS member. Groups a device creates include the
+//! user's other registered devices; adding a user adds all of their devices.
+//! The first device of a user creates a private group of the user's devices,
+//! through which read state ([`Client::mark_read`]) is synced.
+//!
+//! # Safety numbers
+//!
+//! [`Client::safety_number`] gives the number both partners compare. When a
+//! partner's set of devices changes, [`Event::SafetyNumberChanged`] is
+//! emitted with the new number.
+//!
+//! [`wire`] is the low-level protocol client underneath.
 #![forbid(unsafe_code)]
 
+mod client;
+mod engine;
+mod error;
+mod event;
+mod outbox;
+mod session;
+mod store;
+mod transport;
 pub mod wire;
+
+pub use client::{Client, ClientBuilder, EventStream, GroupSummary, Timing};
+pub use error::Error;
+pub use event::{ConnectionState, Event, Member, Message};
+pub use hush_protocol::{DeviceId, GroupId, UserId};
+pub use transport::TransportConfig;
+pub use wire::Trust;

@@ -591,6 +591,14 @@ impl WireClient {
             .map_err(|_| ClientError::Timeout)
     }
 
+    /// Moves the event queue out, so one task can read events while others
+    /// make requests through a shared `WireClient`. Afterwards
+    /// [`WireClient::next_event`] returns `None`.
+    pub fn take_events(&mut self) -> mpsc::Receiver<RelayFrame> {
+        let (_, closed) = mpsc::channel(1);
+        std::mem::replace(&mut self.events, closed)
+    }
+
     /// An event already received, if any, without waiting.
     pub fn try_next_event(&mut self) -> Option<RelayFrame> {
         self.events.try_recv().ok()

@@ -1,0 +1,546 @@
+//! `hush`: a terminal chat client on the hush SDK.
+//!
+//! Scriptable subcommands (`hush send`, `hush read --json`, ...) and an
+//! interactive line mode (`hush chat <group>`). Run `hush --help`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use hush_sdk::{Client, Event, GroupId, Message, Trust};
+use serde::{Deserialize, Serialize};
+
+#[derive(Parser)]
+#[command(name = "hush", about = "hush: end-to-end-encrypted chat in the terminal")]
+struct Cli {
+    /// This device's data directory.
+    #[arg(long, env = "HUSH_DIR", default_value = "hush-client")]
+    dir: PathBuf,
+    /// How long to wait for the relay in one-shot commands, in seconds.
+    #[arg(long, default_value_t = 10)]
+    wait: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates this device's identity for user NAME and registers it.
+    Init {
+        /// The user id.
+        #[arg(long)]
+        name: String,
+        /// The relay, e.g. wss://127.0.0.1:7443/ws.
+        #[arg(long, env = "HUSH_RELAY", default_value = "wss://127.0.0.1:7443/ws")]
+        relay: String,
+        /// The relay's certificate SHA-256 (64 hex digits), or a file holding
+        /// it (the relay writes `<data-dir>/dev-cert.sha256`).
+        #[arg(long, env = "HUSH_CERT", default_value = "hush-data/dev-cert.sha256")]
+        cert: String,
+    },
+    /// Shows who this device is.
+    Whoami,
+    /// Creates a group with these users (and your other devices).
+    Create {
+        /// A local label for the group.
+        #[arg(long, default_value = "group")]
+        name: String,
+        /// Users to add.
+        users: Vec<String>,
+    },
+    /// Opens (or creates) the direct conversation with USER; prints its id.
+    Dm {
+        /// The partner.
+        user: String,
+    },
+    /// Adds every device of USER to GROUP.
+    Invite {
+        /// Group id (hex prefix), label or direct partner.
+        group: String,
+        /// The user.
+        user: String,
+    },
+    /// Removes every device of USER from GROUP.
+    Kick {
+        /// Group.
+        group: String,
+        /// The user.
+        user: String,
+    },
+    /// Leaves GROUP.
+    Leave {
+        /// Group.
+        group: String,
+    },
+    /// Lists your groups.
+    Groups {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists the members of GROUP.
+    Members {
+        /// Group.
+        group: String,
+    },
+    /// Sends TEXT to GROUP (queued and sent exactly once if offline).
+    Send {
+        /// Group.
+        group: String,
+        /// The text.
+        text: String,
+    },
+    /// Edits one of your messages.
+    Edit {
+        /// Group.
+        group: String,
+        /// Message id.
+        id: String,
+        /// New text.
+        text: String,
+    },
+    /// Deletes one of your messages.
+    Delete {
+        /// Group.
+        group: String,
+        /// Message id.
+        id: String,
+    },
+    /// Reacts to a message.
+    React {
+        /// Group.
+        group: String,
+        /// Message id.
+        id: String,
+        /// Emoji.
+        emoji: String,
+        /// Take the reaction back.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Fetches new messages and prints a group's history (all groups if none given).
+    Read {
+        /// Group.
+        group: Option<String>,
+        /// JSON lines output.
+        #[arg(long)]
+        json: bool,
+        /// How many messages per group.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Also send read receipts.
+        #[arg(long)]
+        mark: bool,
+    },
+    /// Lists the registered devices of USER (yours if none given).
+    Devices {
+        /// The user.
+        user: Option<String>,
+    },
+    /// Removes one of your devices (by id) from every group.
+    RemoveDevice {
+        /// Device id (32 hex digits).
+        device: String,
+    },
+    /// Shows the safety number with USER.
+    Safety {
+        /// The partner.
+        user: String,
+    },
+    /// Interactive chat in GROUP.
+    Chat {
+        /// Group.
+        group: String,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Settings {
+    relay: String,
+    cert_sha256: String,
+}
+
+fn settings_path(dir: &Path) -> PathBuf {
+    dir.join("client.json")
+}
+
+fn parse_cert(cert: &str) -> Result<[u8; 32]> {
+    let text = if Path::new(cert).is_file() {
+        std::fs::read_to_string(cert).with_context(|| format!("reading {cert}"))?
+    } else {
+        cert.to_owned()
+    };
+    let bytes = hex::decode(text.trim()).context("certificate hash: expected 64 hex digits or a file")?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("certificate hash: expected 32 bytes"))
+}
+
+async fn open(dir: &Path, user: Option<&str>) -> Result<Client> {
+    let s: Settings = serde_json::from_slice(
+        &std::fs::read(settings_path(dir))
+            .with_context(|| format!("no hush identity in {} (run `hush init` first)", dir.display()))?,
+    )?;
+    let cert = parse_cert(&s.cert_sha256)?;
+    let mut b = Client::builder()
+        .relay(s.relay)
+        .trust(Trust::CertSha256(cert))
+        .data_dir(dir);
+    if let Some(u) = user {
+        b = b.user(u);
+    }
+    Ok(b.open().await?)
+}
+
+async fn connected(client: &Client, wait: Duration) -> Result<()> {
+    client.wait_connected(wait).await.context("cannot reach the relay")
+}
+
+fn print_message(m: &Message) {
+    let mut line = format!(
+        "[{}] {}: {}",
+        &m.id[..8],
+        m.sender.user,
+        if m.deleted { "(deleted)" } else { &m.text }
+    );
+    if m.edited {
+        line.push_str(" (edited)");
+    }
+    for (emoji, users) in &m.reactions {
+        line.push_str(&format!(" {emoji}×{}", users.len()));
+    }
+    if m.own && !m.read_by.is_empty() {
+        line.push_str(&format!(
+            " ✓ read by {}",
+            m.read_by.iter().map(|u| u.0.as_str()).collect::<Vec<_>>().join(",")
+        ));
+    }
+    println!("{line}");
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let wait = Duration::from_secs(cli.wait);
+    let dir = cli.dir.clone();
+    match cli.command {
+        Command::Init { name, relay, cert } => {
+            let hash = parse_cert(&cert)?;
+            std::fs::create_dir_all(&dir)?;
+            if settings_path(&dir).exists() {
+                bail!("{} already holds an identity", dir.display());
+            }
+            let s = Settings {
+                relay,
+                cert_sha256: hex::encode(hash),
+            };
+            std::fs::write(settings_path(&dir), serde_json::to_vec_pretty(&s)?)?;
+            let client = open(&dir, Some(&name)).await?;
+            connected(&client, wait).await?;
+            client.sync(wait).await?;
+            println!("{} device {}", client.user(), client.device_id());
+            client.close().await;
+        }
+        Command::Whoami => {
+            let client = open(&dir, None).await?;
+            println!("{} device {}", client.user(), client.device_id());
+            client.close().await;
+        }
+        Command::Create { name, users } => {
+            let client = open(&dir, None).await?;
+            connected(&client, wait).await?;
+            let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+            let g = client.create_group(&name, &refs).await?;
+            println!("{}", g.to_hex());
+            client.close().await;
+        }
+        Command::Dm { user } => {
+            let client = open(&dir, None).await?;
+            connected(&client, wait).await?;
+            client.sync(wait).await?;
+            let g = client.direct(&user).await?;
+            println!("{}", g.to_hex());
+            client.close().await;
+        }
+        Command::Invite { group, user } => {
+            let client = ready(&dir, wait).await?;
+            let g = client.find_group(&group).await?;
+            client.add_user(&g, &user).await?;
+            client.close().await;
+        }
+        Command::Kick { group, user } => {
+            let client = ready(&dir, wait).await?;
+            let g = client.find_group(&group).await?;
+            client.remove_user(&g, &user).await?;
+            client.close().await;
+        }
+        Command::Leave { group } => {
+            let client = ready(&dir, wait).await?;
+            let g = client.find_group(&group).await?;
+            client.leave(&g).await?;
+            client.close().await;
+        }
+        Command::Groups { json } => {
+            let client = open(&dir, None).await?;
+            let _ = client.sync(wait).await;
+            for g in client.groups().await? {
+                if json {
+                    println!("{}", serde_json::to_string(&g)?);
+                } else {
+                    let users: std::collections::BTreeSet<&str> = g.members.iter().map(|m| m.user.0.as_str()).collect();
+                    println!(
+                        "{}  {}  {}",
+                        g.group.to_hex(),
+                        g.direct_with.as_deref().unwrap_or(&g.name),
+                        users.into_iter().collect::<Vec<_>>().join(",")
+                    );
+                }
+            }
+            client.close().await;
+        }
+        Command::Members { group } => {
+            let client = open(&dir, None).await?;
+            let _ = client.sync(wait).await;
+            let g = client.find_group(&group).await?;
+            for m in client.members(&g).await? {
+                println!("{} {}", m.user, m.device);
+            }
+            client.close().await;
+        }
+        Command::Send { group, text } => {
+            let client = open(&dir, None).await?;
+            let _ = client.sync(wait).await;
+            let g = client.find_group(&group).await?;
+            let id = client.send_text(&g, &text).await?;
+            finish_send(&client, &id, wait).await;
+        }
+        Command::Edit { group, id, text } => {
+            let client = open(&dir, None).await?;
+            let _ = client.sync(wait).await;
+            let g = client.find_group(&group).await?;
+            let full = full_id(&client, &g, &id).await?;
+            let sent = client.edit(&g, &full, &text).await?;
+            finish_send(&client, &sent, wait).await;
+        }
+        Command::Delete { group, id } => {
+            let client = open(&dir, None).await?;
+            let _ = client.sync(wait).await;
+            let g = client.find_group(&group).await?;
+            let full = full_id(&client, &g, &id).await?;
+            let sent = client.delete(&g, &full).await?;
+            finish_send(&client, &sent, wait).await;
+        }
+        Command::React {
+            group,
+            id,
+            emoji,
+            remove,
+        } => {
+            let client = open(&dir, None).await?;
+            let _ = client.sync(wait).await;
+            let g = client.find_group(&group).await?;
+            let full = full_id(&client, &g, &id).await?;
+            let sent = client.react(&g, &full, &emoji, remove).await?;
+            finish_send(&client, &sent, wait).await;
+        }
+        Command::Read {
+            group,
+            json,
+            limit,
+            mark,
+        } => {
+            let client = open(&dir, None).await?;
+            if let Err(e) = client.sync(wait).await {
+                eprintln!("(offline: showing local history: {e})");
+            }
+            let groups = match group {
+                Some(g) => vec![client.find_group(&g).await?],
+                None => client
+                    .groups()
+                    .await?
+                    .into_iter()
+                    .filter(|g| !g.own_devices)
+                    .map(|g| g.group)
+                    .collect(),
+            };
+            for g in groups {
+                let mut page = client.history(&g, None, limit).await?;
+                page.reverse();
+                if !json {
+                    println!("== {}", g.to_hex());
+                }
+                for m in &page {
+                    if json {
+                        println!("{}", serde_json::to_string(m)?);
+                    } else {
+                        print_message(m);
+                    }
+                }
+                if mark {
+                    client.mark_read(&g).await?;
+                }
+            }
+            if mark {
+                let _ = client.flush(wait).await;
+            }
+            client.close().await;
+        }
+        Command::Devices { user } => {
+            let client = ready(&dir, wait).await?;
+            let user = user.unwrap_or_else(|| client.user().0.clone());
+            for d in client.devices(&user).await? {
+                let me = if d.device == client.device_id() {
+                    " (this device)"
+                } else {
+                    ""
+                };
+                println!("{}{me}", d.device);
+            }
+            client.close().await;
+        }
+        Command::RemoveDevice { device } => {
+            let client = ready(&dir, wait).await?;
+            let d = hush_sdk::DeviceId::from_hex(&device).context("device id: 32 hex digits")?;
+            client.remove_device(d).await?;
+            client.close().await;
+        }
+        Command::Safety { user } => {
+            let client = open(&dir, None).await?;
+            let _ = client.sync(wait).await;
+            println!("{}", client.safety_number(&user).await?);
+            client.close().await;
+        }
+        Command::Chat { group } => {
+            let client = open(&dir, None).await?;
+            let _ = client.sync(wait).await;
+            let g = client.find_group(&group).await?;
+            chat(&client, g).await?;
+            client.close().await;
+        }
+    }
+    Ok(())
+}
+
+async fn ready(dir: &Path, wait: Duration) -> Result<Client> {
+    let client = open(dir, None).await?;
+    connected(&client, wait).await?;
+    client.sync(wait).await?;
+    Ok(client)
+}
+
+async fn full_id(client: &Client, group: &GroupId, prefix: &str) -> Result<String> {
+    let mut before = None;
+    loop {
+        let page = client.history(group, before, 500).await?;
+        if page.is_empty() {
+            bail!("no message {prefix} in this group");
+        }
+        if let Some(m) = page.iter().find(|m| m.id.starts_with(prefix)) {
+            return Ok(m.id.clone());
+        }
+        before = page.last().map(|m| m.seq);
+    }
+}
+
+async fn finish_send(client: &Client, id: &str, wait: Duration) {
+    match client.flush(wait).await {
+        Ok(()) => println!("{id}"),
+        Err(_) => println!("{id} (queued: sent exactly once when hush next reaches the relay)"),
+    }
+    client.close().await;
+}
+
+/// Interactive line mode: incoming messages, typing, presence and receipts
+/// are printed as they happen; a line typed is sent. Commands start with `/`.
+async fn chat(client: &Client, group: GroupId) -> Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let mut events = client.events();
+    let mut page = client.history(&group, None, 20).await?;
+    page.reverse();
+    println!("== chat in {} (/help for commands)", group.to_hex());
+    for m in &page {
+        print_message(m);
+    }
+    let _ = client.mark_read(&group).await;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut typing = false;
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let Some(line) = line? else { break };
+                let line = line.trim().to_owned();
+                if typing {
+                    typing = false;
+                    let _ = client.typing(&group, false).await;
+                }
+                if line.is_empty() {
+                    continue;
+                }
+                if let Some(cmd) = line.strip_prefix('/') {
+                    let mut parts = cmd.splitn(3, ' ');
+                    match (parts.next(), parts.next(), parts.next()) {
+                        (Some("quit"), _, _) => break,
+                        (Some("typing"), _, _) => {
+                            typing = true;
+                            let _ = client.typing(&group, true).await;
+                        }
+                        (Some("edit"), Some(id), Some(text)) => {
+                            let id = full_id(client, &group, id).await?;
+                            client.edit(&group, &id, text).await?;
+                        }
+                        (Some("delete"), Some(id), _) => {
+                            let id = full_id(client, &group, id).await?;
+                            client.delete(&group, &id).await?;
+                        }
+                        (Some("react"), Some(id), Some(emoji)) => {
+                            let id = full_id(client, &group, id).await?;
+                            client.react(&group, &id, emoji, false).await?;
+                        }
+                        (Some("history"), n, _) => {
+                            let n = n.and_then(|n| n.parse().ok()).unwrap_or(50);
+                            let mut page = client.history(&group, None, n).await?;
+                            page.reverse();
+                            for m in &page { print_message(m); }
+                        }
+                        (Some("who"), _, _) => {
+                            for p in client.presence(&group).await.unwrap_or_default() {
+                                println!("* {} {}", p.user, if p.online { "online" } else { "offline" });
+                            }
+                        }
+                        _ => println!("* commands: /typing /edit ID TEXT /delete ID /react ID EMOJI /history [N] /who /quit"),
+                    }
+                } else {
+                    client.send_text(&group, &line).await?;
+                }
+            }
+            ev = events.next() => {
+                let Some(ev) = ev else { break };
+                match ev {
+                    Event::Message(m) if m.group == group => {
+                        print_message(&m);
+                        if !m.own { let _ = client.mark_read(&group).await; }
+                    }
+                    Event::Edited { group: g, id, text, by } if g == group => println!("* {} edited [{}]: {text}", by.user, &id[..8]),
+                    Event::Deleted { group: g, id, by } if g == group => println!("* {} deleted [{}]", by.user, &id[..8]),
+                    Event::Reaction { group: g, id, emoji, removed, by } if g == group => {
+                        println!("* {} {} {emoji} on [{}]", by.user, if removed { "removed" } else { "reacted" }, &id[..8]);
+                    }
+                    Event::Receipt { group: g, ids, by } if g == group => println!("* {} read {} message(s)", by.user, ids.len()),
+                    Event::Typing { group: g, by, active } if g == group && by.user != *client.user() => {
+                        println!("* {} {}", by.user, if active { "is typing…" } else { "stopped typing" });
+                    }
+                    Event::Presence { member, online, .. } => println!("* {} is {}", member.user, if online { "online" } else { "offline" }),
+                    Event::MemberAdded { group: g, member } if g == group => println!("* {} joined", member.user),
+                    Event::MemberRemoved { group: g, member } if g == group => println!("* {} left", member.user),
+                    Event::SafetyNumberChanged { user, safety_number } => println!("! {user}'s devices changed; new safety number {safety_number}"),
+                    Event::Connection(c) => println!("* connection: {c:?}"),
+                    _ => {}
+                }
+            }
+        }
+        std::io::stdout().flush()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,928 @@
+//! The SDK's entry point: [`Client`] and its builder.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hush_crypto::content::{Content, MessageId, Payload};
+use hush_crypto::safety_number::SafetyNumber;
+use hush_crypto::{Device, DeviceConfig, DeviceIdentity, MlsStore};
+use hush_protocol::frame::{ClientFrame, Policy, Posters, Registration, Reply, Request};
+use hush_protocol::{DeviceId, GroupId, UserId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+
+use crate::engine::{GroupMeta, State, now_ms};
+use crate::error::Error;
+use crate::event::{Event, Member, Message};
+use crate::outbox::OutboxItem;
+use crate::store::{Batch, LocalStore, key};
+use crate::transport::TransportConfig;
+use crate::wire::{self, Trust, WireClient};
+
+/// What is saved about this device in the data directory.
+#[derive(Serialize, Deserialize)]
+struct IdentityRecord {
+    user: String,
+    seed: [u8; 32],
+}
+
+/// Timing of reconnects and heartbeats.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// First reconnect delay (doubles per failed attempt). Default 250 ms.
+    pub backoff_base: Duration,
+    /// Longest reconnect delay. Default 30 s.
+    pub backoff_max: Duration,
+    /// Ping interval; the relay's `heartbeat_ms` is used if it is shorter.
+    /// Default 10 s. A connection with no frame from the relay for three
+    /// intervals is treated as dead and replaced.
+    pub heartbeat: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Builds a [`Client`]: `Client::builder().relay(url).trust(..).data_dir(dir).user("alice").open()`.
+#[derive(Debug, Default)]
+pub struct ClientBuilder {
+    relay: Option<String>,
+    trust: Option<Trust>,
+    data_dir: Option<PathBuf>,
+    user: Option<String>,
+    registration: Option<Registration>,
+    timing: Timing,
+    transport: TransportConfig,
+    seed: Option<[u8; 32]>,
+}
+
+impl ClientBuilder {
+    /// The relay's WebSocket URL, `wss://host:port/ws`. Required.
+    pub fn relay(mut self, url: impl Into<String>) -> Self {
+        self.relay = Some(url.into());
+        self
+    }
+
+    /// How to trust the relay's certificate. Default: the system's... there
+    /// is none bundled, so this is required.
+    pub fn trust(mut self, trust: Trust) -> Self {
+        self.trust = Some(trust);
+        self
+    }
+
+    /// Where this device keeps its state (created if missing). Required.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// The user this device belongs to. Needed the first time (it creates the
+    /// device identity); afterwards it must match the saved one, or be left out.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// How a new device is admitted by the relay (a token from the app's
+    /// backend, or a link approval). Default: none (open relays).
+    pub fn registration(mut self, registration: Registration) -> Self {
+        self.registration = Some(registration);
+        self
+    }
+
+    /// Reconnect and heartbeat timing.
+    pub fn timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// Transport selection (WebTransport race, fallback).
+    pub fn transport(mut self, transport: TransportConfig) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Uses this device key seed when creating the identity (device linking
+    /// generates the key before the data directory exists).
+    pub fn device_seed(mut self, seed: [u8; 32]) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Opens (or creates) the device's state and starts connecting in the
+    /// background. Returns at once, also when the relay is unreachable:
+    /// watch [`Event::Connection`] or call [`Client::wait_connected`].
+    pub async fn open(self) -> Result<Client, Error> {
+        let relay = self.relay.ok_or_else(|| Error::Config("relay URL missing".into()))?;
+        let trust = self.trust.ok_or_else(|| Error::Config("relay trust missing".into()))?;
+        let dir = self
+            .data_dir
+            .ok_or_else(|| Error::Config("data directory missing".into()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
+        let local = LocalStore::open(&dir.join("sdk.redb"))?;
+        let mls = MlsStore::open(dir.join("mls.redb")).map_err(hush_crypto::Error::from)?;
+        let saved: Option<IdentityRecord> = local.get(key::IDENTITY)?;
+        let (record, device) = match saved {
+            Some(r) => {
+                if let Some(u) = &self.user
+                    && *u != r.user
+                {
+                    return Err(Error::Config(format!("this data directory belongs to user {}", r.user)));
+                }
+                let device = Device::open(mls, DeviceConfig::default())?;
+                (r, device)
+            }
+            None => {
+                let user = self
+                    .user
+                    .ok_or_else(|| Error::Config("no identity here yet: give a user".into()))?;
+                let uid = UserId(user.clone());
+                if !uid.is_valid() {
+                    return Err(Error::Config(format!("invalid user id {user:?}")));
+                }
+                let seed = self.seed.unwrap_or_else(rand::random);
+                let identity = DeviceIdentity::from_secret(uid, seed).map_err(hush_crypto::Error::from)?;
+                let device = Device::with_identity(mls, identity, DeviceConfig::default())?;
+                let r = IdentityRecord { user, seed };
+                local.put(key::IDENTITY.to_vec(), &r)?;
+                (r, device)
+            }
+        };
+        let identity = wire::Identity::from_seed(&record.user, record.seed);
+        let (events, _) = broadcast::channel(4096);
+        let (connected, _) = watch::channel(false);
+        let (shutdown, _) = watch::channel(false);
+        let (commit_proposals, proposals_rx) = mpsc::unbounded_channel();
+        let (replenish, replenish_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            relay,
+            trust,
+            dir,
+            device_id: identity.device(),
+            user: identity.user.clone(),
+            identity,
+            registration: Mutex::new(self.registration.unwrap_or(Registration::None)),
+            timing: self.timing,
+            transport: self.transport,
+            state: tokio::sync::Mutex::new(State {
+                device,
+                waiting: Default::default(),
+            }),
+            local,
+            conn: Mutex::new(None),
+            events,
+            outbox: Notify::new(),
+            connected,
+            shutdown,
+            reconnect: Notify::new(),
+            commit_proposals,
+            replenish,
+            settled: Default::default(),
+        });
+        let task = tokio::spawn(crate::session::run(inner.clone(), proposals_rx, replenish_rx));
+        Ok(Client {
+            inner,
+            task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+}
+
+/// Shared by the client handles and the background connection task.
+pub(crate) struct Inner {
+    pub relay: String,
+    pub trust: Trust,
+    pub dir: PathBuf,
+    pub identity: wire::Identity,
+    pub device_id: DeviceId,
+    pub user: UserId,
+    pub registration: Mutex<Registration>,
+    pub timing: Timing,
+    pub transport: TransportConfig,
+    pub state: tokio::sync::Mutex<State>,
+    pub local: LocalStore,
+    pub conn: Mutex<Option<Arc<WireClient>>>,
+    pub events: broadcast::Sender<Event>,
+    pub outbox: Notify,
+    pub connected: watch::Sender<bool>,
+    pub shutdown: watch::Sender<bool>,
+    pub reconnect: Notify,
+    pub commit_proposals: mpsc::UnboundedSender<GroupId>,
+    pub replenish: mpsc::UnboundedSender<()>,
+    /// Set once this connection resolved pending commits and stocked key packages.
+    pub settled: std::sync::atomic::AtomicBool,
+}
+
+impl Inner {
+    pub(crate) fn own_devices_group_id(&self) -> Result<Option<GroupId>, Error> {
+        let groups: Vec<(Vec<u8>, GroupMeta)> = self.local.scan(key::GROUPS, None, false, usize::MAX)?;
+        Ok(groups
+            .into_iter()
+            .find(|(_, m)| m.own_devices && !m.left)
+            .map(|(k, _)| GroupId(k[2..].to_vec())))
+    }
+
+    pub(crate) fn wire(&self) -> Result<Arc<WireClient>, Error> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(Error::Offline)
+    }
+}
+
+/// A group as listed by [`Client::groups`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSummary {
+    /// The group.
+    pub group: GroupId,
+    /// Its local label.
+    pub name: String,
+    /// For a direct conversation, the partner.
+    pub direct_with: Option<String>,
+    /// Whether it is the private group of this user's devices.
+    pub own_devices: bool,
+    /// The members (user and device).
+    pub members: Vec<Member>,
+    /// The highest seq processed on this device.
+    pub seq: u64,
+}
+
+/// A hush device: its identity, groups, history and connection.
+///
+/// Cloning gives another handle to the same client. Dropping every handle
+/// does not stop the background task; call [`Client::close`].
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Client({}, {})", self.inner.user, self.inner.device_id)
+    }
+}
+
+/// Computes the safety number between `me` and `partner` from a shared group.
+pub(crate) fn safety_number_of(
+    device: &mut Device,
+    group: &GroupId,
+    me: &UserId,
+    partner: &UserId,
+) -> Result<String, Error> {
+    let a = device.fingerprint(group, me)?;
+    let b = device.fingerprint(group, partner)?;
+    Ok(SafetyNumber::new(a, b).to_string())
+}
+
+impl Client {
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Client {
+            inner,
+            task: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Creates the private group of this user's devices (read state and
+    /// settings sync through it). The first device does this on its first
+    /// connection.
+    pub(crate) async fn create_own_devices_group(&self) -> Result<GroupId, Error> {
+        self.create("own devices", &[], None, true).await
+    }
+
+    /// Starts building a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// This device's user.
+    pub fn user(&self) -> &UserId {
+        &self.inner.user
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> DeviceId {
+        self.inner.device_id
+    }
+
+    /// This device's Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.inner.identity.public_key()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.dir
+    }
+
+    /// Subscribes to events from now on. Each subscriber has its own queue of
+    /// 4,096 events; one that falls further behind gets [`Event::Lagged`]
+    /// (the history in the database stays complete).
+    pub fn events(&self) -> EventStream {
+        EventStream {
+            rx: self.inner.events.subscribe(),
+        }
+    }
+
+    /// Whether a connection is up now.
+    pub fn is_connected(&self) -> bool {
+        *self.inner.connected.borrow()
+    }
+
+    /// Waits until connected, at most `timeout`.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), Error> {
+        let mut rx = self.inner.connected.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c))
+            .await
+            .map_err(|_| Error::Offline)?
+            .map_err(|_| Error::Closed)?;
+        Ok(())
+    }
+
+    /// Drops the current connection (if any) and reconnects at once; for
+    /// apps that know the network changed.
+    pub fn reconnect_now(&self) {
+        self.inner.reconnect.notify_one();
+    }
+
+    /// Stops the connection and the background task. State is durable at
+    /// every point, so this only needs to stop the network.
+    pub async fn close(&self) {
+        let _ = self.inner.shutdown.send(true);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+
+    fn wire(&self) -> Result<Arc<WireClient>, Error> {
+        self.inner.wire()
+    }
+
+    /// Creates a group with `users` (all their devices) and this user's other
+    /// devices. Needs a connection.
+    pub async fn create_group(&self, name: &str, users: &[&str]) -> Result<GroupId, Error> {
+        self.create(name, users, None, false).await
+    }
+
+    /// The direct conversation with `user`: the existing one, or a new one.
+    pub async fn direct(&self, user: &str) -> Result<GroupId, Error> {
+        for g in self.groups().await? {
+            if g.direct_with.as_deref() == Some(user) {
+                return Ok(g.group);
+            }
+        }
+        self.create(user, &[user], Some(user.to_owned()), false).await
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        users: &[&str],
+        direct_with: Option<String>,
+        own_devices: bool,
+    ) -> Result<GroupId, Error> {
+        let wire = self.wire()?;
+        let group = GroupId(rand::random::<[u8; 16]>().to_vec());
+        let reply = wire
+            .request(Request::CreateGroup {
+                group: group.clone(),
+                policy: Policy {
+                    posters: Posters::Everyone,
+                    admins: Vec::new(),
+                    admins_change_roster: false,
+                },
+            })
+            .await?;
+        if !matches!(reply, Reply::GroupCreated { .. }) {
+            return Err(Error::Connection(format!("unexpected reply {reply:?}")));
+        }
+        let mut st = self.inner.state.lock().await;
+        st.device.create_group(&group)?;
+        let meta = GroupMeta {
+            name: name.to_owned(),
+            direct_with,
+            own_devices,
+            ..Default::default()
+        };
+        self.inner.local.put(key::group(&group), &meta)?;
+        self.inner.emit(Event::Joined { group: group.clone() });
+        let mut packages = self.claim_own_other_devices(&wire).await?;
+        for u in users {
+            if *u == self.inner.user.0 {
+                continue;
+            }
+            packages.extend(claim(&wire, u, None).await?);
+        }
+        if !packages.is_empty() {
+            self.inner
+                .commit_change(&mut st, &wire, &group, |d| {
+                    let refs: Vec<&[u8]> = packages.iter().map(Vec::as_slice).collect();
+                    Ok(Some(d.add_members(&group, &refs)?))
+                })
+                .await?;
+        }
+        Ok(group)
+    }
+
+    async fn claim_own_other_devices(&self, wire: &WireClient) -> Result<Vec<Vec<u8>>, Error> {
+        let Reply::Devices(devices) = wire
+            .request(Request::ListDevices {
+                user: self.inner.user.clone(),
+            })
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for d in devices {
+            if d.device != self.inner.device_id {
+                match claim(wire, &self.inner.user.0, Some(d.device)).await {
+                    Ok(p) => out.extend(p),
+                    Err(Error::NoDevices(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds every device of `user` to the group. Needs a connection.
+    pub async fn add_user(&self, group: &GroupId, user: &str) -> Result<(), Error> {
+        let wire = self.wire()?;
+        let mut st = self.inner.state.lock().await;
+        let present: Vec<DeviceId> = st.device.members(group)?.iter().map(|m| m.credential.device).collect();
+        let packages: Vec<Vec<u8>> = claim_filtered(&wire, user, &present).await?;
+        if packages.is_empty() {
+            return Err(Error::NoDevices(user.to_owned()));
+        }
+        self.inner
+            .commit_change(&mut st, &wire, group, |d| {
+                let refs: Vec<&[u8]> = packages.iter().map(Vec::as_slice).collect();
+                Ok(Some(d.add_members(group, &refs)?))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Removes every device of `user` from the group. Needs a connection.
+    pub async fn remove_user(&self, group: &GroupId, user: &str) -> Result<(), Error> {
+        let wire = self.wire()?;
+        let mut st = self.inner.state.lock().await;
+        let target = UserId(user.to_owned());
+        self.inner
+            .commit_change(&mut st, &wire, group, |d| {
+                let devices: Vec<DeviceId> = d
+                    .members(group)?
+                    .into_iter()
+                    .filter(|m| m.credential.user == target)
+                    .map(|m| m.credential.device)
+                    .collect();
+                if devices.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(d.remove_members(group, &devices)?))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Removes one device from every group of this device that contains it
+    /// (for example a lost phone of this user). Needs a connection.
+    pub async fn remove_device(&self, device: DeviceId) -> Result<(), Error> {
+        let wire = self.wire()?;
+        let mut st = self.inner.state.lock().await;
+        for group in st.device.groups()? {
+            self.inner
+                .commit_change(&mut st, &wire, &group, |d| {
+                    if !d.members(&group)?.iter().any(|m| m.credential.device == device) {
+                        return Ok(None);
+                    }
+                    Ok(Some(d.remove_members(&group, &[device])?))
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Leaves a group: asks the other members to remove this device (the
+    /// next commit of one of them does) and stops showing the group.
+    pub async fn leave(&self, group: &GroupId) -> Result<(), Error> {
+        let wire = self.wire()?;
+        let mut st = self.inner.state.lock().await;
+        self.inner.catch_up(&mut st, &wire, group).await?;
+        let epoch = st.device.epoch(group)?;
+        let proposal = st.device.leave(group)?;
+        wire.request(Request::Send(hush_protocol::frame::Send {
+            group: group.clone(),
+            client_msg_id: rand::random(),
+            kind: hush_protocol::frame::MessageKind::Proposal,
+            epoch,
+            payload: proposal.into(),
+            roster: None,
+        }))
+        .await?;
+        let mut batch = Batch::default();
+        self.inner.mark_left(&mut batch, group)?;
+        self.inner.local.commit(batch)?;
+        self.inner.emit(Event::Removed { group: group.clone() });
+        Ok(())
+    }
+
+    /// This device's groups (those it has not left).
+    pub async fn groups(&self) -> Result<Vec<GroupSummary>, Error> {
+        let mut st = self.inner.state.lock().await;
+        let mut out = Vec::new();
+        for group in st.device.groups()? {
+            let meta = self.inner.group_meta(&group)?.unwrap_or_default();
+            if meta.left {
+                continue;
+            }
+            let members = st
+                .device
+                .members(&group)?
+                .into_iter()
+                .map(|m| Member {
+                    user: m.credential.user,
+                    device: m.credential.device,
+                })
+                .collect();
+            out.push(GroupSummary {
+                seq: self.inner.local.cursor(&group)?,
+                group,
+                name: meta.name,
+                direct_with: meta.direct_with,
+                own_devices: meta.own_devices,
+                members,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The members of a group.
+    pub async fn members(&self, group: &GroupId) -> Result<Vec<Member>, Error> {
+        let mut st = self.inner.state.lock().await;
+        Ok(st
+            .device
+            .members(group)?
+            .into_iter()
+            .map(|m| Member {
+                user: m.credential.user,
+                device: m.credential.device,
+            })
+            .collect())
+    }
+
+    /// A page of a group's decrypted history, newest first: up to `limit`
+    /// messages with seq below `before` (`None`: from the newest).
+    pub async fn history(&self, group: &GroupId, before: Option<u64>, limit: usize) -> Result<Vec<Message>, Error> {
+        let prefix = key::history_prefix(group);
+        let bound = before.map(|b| key::history(group, b));
+        let page: Vec<(Vec<u8>, Message)> = self.inner.local.scan(&prefix, bound.as_deref(), true, limit)?;
+        Ok(page.into_iter().map(|(_, m)| m).collect())
+    }
+
+    /// Waits until this device is up to date: connected, every group's log
+    /// processed up to the relay's head, pending Welcomes joined and the
+    /// outbox empty. At most `timeout`.
+    pub async fn sync(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut rx = self.inner.events.subscribe();
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.wait_connected(remaining).await?;
+            if self.synced().await? {
+                return Ok(());
+            }
+            // Re-check on every event, and at least every 100 ms (acks and
+            // Welcomes do not always produce one).
+            let tick = remaining.min(Duration::from_millis(100));
+            match tokio::time::timeout(tick, rx.recv()).await {
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(Error::Closed),
+                _ if tokio::time::Instant::now() >= deadline => return Err(Error::Offline),
+                _ => {}
+            }
+        }
+    }
+
+    async fn synced(&self) -> Result<bool, Error> {
+        if self.outbox_len()? > 0 || !self.inner.settled.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let Ok(wire) = self.wire() else { return Ok(false) };
+        let Reply::Groups(groups) = (match wire.request(Request::ListGroups).await {
+            Ok(r) => r,
+            Err(_) => return Ok(false),
+        }) else {
+            return Ok(false);
+        };
+        let st = self.inner.state.lock().await;
+        let known = st.device.groups()?;
+        for g in groups {
+            if !known.contains(&g.group) {
+                return Ok(false);
+            }
+            if self.inner.local.cursor(&g.group)? < g.head_seq {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Messages waiting in the outbox (not yet stored by the relay).
+    pub fn outbox_len(&self) -> Result<usize, Error> {
+        let items: Vec<(Vec<u8>, OutboxItem)> = self.inner.local.scan(key::OUTBOX, None, false, usize::MAX)?;
+        Ok(items.len())
+    }
+
+    /// Waits until the outbox is empty (every message sent so far is stored
+    /// by the relay), at most `timeout`.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut rx = self.inner.events.subscribe();
+        loop {
+            if self.outbox_len()? == 0 {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => return Err(Error::Offline),
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(Error::Closed),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn enqueue(&self, group: &GroupId, content: Content) -> Result<String, Error> {
+        let st = self.inner.state.lock().await;
+        if !st.device.groups()?.contains(group) {
+            return Err(Error::UnknownGroup(group.to_hex()));
+        }
+        drop(st);
+        let payload = Payload::new(content, now_ms());
+        let id = hex::encode(payload.id.0);
+        crate::outbox::push(&self.inner, group, payload)?;
+        Ok(id)
+    }
+
+    /// Sends a text message. Returns its id once it is durably in the
+    /// outbox: from then on it is delivered exactly once, whether or not the
+    /// client is connected now (see the crate docs).
+    pub async fn send_text(&self, group: &GroupId, text: &str) -> Result<String, Error> {
+        self.enqueue(
+            group,
+            Content::Text {
+                text: text.to_owned(),
+                reply_to: None,
+            },
+        )
+        .await
+    }
+
+    /// Replaces the text of one of this user's messages.
+    pub async fn edit(&self, group: &GroupId, id: &str, text: &str) -> Result<String, Error> {
+        let target = parse_id(id)?;
+        self.enqueue(
+            group,
+            Content::Edit {
+                target,
+                text: text.to_owned(),
+            },
+        )
+        .await
+    }
+
+    /// Deletes one of this user's messages for everyone.
+    pub async fn delete(&self, group: &GroupId, id: &str) -> Result<String, Error> {
+        let target = parse_id(id)?;
+        self.enqueue(group, Content::Delete { target }).await
+    }
+
+    /// Adds (or with `remove`, takes back) a reaction to a message.
+    pub async fn react(&self, group: &GroupId, id: &str, emoji: &str, remove: bool) -> Result<String, Error> {
+        let target = parse_id(id)?;
+        self.enqueue(
+            group,
+            Content::Reaction {
+                target,
+                emoji: emoji.to_owned(),
+                remove,
+            },
+        )
+        .await
+    }
+
+    /// Marks everything received in the group as read: sends a read receipt
+    /// for the others' messages not marked read yet, and tells this user's
+    /// other devices. Returns how many messages it covered.
+    pub async fn mark_read(&self, group: &GroupId) -> Result<usize, Error> {
+        let meta = self
+            .inner
+            .group_meta(group)?
+            .ok_or_else(|| Error::UnknownGroup(group.to_hex()))?;
+        let mut unread = Vec::new();
+        let mut head = meta.read_up_to;
+        for m in self.history(group, None, 500).await? {
+            if m.seq <= meta.read_up_to {
+                break;
+            }
+            head = head.max(m.seq);
+            if m.sender.user != self.inner.user && !m.deleted {
+                unread.push(parse_id(&m.id)?);
+            }
+        }
+        if head == meta.read_up_to {
+            return Ok(0);
+        }
+        let n = unread.len();
+        if !unread.is_empty() {
+            self.enqueue(group, Content::ReadReceipt { messages: unread }).await?;
+        }
+        let mut meta = meta;
+        meta.read_up_to = head;
+        self.inner.local.put(key::group(group), &meta)?;
+        if let Some(own) = self.own_devices_group().await? {
+            self.enqueue(
+                &own,
+                Content::SyncRead {
+                    group: group.to_hex(),
+                    seq: head,
+                },
+            )
+            .await?;
+        }
+        Ok(n)
+    }
+
+    /// The highest seq of the group this user has read (on any of its devices).
+    pub fn read_up_to(&self, group: &GroupId) -> Result<u64, Error> {
+        Ok(self.inner.group_meta(group)?.map(|m| m.read_up_to).unwrap_or(0))
+    }
+
+    /// Tells the group's members who are online now that this user is (or
+    /// stopped) typing. Ephemeral: never stored, dropped when offline.
+    pub async fn typing(&self, group: &GroupId, active: bool) -> Result<(), Error> {
+        let wire = self.wire()?;
+        let payload = Payload::new(Content::Typing { active }, now_ms());
+        let ciphertext = {
+            let mut st = self.inner.state.lock().await;
+            st.device.send(group, &payload)?
+        };
+        wire.send(&ClientFrame::Ephemeral {
+            group: group.clone(),
+            payload: ciphertext.into(),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The safety number between this user and `user` (60 digits, the same
+    /// on both sides), from a group both are in.
+    pub async fn safety_number(&self, user: &str) -> Result<String, Error> {
+        let partner = UserId(user.to_owned());
+        let mut st = self.inner.state.lock().await;
+        for group in st.device.groups()? {
+            if st.device.members(&group)?.iter().any(|m| m.credential.user == partner) {
+                return safety_number_of(&mut st.device, &group, &self.inner.user, &partner);
+            }
+        }
+        Err(Error::NoDevices(user.to_owned()))
+    }
+
+    /// The devices of `user` registered at the relay. Needs a connection.
+    pub async fn devices(&self, user: &str) -> Result<Vec<hush_protocol::frame::DeviceInfo>, Error> {
+        match self
+            .wire()?
+            .request(Request::ListDevices {
+                user: UserId(user.to_owned()),
+            })
+            .await?
+        {
+            Reply::Devices(d) => Ok(d),
+            other => Err(Error::Connection(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Presence of the members of a group (other than this device).
+    pub async fn presence(&self, group: &GroupId) -> Result<Vec<hush_protocol::frame::PresenceUpdate>, Error> {
+        let devices: Vec<DeviceId> = self
+            .members(group)
+            .await?
+            .into_iter()
+            .map(|m| m.device)
+            .filter(|d| *d != self.inner.device_id)
+            .collect();
+        match self.wire()?.request(Request::GetPresence { devices }).await? {
+            Reply::Presence(p) => Ok(p),
+            other => Err(Error::Connection(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// The private group of this user's devices, if there is one.
+    pub async fn own_devices_group(&self) -> Result<Option<GroupId>, Error> {
+        Ok(self
+            .groups()
+            .await?
+            .into_iter()
+            .find(|g| g.own_devices)
+            .map(|g| g.group))
+    }
+
+    /// Finds a group by a prefix of its hex id, its label, or (for direct
+    /// conversations) the partner's user id.
+    pub async fn find_group(&self, name: &str) -> Result<GroupId, Error> {
+        let groups = self.groups().await?;
+        let found: Vec<&GroupSummary> = groups
+            .iter()
+            .filter(|g| g.direct_with.as_deref() == Some(name) || g.name == name)
+            .collect();
+        if let [one] = found.as_slice() {
+            return Ok(one.group.clone());
+        }
+        let by_hex: Vec<&GroupSummary> = groups.iter().filter(|g| g.group.to_hex().starts_with(name)).collect();
+        match by_hex.as_slice() {
+            [one] if !name.is_empty() => Ok(one.group.clone()),
+            _ => Err(Error::UnknownGroup(name.to_owned())),
+        }
+    }
+}
+
+fn parse_id(id: &str) -> Result<MessageId, Error> {
+    let bytes = hex::decode(id).map_err(|_| Error::UnknownMessage(id.to_owned()))?;
+    let arr: [u8; 16] = bytes.try_into().map_err(|_| Error::UnknownMessage(id.to_owned()))?;
+    Ok(MessageId(arr))
+}
+
+/// Claims one key package per device of `user` (or only `device`).
+pub(crate) async fn claim(wire: &WireClient, user: &str, device: Option<DeviceId>) -> Result<Vec<Vec<u8>>, Error> {
+    match wire
+        .request(Request::ClaimKeyPackages {
+            user: UserId(user.to_owned()),
+            device,
+        })
+        .await
+    {
+        Ok(Reply::KeyPackages(p)) if !p.is_empty() => Ok(p.into_iter().map(|k| k.key_package.to_vec()).collect()),
+        Ok(_) => Err(Error::NoDevices(user.to_owned())),
+        Err(e)
+            if matches!(
+                e.code(),
+                Some(hush_protocol::ErrorCode::NotFound | hush_protocol::ErrorCode::NoKeyPackage)
+            ) =>
+        {
+            Err(Error::NoDevices(user.to_owned()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Claims key packages for the devices of `user` not in `present`.
+async fn claim_filtered(wire: &WireClient, user: &str, present: &[DeviceId]) -> Result<Vec<Vec<u8>>, Error> {
+    let Reply::Devices(devices) = wire
+        .request(Request::ListDevices {
+            user: UserId(user.to_owned()),
+        })
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for d in devices {
+        if !present.contains(&d.device) {
+            match claim(wire, user, Some(d.device)).await {
+                Ok(p) => out.extend(p),
+                Err(Error::NoDevices(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The events of one subscriber.
+#[derive(Debug)]
+pub struct EventStream {
+    rx: broadcast::Receiver<Event>,
+}
+
+impl EventStream {
+    /// The next event; `None` once the client is closed and dropped.
+    pub async fn next(&mut self) -> Option<Event> {
+        match self.rx.recv().await {
+            Ok(e) => Some(e),
+            Err(broadcast::error::RecvError::Lagged(missed)) => Some(Event::Lagged { missed }),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    /// The next event within `timeout`.
+    pub async fn next_timeout(&mut self, timeout: Duration) -> Option<Event> {
+        tokio::time::timeout(timeout, self.next()).await.ok().flatten()
+    }
+}

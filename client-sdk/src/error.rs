@@ -1,0 +1,67 @@
+//! Errors of the SDK.
+
+use hush_protocol::{ErrorCode, WireError};
+
+use crate::wire::ClientError;
+
+/// Why an SDK call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The call needs a connection to the relay and there is none right now
+    /// (group changes and queries; sending messages does not: they wait in
+    /// the outbox).
+    #[error("not connected to the relay")]
+    Offline,
+    /// The relay refused the request.
+    #[error("relay refused: {0}")]
+    Relay(WireError),
+    /// The connection failed during the call.
+    #[error("connection: {0}")]
+    Connection(String),
+    /// An MLS operation failed.
+    #[error("MLS: {0}")]
+    Crypto(#[from] hush_crypto::Error),
+    /// The local database failed.
+    #[error("local state: {0}")]
+    Local(String),
+    /// The builder's settings are missing or inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// No such group on this device.
+    #[error("unknown group {0}")]
+    UnknownGroup(String),
+    /// No such message in this group's history.
+    #[error("unknown message {0}")]
+    UnknownMessage(String),
+    /// The user has no device with a key package (never registered, or all
+    /// packages claimed and no last-resort one).
+    #[error("user {0} has no device to add")]
+    NoDevices(String),
+    /// A device link was refused or did not complete.
+    #[error("device link: {0}")]
+    Link(String),
+    /// The client was shut down.
+    #[error("client closed")]
+    Closed,
+}
+
+impl Error {
+    /// The relay's error code, if the relay refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Relay(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+impl From<ClientError> for Error {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Relay(w) => Error::Relay(w),
+            ClientError::Config(c) => Error::Config(c),
+            other => Error::Connection(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Two users chat through a real relay: every chat feature, end to end.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use hush_sdk::Event;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_chat_with_every_feature() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&tmp.path().join("relay")).await;
+    let alice = relay.ready_client(&tmp.path().join("alice"), "alice").await;
+    let bob = relay.ready_client(&tmp.path().join("bob"), "bob").await;
+    let mut a_ev = alice.events();
+    let mut b_ev = bob.events();
+
+    let group = alice.direct("bob").await.unwrap();
+    wait_for(&mut b_ev, |e| {
+        matches!(e, Event::Joined { group: g } if *g == group).then_some(())
+    })
+    .await;
+    assert_eq!(
+        alice.safety_number("bob").await.unwrap(),
+        bob.safety_number("alice").await.unwrap()
+    );
+
+    // Text, both ways.
+    let marker = "PLAINTEXT-MARKER-7f3a9c";
+    let id = alice.send_text(&group, &format!("hello bob {marker}")).await.unwrap();
+    let m = wait_for(&mut b_ev, |e| match e {
+        Event::Message(m) => Some(m.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(m.id, id);
+    assert_eq!(m.sender.user.0, "alice");
+    assert!(m.text.starts_with("hello bob"));
+    let reply = bob.send_text(&group, "hi alice").await.unwrap();
+    let m = wait_for(&mut a_ev, |e| match e {
+        Event::Message(m) if !m.own => Some(m.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(m.id, reply);
+
+    // Edit, react, receipt, delete.
+    alice.edit(&group, &id, "hello bob (edited)").await.unwrap();
+    wait_for(&mut b_ev, |e| {
+        matches!(e, Event::Edited { id: i, text, .. } if *i == id && text == "hello bob (edited)").then_some(())
+    })
+    .await;
+    bob.react(&group, &id, "👍", false).await.unwrap();
+    wait_for(&mut a_ev, |e| {
+        matches!(e, Event::Reaction { id: i, emoji, .. } if *i == id && emoji == "👍").then_some(())
+    })
+    .await;
+    assert_eq!(bob.mark_read(&group).await.unwrap(), 1);
+    wait_for(&mut a_ev, |e| {
+        matches!(e, Event::Receipt { ids, .. } if ids.contains(&id)).then_some(())
+    })
+    .await;
+    let hist = alice.history(&group, None, 10).await.unwrap();
+    let mine = hist.iter().find(|m| m.id == id).unwrap();
+    assert_eq!(mine.text, "hello bob (edited)");
+    assert!(mine.edited);
+    assert_eq!(
+        mine.read_by.iter().map(|u| u.0.as_str()).collect::<Vec<_>>(),
+        vec!["bob"]
+    );
+    assert_eq!(mine.reactions.get("👍").map(Vec::len), Some(1));
+
+    // Typing is live only.
+    bob.typing(&group, true).await.unwrap();
+    wait_for(&mut a_ev, |e| {
+        matches!(e, Event::Typing { by, active: true, .. } if by.user.0 == "bob").then_some(())
+    })
+    .await;
+
+    alice.delete(&group, &id).await.unwrap();
+    wait_for(&mut b_ev, |e| {
+        matches!(e, Event::Deleted { id: i, .. } if *i == id).then_some(())
+    })
+    .await;
+    let hist = bob.history(&group, None, 10).await.unwrap();
+    let gone = hist.iter().find(|m| m.id == id).unwrap();
+    assert!(gone.deleted && gone.text.is_empty());
+
+    // A third party is added, then removed, and reads nothing afterwards.
+    let carol = relay.ready_client(&tmp.path().join("carol"), "carol").await;
+    let mut c_ev = carol.events();
+    alice.add_user(&group, "carol").await.unwrap();
+    wait_for(&mut c_ev, |e| matches!(e, Event::Joined { .. }).then_some(())).await;
+    wait_for(&mut b_ev, |e| {
+        matches!(e, Event::MemberAdded { member, .. } if member.user.0 == "carol").then_some(())
+    })
+    .await;
+    bob.send_text(&group, "welcome carol").await.unwrap();
+    wait_for(&mut c_ev, |e| {
+        matches!(e, Event::Message(m) if m.text == "welcome carol").then_some(())
+    })
+    .await;
+    bob.remove_user(&group, "carol").await.unwrap();
+    wait_for(&mut c_ev, |e| matches!(e, Event::Removed { .. }).then_some(())).await;
+    alice.send_text(&group, "carol cannot read this").await.unwrap();
+    alice.flush(WAIT).await.unwrap();
+    wait_for(&mut b_ev, |e| {
+        matches!(e, Event::Message(m) if m.text == "carol cannot read this").then_some(())
+    })
+    .await;
+    let carol_hist = carol.history(&group, None, 50).await.unwrap();
+    assert!(carol_hist.iter().all(|m| m.text != "carol cannot read this"));
+
+    // The relay's files never hold the plaintext.
+    let kept = "KEPT-MARKER-51d2e8";
+    alice.send_text(&group, kept).await.unwrap();
+    wait_for(&mut b_ev, |e| {
+        matches!(e, Event::Message(m) if m.text == kept).then_some(())
+    })
+    .await;
+    alice.close().await;
+    bob.close().await;
+    carol.close().await;
+    let dir = relay.dir.clone();
+    relay.stop().await;
+    let bytes = all_bytes(&dir);
+    assert!(!bytes.is_empty());
+    assert!(
+        !contains(&bytes, marker.as_bytes()),
+        "plaintext marker found in the relay's files"
+    );
+    assert!(
+        !contains(&bytes, kept.as_bytes()),
+        "plaintext marker found in the relay's files"
+    );
+    // ...while the clients' own history does (it is decrypted locally).
+    assert!(contains(&all_bytes(&tmp.path().join("bob")), kept.as_bytes()));
+}
