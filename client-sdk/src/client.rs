@@ -120,6 +120,13 @@ impl ClientBuilder {
     /// background. Returns at once, also when the relay is unreachable:
     /// watch [`Event::Connection`] or call [`Client::wait_connected`].
     pub async fn open(self) -> Result<Client, Error> {
+        Ok(self.open_with_events().await?.0)
+    }
+
+    /// Like [`ClientBuilder::open`], with an event stream subscribed before
+    /// the client starts connecting, so no event is missed (replayed
+    /// messages can arrive within milliseconds).
+    pub async fn open_with_events(self) -> Result<(Client, EventStream), Error> {
         let relay = self.relay.ok_or_else(|| Error::Config("relay URL missing".into()))?;
         let trust = self.trust.ok_or_else(|| Error::Config("relay trust missing".into()))?;
         let dir = self
@@ -185,12 +192,18 @@ impl ClientBuilder {
             commit_proposals,
             replenish,
             settled: Default::default(),
+            transport_state: Default::default(),
+            current_transport: Mutex::new(None),
         });
+        let stream = EventStream {
+            rx: inner.events.subscribe(),
+        };
         let task = tokio::spawn(crate::session::run(inner.clone(), proposals_rx, replenish_rx));
-        Ok(Client {
+        let client = Client {
             inner,
             task: Arc::new(Mutex::new(Some(task))),
-        })
+        };
+        Ok((client, stream))
     }
 }
 
@@ -217,6 +230,9 @@ pub(crate) struct Inner {
     pub replenish: mpsc::UnboundedSender<()>,
     /// Set once this connection resolved pending commits and stocked key packages.
     pub settled: std::sync::atomic::AtomicBool,
+    pub transport_state: crate::transport::TransportState,
+    /// The transport of the current connection.
+    pub current_transport: Mutex<Option<&'static str>>,
 }
 
 impl Inner {
@@ -331,6 +347,12 @@ impl Client {
         }
     }
 
+    /// The transport of the current connection (`"webtransport"` or
+    /// `"websocket"`), if connected.
+    pub fn transport(&self) -> Option<&'static str> {
+        *self.inner.current_transport.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Whether a connection is up now.
     pub fn is_connected(&self) -> bool {
         *self.inner.connected.borrow()
@@ -355,7 +377,7 @@ impl Client {
     /// Stops the connection and the background task. State is durable at
     /// every point, so this only needs to stop the network.
     pub async fn close(&self) {
-        let _ = self.inner.shutdown.send(true);
+        let _ = self.inner.shutdown.send_replace(true);
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = task {
             let _ = t.await;
@@ -616,7 +638,9 @@ impl Client {
         if self.outbox_len()? > 0 || !self.inner.settled.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(false);
         }
-        let Ok(wire) = self.wire() else { return Ok(false) };
+        let Ok(wire) = self.wire() else {
+            return Ok(false);
+        };
         let Reply::Groups(groups) = (match wire.request(Request::ListGroups).await {
             Ok(r) => r,
             Err(_) => return Ok(false),

@@ -49,7 +49,7 @@ pub(crate) async fn run(
             }
             Err(e) => (e.to_string(), Duration::ZERO),
         };
-        let _ = inner.connected.send(false);
+        let _ = inner.connected.send_replace(false);
         if *shutdown.borrow() {
             return;
         }
@@ -87,6 +87,7 @@ async fn session(
     let ready = wire.ready().clone();
     let wire = Arc::new(wire);
     *inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(wire.clone());
+    *inner.current_transport.lock().unwrap_or_else(|p| p.into_inner()) = Some(transport);
     // Linked devices were approved by another device: that device adds them
     // to the groups. A first device starts the private group of its user.
     let first_device = ready.registered
@@ -94,7 +95,7 @@ async fn session(
             *inner.registration.lock().unwrap_or_else(|p| p.into_inner()),
             Registration::Linked { .. }
         );
-    let _ = inner.connected.send(true);
+    let _ = inner.connected.send_replace(true);
     inner.emit(Event::Connection(ConnectionState::Connected {
         transport: transport.to_owned(),
     }));
@@ -153,9 +154,12 @@ async fn session(
         }
     };
     worker.abort();
+    // Wait for it to end, so a closed client holds no reference to its state.
+    let _ = worker.await;
     inner.settled.store(false, std::sync::atomic::Ordering::SeqCst);
     *inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    let _ = inner.connected.send(false);
+    *inner.current_transport.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let _ = inner.connected.send_replace(false);
     if let Ok(w) = Arc::try_unwrap(wire) {
         w.close().await;
     }

@@ -68,6 +68,19 @@ impl TestRelay {
             .unwrap()
     }
 
+    /// Opens a client with its event stream subscribed from the start.
+    pub async fn client_with_events(&self, dir: &Path, user: &str) -> (Client, hush_sdk::EventStream) {
+        Client::builder()
+            .relay(self.url())
+            .trust(Trust::CertSha256(self.cert))
+            .data_dir(dir)
+            .user(user)
+            .timing(fast_timing())
+            .open_with_events()
+            .await
+            .unwrap()
+    }
+
     /// A client that is connected and settled (key packages uploaded).
     pub async fn ready_client(&self, dir: &Path, user: &str) -> Client {
         let c = self.client(dir, user).await;
