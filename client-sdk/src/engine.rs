@@ -500,6 +500,25 @@ impl Inner {
                             batch.put(key::cursor(&group), &commit_seq)?;
                             let mut meta: GroupMeta = self.local.get(&key::group(&group))?.unwrap_or_default();
                             meta.left = false;
+                            // Label a joined group by who is in it: a group of
+                            // one other user is a direct conversation with them.
+                            let mut others: Vec<String> = st
+                                .device
+                                .members(&group)?
+                                .into_iter()
+                                .map(|m| m.credential.user.0)
+                                .filter(|u| *u != self.user.0)
+                                .collect();
+                            others.sort();
+                            others.dedup();
+                            match others.as_slice() {
+                                [] => meta.own_devices = true,
+                                [one] => {
+                                    meta.direct_with = Some(one.clone());
+                                    meta.name = one.clone();
+                                }
+                                many => meta.name = many.join(","),
+                            }
                             batch.put(key::group(&group), &meta)?;
                             self.local.commit(batch)?;
                             self.note_devices(st, &group)?;
