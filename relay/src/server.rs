@@ -415,6 +415,10 @@ impl Spawner {
         let conn_shutdown = self.shutdown.subscribe();
         let alive = self.alive.clone();
         counters.setups.fetch_add(1, Ordering::AcqRel);
+        // The setup (TLS, upgrade or HTTP/3) and the session are boxed: a task
+        // keeps the space of its largest state for its whole life, and inline
+        // the setup's state would stay with every idle connection.
+        let setup = Box::pin(setup);
         tokio::spawn(async move {
             let _alive = alive;
             let limits = &shared.config.limits;
@@ -440,7 +444,7 @@ impl Spawner {
                 refuse_busy(conn).await;
                 return;
             }
-            crate::session::serve(shared.clone(), conn, conn_shutdown, deadline).await;
+            Box::pin(crate::session::serve(shared.clone(), conn, conn_shutdown, deadline)).await;
             shared.connections.fetch_sub(1, Ordering::AcqRel);
         });
     }

@@ -137,7 +137,9 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
         transport,
     } = conn;
     let limits = &shared.config.limits;
-    let proven = match handshake::run(&shared, &mut *reader, &mut *writer, deadline).await {
+    // Boxed, like `delivery::start` below: their states would otherwise stay in
+    // this future's allocation for the whole session.
+    let proven = match Box::pin(handshake::run(&shared, &mut *reader, &mut *writer, deadline)).await {
         Ok(p) => p,
         Err(exit) => {
             if let Exit::Close(reason, msg) = &exit {
@@ -167,7 +169,7 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
     // resume after what it acknowledged, so make them durable before reading
     // its cursors. Concurrent flushes coalesce in the batcher.
     shared.acks.flush().await;
-    let start = match delivery::start(&shared, &conn, &proven).await {
+    let start = match Box::pin(delivery::start(&shared, &conn, &proven)).await {
         Ok(s) => s,
         Err(e) => {
             let _ = writer.feed(encode(&RelayFrame::Error(e)).unwrap_or_default()).await;
@@ -225,7 +227,7 @@ async fn read_loop(
     shared: &Arc<Shared>,
     conn: &Arc<ConnHandle>,
     reader: &mut dyn FrameReader,
-    req_tx: mpsc::Sender<(u32, hush_protocol::frame::Request)>,
+    req_tx: mpsc::Sender<(u32, Box<hush_protocol::frame::Request>)>,
     out: mpsc::Sender<Bytes>,
     closer: &Closer,
     delivered: &Delivered,
@@ -290,7 +292,7 @@ async fn read_loop(
         };
         match frame {
             ClientFrame::Request { id, op } => {
-                if req_tx.send((id, op)).await.is_err() {
+                if req_tx.send((id, Box::new(op))).await.is_err() {
                     return;
                 }
             }

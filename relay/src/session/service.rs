@@ -35,10 +35,14 @@ pub struct Ctx {
 }
 
 /// Handles requests in arrival order until the queue closes.
-pub async fn request_loop(ctx: Ctx, mut rx: mpsc::Receiver<(u32, Request)>) {
+///
+/// Requests arrive boxed and each is handled in its own boxed future: an idle
+/// session then keeps only the queue's first block of pointers and this loop's
+/// small state, not room for the largest request and its handler.
+pub async fn request_loop(ctx: Ctx, mut rx: mpsc::Receiver<(u32, Box<Request>)>) {
     let stall = ctx.shared.config.limits.slow_consumer_timeout();
     while let Some((id, op)) = rx.recv().await {
-        let result = handle(&ctx, op).await;
+        let result = Box::pin(handle(&ctx, *op)).await;
         if let Err(e) = &result
             && e.code == ErrorCode::Internal
         {
