@@ -99,8 +99,12 @@ pub(crate) async fn connect(inner: &Inner) -> Result<(WireClient, &'static str),
     wt_opts.url = wt_url;
 
     let last: Option<String> = inner.local.get(&key::setting("transport"))?;
-    let probes = inner.transport_state.since_probe.fetch_add(1, Ordering::Relaxed);
-    let ws_first = last.as_deref() == Some("websocket") && !probes.is_multiple_of(inner.transport.reprobe_every.max(1));
+    // Connections made by this client so far, counting this one: the first
+    // connection after a restart uses the remembered choice; every
+    // `reprobe_every`-th one tries WebTransport first again.
+    let attempt = inner.transport_state.since_probe.fetch_add(1, Ordering::Relaxed) + 1;
+    let ws_first =
+        last.as_deref() == Some("websocket") && !attempt.is_multiple_of(inner.transport.reprobe_every.max(1));
     let (wire, name) = if ws_first {
         match WireClient::connect(&inner.identity, ws_opts).await {
             Ok(w) => (w, "websocket"),

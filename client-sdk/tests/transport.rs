@@ -32,14 +32,17 @@ async fn webtransport_is_preferred_when_quic_works() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hangs since the rebase on the relay's MLS checks and WebTransport changes; under investigation"]
+#[ignore = "hangs in about one run in ten (seen once in six runs); cause not found yet"]
 async fn quic_blocked_falls_back_to_websocket_within_the_race_window_and_remembers() {
+    // Long enough that a reopen which skips the race is clearly shorter, even on
+    // a loaded machine.
+    const WINDOW: Duration = Duration::from_secs(2);
     let tmp = tempfile::tempdir().unwrap();
     let relay = TestRelay::start(&tmp.path().join("relay")).await;
     // A UDP port that swallows every packet: QUIC never gets an answer.
     let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let transport = TransportConfig {
-        race_window: Duration::from_millis(300),
+        race_window: WINDOW,
         webtransport_url: Some(format!("https://{}/wt", black_hole.local_addr().unwrap())),
         ..TransportConfig::default()
     };
@@ -58,10 +61,10 @@ async fn quic_blocked_falls_back_to_websocket_within_the_race_window_and_remembe
     assert_eq!(connected_transport(&c).await, "websocket");
     let first = started.elapsed();
     assert!(
-        first >= Duration::from_millis(300),
+        first >= WINDOW,
         "WebSocket started before the race window: {first:?}"
     );
-    assert!(first < Duration::from_secs(5), "fallback took {first:?}");
+    assert!(first < WINDOW + Duration::from_secs(5), "fallback took {first:?}");
     c.sync(WAIT).await.unwrap();
     c.close().await;
     drop(c);
@@ -70,6 +73,7 @@ async fn quic_blocked_falls_back_to_websocket_within_the_race_window_and_remembe
     let started = Instant::now();
     let c = open().await.unwrap();
     assert_eq!(connected_transport(&c).await, "websocket");
-    assert!(started.elapsed() < first, "remembered choice was not used");
+    let second = started.elapsed();
+    assert!(second < WINDOW, "remembered choice was not used: {second:?}");
     c.close().await;
 }
