@@ -60,10 +60,7 @@ async fn quic_blocked_falls_back_to_websocket_within_the_race_window_and_remembe
     let c = open().await.unwrap();
     assert_eq!(connected_transport(&c).await, "websocket");
     let first = started.elapsed();
-    assert!(
-        first >= WINDOW,
-        "WebSocket started before the race window: {first:?}"
-    );
+    assert!(first >= WINDOW, "WebSocket started before the race window: {first:?}");
     assert!(first < WINDOW + Duration::from_secs(5), "fallback took {first:?}");
     c.sync(WAIT).await.unwrap();
     c.close().await;
