@@ -78,31 +78,11 @@ async fn rust_wait(c: &mut WireClient, mut pred: impl FnMut(&RelayFrame) -> bool
     }
 }
 
-/// `ciphertext` framed as an MLS PrivateMessage (PROTOCOL.md 8.6): the clear
-/// header the relay checks (group, epoch, content type) around opaque fields.
+/// `ciphertext` framed as an MLS PrivateMessage (PROTOCOL.md 8.6).
 fn private_message(group: &GroupId, epoch: u64, kind: MessageKind, ciphertext: &[u8]) -> Bytes {
-    fn opaque(out: &mut Vec<u8>, b: &[u8]) {
-        // RFC 9420 variable-length vector header, shortest form.
-        match b.len() {
-            n @ 0..=63 => out.push(n as u8),
-            n @ 64..=16_383 => out.extend_from_slice(&(0x4000 | n as u16).to_be_bytes()),
-            n => out.extend_from_slice(&(0x8000_0000 | n as u32).to_be_bytes()),
-        }
-        out.extend_from_slice(b);
-    }
-    let content_type = match kind {
-        MessageKind::Application => 1,
-        MessageKind::Proposal => 2,
-        _ => 3,
-    };
-    let mut out = vec![0, 1, 0, 2];
-    opaque(&mut out, &group.0);
-    out.extend_from_slice(&epoch.to_be_bytes());
-    out.push(content_type);
-    opaque(&mut out, &[]);
-    opaque(&mut out, &[]);
-    opaque(&mut out, ciphertext);
-    Bytes::from(out)
+    Bytes::from(hush_crypto::inspect::framing::private_message(
+        group, epoch, kind, ciphertext,
+    ))
 }
 
 /// The smallest MLS Welcome the relay accepts (PROTOCOL.md 8.6): version 1,
