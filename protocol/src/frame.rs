@@ -99,6 +99,19 @@ pub enum ClientFrame {
         /// Echoed back.
         nonce: u64,
     },
+    /// 7: device-linking rendezvous, sent instead of [`ClientFrame::Authenticate`]
+    /// (the new device has no registered key yet). The first such frame puts the
+    /// connection in rendezvous mode on `slot`: the relay pairs it with the one
+    /// other connection that names the same slot and forwards each `payload` to it
+    /// as [`RelayFrame::Rendezvous`]. Nothing is stored; the connection only ever
+    /// carries rendezvous frames (and `Ping`) afterwards. At most
+    /// `MAX_RENDEZVOUS_PAYLOAD` bytes, `MAX_RENDEZVOUS_MESSAGES` per side.
+    Rendezvous {
+        /// Chosen by the clients (derived from the public part of a link code).
+        slot: [u8; 16],
+        /// Opaque to the relay (a PAKE message, then encrypted link messages).
+        payload: Bytes,
+    },
 }
 
 /// Version negotiation: the client's supported range.
@@ -229,6 +242,18 @@ pub enum Request {
     /// 10: the caller's groups with their heads and the caller's cursors.
     /// Reply: [`Reply::Groups`].
     ListGroups,
+    /// 11: drops the stored ciphertext of one application entry of this user
+    /// (after the user deleted the message for everyone). The entry keeps its
+    /// seq, sender, client message id, kind, epoch and timestamp; its payload
+    /// is empty in every later read and delivery. Only a device of the entry's
+    /// sender's user may redact it, and only application entries.
+    /// Reply: [`Reply::Done`] (also when it was already redacted).
+    Redact {
+        /// The group.
+        group: GroupId,
+        /// The entry.
+        seq: u64,
+    },
 }
 
 /// A message to append to a group's log.
@@ -354,6 +379,12 @@ pub enum RelayFrame {
     Error(WireError),
     /// 10: the relay is closing this connection; reconnect after the given delay.
     Closing(Closing),
+    /// 11: a rendezvous payload from the paired connection (see
+    /// [`ClientFrame::Rendezvous`]).
+    Rendezvous {
+        /// The peer's payload, as it sent it.
+        payload: Bytes,
+    },
 }
 
 /// The relay's answer to [`Hello`].

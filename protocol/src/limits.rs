@@ -22,3 +22,7 @@ pub const MAX_ROSTER_CHANGE: usize = 1000;
 pub const MAX_HISTORY_PAGE: u16 = 500;
 /// Most resume hints in one `Authenticate`.
 pub const MAX_RESUME_HINTS: usize = 10_000;
+/// Largest payload of one rendezvous frame (device linking).
+pub const MAX_RENDEZVOUS_PAYLOAD: usize = 4096;
+/// Most rendezvous frames one side of a pair may send.
+pub const MAX_RENDEZVOUS_MESSAGES: usize = 16;

@@ -50,6 +50,14 @@ pub enum RelayStep {
     Authenticated(Box<ProvenDevice>),
     /// Send this error and close the connection.
     Reject(WireError),
+    /// The client asked for a device-linking rendezvous instead of
+    /// authenticating: pair the connection on `slot` and forward `payload`.
+    Rendezvous {
+        /// The slot named by the client.
+        slot: [u8; 16],
+        /// Its first payload.
+        payload: bytes::Bytes,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -88,6 +96,16 @@ impl RelayHandshake {
             (RelayState::AwaitAuth { version }, ClientFrame::Authenticate(auth)) => {
                 let version = *version;
                 self.on_auth(version, auth)
+            }
+            (RelayState::AwaitAuth { .. }, ClientFrame::Rendezvous { slot, payload }) => {
+                self.state = RelayState::Done;
+                if payload.len() > crate::limits::MAX_RENDEZVOUS_PAYLOAD {
+                    return RelayStep::Reject(WireError::new(
+                        ErrorCode::InvalidRequest,
+                        "rendezvous payload too large",
+                    ));
+                }
+                RelayStep::Rendezvous { slot, payload }
             }
             (RelayState::Done, _) => {
                 RelayStep::Reject(WireError::new(ErrorCode::UnexpectedFrame, "handshake already finished"))

@@ -36,6 +36,7 @@ fn client_frame_index(f: &ClientFrame) -> u8 {
         ClientFrame::AckInbox { .. } => 4,
         ClientFrame::Ephemeral { .. } => 5,
         ClientFrame::Ping { .. } => 6,
+        ClientFrame::Rendezvous { .. } => 7,
     }
 }
 
@@ -52,6 +53,7 @@ fn request_index(r: &Request) -> u8 {
         Request::SendToDevice { .. } => 8,
         Request::GetPresence { .. } => 9,
         Request::ListGroups => 10,
+        Request::Redact { .. } => 11,
     }
 }
 
@@ -68,6 +70,7 @@ fn relay_frame_index(f: &RelayFrame) -> u8 {
         RelayFrame::Pong { .. } => 8,
         RelayFrame::Error(_) => 9,
         RelayFrame::Closing(_) => 10,
+        RelayFrame::Rendezvous { .. } => 11,
     }
 }
 
@@ -304,9 +307,9 @@ fn strategies_reach_every_variant() {
             .collect()
     }
     let all = |n: u8| (0..n).collect::<BTreeSet<u8>>();
-    assert_eq!(indices(client_frame(), client_frame_index), all(7));
-    assert_eq!(indices(request(), request_index), all(11));
-    assert_eq!(indices(relay_frame(), relay_frame_index), all(11));
+    assert_eq!(indices(client_frame(), client_frame_index), all(8));
+    assert_eq!(indices(request(), request_index), all(12));
+    assert_eq!(indices(relay_frame(), relay_frame_index), all(12));
     assert_eq!(indices(reply(), reply_index), all(10));
     assert_eq!(indices(notice(), notice_index), all(3));
     assert_eq!(indices(registration(), registration_index), all(3));

@@ -223,6 +223,17 @@ impl FanOut {
         }
     }
 
+    /// Drops the group's cached frames because entry `seq` changed (it was
+    /// redacted): later reads of it come from the store.
+    pub fn forget(&self, group: &GroupId, seq: u64) {
+        let mut t = lock(&self.tables);
+        if let Some(sub) = t.groups.get_mut(group)
+            && sub.recent.iter().any(|(s, _)| *s == seq)
+        {
+            sub.recent.clear();
+        }
+    }
+
     /// Number of live connections of a device on this relay.
     pub fn device_connections(&self, device: DeviceId) -> usize {
         lock(&self.tables).devices.get(&device).map_or(0, Vec::len)

@@ -273,6 +273,7 @@ impl Relay {
             online: Default::default(),
             connections: Default::default(),
             next_conn_id: Default::default(),
+            rendezvous: Default::default(),
             config,
             store,
             bus,

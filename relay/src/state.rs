@@ -44,6 +44,8 @@ pub struct Shared {
     pub connections: AtomicUsize,
     /// Next connection id.
     pub next_conn_id: AtomicU64,
+    /// Device-linking rendezvous slots waiting for their second side.
+    pub rendezvous: crate::session::rendezvous::Slots,
 }
 
 impl Shared {

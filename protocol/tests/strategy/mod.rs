@@ -201,6 +201,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         (device_id(), bytes()).prop_map(|(device, payload)| Request::SendToDevice { device, payload }),
         devices().prop_map(|devices| Request::GetPresence { devices }),
         Just(Request::ListGroups),
+        (group_id(), u64_any()).prop_map(|(group, seq)| Request::Redact { group, seq }),
     ]
 }
 
@@ -213,6 +214,7 @@ pub fn client_frame() -> impl Strategy<Value = ClientFrame> {
         u64_any().prop_map(|seq| ClientFrame::AckInbox { seq }),
         (group_id(), bytes()).prop_map(|(group, payload)| ClientFrame::Ephemeral { group, payload }),
         u64_any().prop_map(|nonce| ClientFrame::Ping { nonce }),
+        (any::<[u8; 16]>(), bytes()).prop_map(|(slot, payload)| ClientFrame::Rendezvous { slot, payload }),
     ]
 }
 
@@ -415,5 +417,6 @@ pub fn relay_frame() -> impl Strategy<Value = RelayFrame> {
                 message,
             })
         }),
+        bytes().prop_map(|payload| RelayFrame::Rendezvous { payload }),
     ]
 }

@@ -22,6 +22,19 @@ pub struct Proven {
     pub resume: Vec<Resume>,
 }
 
+/// How a handshake ended well.
+pub enum Handshaken {
+    /// A device proved its key (and is registered).
+    Device(Proven),
+    /// An unauthenticated device-linking rendezvous.
+    Rendezvous {
+        /// The slot.
+        slot: [u8; 16],
+        /// The first payload.
+        payload: bytes::Bytes,
+    },
+}
+
 /// Runs the handshake; on failure, the error has been sent and the returned exit
 /// says how to close.
 pub async fn run(
@@ -29,7 +42,7 @@ pub async fn run(
     reader: &mut dyn FrameReader,
     writer: &mut dyn FrameWriter,
     deadline: Instant,
-) -> Result<Proven, Exit> {
+) -> Result<Handshaken, Exit> {
     let limits = &shared.config.limits;
     let mut nonce = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut nonce);
@@ -83,16 +96,17 @@ pub async fn run(
                 };
                 return Err(reject(writer, e, reason).await);
             }
+            RelayStep::Rendezvous { slot, payload } => return Ok(Handshaken::Rendezvous { slot, payload }),
             RelayStep::Authenticated(p) => {
                 return match register(shared, &p).await {
-                    Ok(registered) => Ok(Proven {
+                    Ok(registered) => Ok(Handshaken::Device(Proven {
                         device: Authenticated {
                             device: p.device,
                             user: p.user.clone(),
                             registered,
                         },
                         resume: p.resume,
-                    }),
+                    })),
                     Err(e) => Err(reject(writer, e, CloseReason::AuthFailed).await),
                 };
             }

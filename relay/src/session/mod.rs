@@ -43,6 +43,7 @@ use crate::transport::{Connection, FrameReader, FrameWriter, TransportError};
 mod delivery;
 mod handshake;
 mod mls_check;
+pub mod rendezvous;
 mod service;
 
 /// How a connection ends.
@@ -140,7 +141,20 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
     // Boxed, like `delivery::start` below: their states would otherwise stay in
     // this future's allocation for the whole session.
     let proven = match Box::pin(handshake::run(&shared, &mut *reader, &mut *writer, deadline)).await {
-        Ok(p) => p,
+        Ok(handshake::Handshaken::Device(p)) => p,
+        Ok(handshake::Handshaken::Rendezvous { slot, payload }) => {
+            tracing::debug!(%peer, transport, "link rendezvous");
+            Box::pin(rendezvous::serve(
+                &shared,
+                slot,
+                payload,
+                &mut *reader,
+                &mut *writer,
+                &mut shutdown,
+            ))
+            .await;
+            return;
+        }
         Err(exit) => {
             if let Exit::Close(reason, msg) = &exit {
                 tracing::debug!(%peer, ?reason, msg, "handshake failed");
@@ -320,7 +334,7 @@ async fn read_loop(
                     let _ = out.try_send(f);
                 }
             }
-            ClientFrame::Hello(_) | ClientFrame::Authenticate(_) => {
+            ClientFrame::Hello(_) | ClientFrame::Authenticate(_) | ClientFrame::Rendezvous { .. } => {
                 send_error(
                     &out,
                     WireError::new(ErrorCode::UnexpectedFrame, "already authenticated"),

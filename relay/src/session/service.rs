@@ -135,6 +135,11 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
             Ok(Reply::KeyPackages(ctx.shared.store.claim_key_packages(devices).await?))
         }
         Request::ListDevices { user } => list_devices(ctx, &user).await,
+        Request::Redact { group, seq } => {
+            ctx.shared.store.redact(&group, seq, ctx.conn.device).await?;
+            ctx.shared.fanout.forget(&group, seq);
+            Ok(Reply::Done)
+        }
         Request::SendToDevice { device, payload } => {
             if payload.len() > MAX_PAYLOAD_LEN {
                 return Err(invalid(format!("payload over {MAX_PAYLOAD_LEN} bytes")));

@@ -314,6 +314,11 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn redact(&self, group: &GroupId, seq: u64, by: DeviceId) -> StoreResult<()> {
+        let group = group.clone();
+        self.writer.write(move |t| writes::redact(t, group, seq, by)).await
+    }
+
     async fn advance_cursors(&self, cursors: Vec<(DeviceId, GroupId, u64)>) -> StoreResult<()> {
         if cursors.is_empty() {
             return Ok(());

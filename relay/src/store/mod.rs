@@ -271,6 +271,11 @@ pub trait Store: Send + Sync + 'static {
         direction: Direction,
         limit: usize,
     ) -> StoreResult<Vec<LogEntry>>;
+    /// Empties the payload of application entry `seq` of `group`, keeping the
+    /// rest of the entry. Only a device of the entry's sender's user may do it
+    /// (`Forbidden` otherwise); a commit or proposal cannot be redacted
+    /// (`Invalid`). Redacting an already empty entry succeeds.
+    async fn redact(&self, group: &GroupId, seq: u64, by: DeviceId) -> StoreResult<()>;
     /// Moves the device's cursors forward (never back; non-members are ignored).
     /// Takes a batch so acknowledgements can share one transaction.
     async fn advance_cursors(&self, cursors: Vec<(DeviceId, GroupId, u64)>) -> StoreResult<()>;

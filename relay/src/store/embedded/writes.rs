@@ -195,6 +195,40 @@ struct AppendPlan {
     welcome: Option<Vec<u8>>,
 }
 
+pub(super) fn redact(t: &mut Tables<'_>, group: GroupId, seq: u64, by: DeviceId) -> Result<StoreResult<()>, Fatal> {
+    checked(
+        t,
+        |t| {
+            let key = GroupKey::new(&group)?;
+            let meta = reads::group_meta(&t.groups, &key)?;
+            if seq < meta.first_seq {
+                return Err(StoreError::Truncated {
+                    first_available: meta.first_seq,
+                });
+            }
+            let Some(mut entry) = get::<EntryValue>(&t.log, &key.log(seq))? else {
+                return Err(StoreError::NotFound(format!("entry {seq}")));
+            };
+            if entry.kind != MessageKind::Application {
+                return Err(StoreError::Invalid("only application entries can be redacted".into()));
+            }
+            let owner = reads::device(&t.devices, entry.sender)?.map(|d| d.user);
+            let asker = reads::device(&t.devices, by)?.map(|d| d.user);
+            if owner.is_none() || owner != asker {
+                return Err(StoreError::Forbidden(
+                    "only the sender's user may redact an entry".into(),
+                ));
+            }
+            if entry.payload.is_empty() {
+                return Ok(Checked::Answer(()));
+            }
+            entry.payload = Bytes::new();
+            Ok(Checked::Write((key.log(seq), encode(&entry)?)))
+        },
+        |t, (k, v)| put(&mut t.log, &k, &v),
+    )
+}
+
 pub(super) fn append(t: &mut Tables<'_>, req: AppendRequest) -> Result<StoreResult<AppendOutcome>, Fatal> {
     checked(
         t,
