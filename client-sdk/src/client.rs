@@ -53,9 +53,9 @@ impl Default for Timing {
 /// Builds a [`Client`]: `Client::builder().relay(url).trust(..).data_dir(dir).user("alice").open()`.
 #[derive(Debug, Default)]
 pub struct ClientBuilder {
-    relay: Option<String>,
-    trust: Option<Trust>,
-    data_dir: Option<PathBuf>,
+    pub(crate) relay: Option<String>,
+    pub(crate) trust: Option<Trust>,
+    pub(crate) data_dir: Option<PathBuf>,
     user: Option<String>,
     registration: Option<Registration>,
     timing: Timing,
@@ -191,7 +191,7 @@ impl ClientBuilder {
             reconnect: Notify::new(),
             commit_proposals,
             replenish,
-            settled: Default::default(),
+            settled: watch::channel(false).0,
             transport_state: Default::default(),
             current_transport: Mutex::new(None),
         });
@@ -229,7 +229,7 @@ pub(crate) struct Inner {
     pub commit_proposals: mpsc::UnboundedSender<GroupId>,
     pub replenish: mpsc::UnboundedSender<()>,
     /// Set once this connection resolved pending commits and stocked key packages.
-    pub settled: std::sync::atomic::AtomicBool,
+    pub settled: watch::Sender<bool>,
     pub transport_state: crate::transport::TransportState,
     /// The transport of the current connection.
     pub current_transport: Mutex<Option<&'static str>>,
@@ -635,7 +635,7 @@ impl Client {
     }
 
     async fn synced(&self) -> Result<bool, Error> {
-        if self.outbox_len()? > 0 || !self.inner.settled.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.outbox_len()? > 0 || !*self.inner.settled.borrow() {
             return Ok(false);
         }
         let Ok(wire) = self.wire() else {
@@ -683,7 +683,7 @@ impl Client {
         }
     }
 
-    async fn enqueue(&self, group: &GroupId, content: Content) -> Result<String, Error> {
+    pub(crate) async fn enqueue(&self, group: &GroupId, content: Content) -> Result<String, Error> {
         let st = self.inner.state.lock().await;
         if !st.device.groups()?.contains(group) {
             return Err(Error::UnknownGroup(group.to_hex()));
@@ -782,6 +782,29 @@ impl Client {
             .await?;
         }
         Ok(n)
+    }
+
+    /// Sets a setting of this user (any JSON value) here and, through the
+    /// private group of the user's devices, on every other device of the user
+    /// ([`Event::SettingChanged`] there). Works offline (outbox).
+    pub async fn set_setting(&self, name: &str, value: serde_json::Value) -> Result<(), Error> {
+        self.inner.local.put(key::setting(&format!("user/{name}")), &value)?;
+        if let Some(own) = self.own_devices_group().await? {
+            self.enqueue(
+                &own,
+                Content::SyncSetting {
+                    name: name.to_owned(),
+                    value,
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A setting of this user, as last set on any of its devices.
+    pub fn setting(&self, name: &str) -> Result<Option<serde_json::Value>, Error> {
+        self.inner.local.get(&key::setting(&format!("user/{name}")))
     }
 
     /// The highest seq of the group this user has read (on any of its devices).

@@ -173,7 +173,11 @@ impl Inner {
         let mut events = Vec::new();
         let mine = entry.sender == self.device_id;
         let skip_own = mine && (entry.kind != MessageKind::Commit || !st.device.has_pending_commit(&group)?);
-        if !skip_own {
+        if entry.payload.is_empty() {
+            // Redacted by its sender's user (a message deleted for everyone):
+            // nothing left to decrypt.
+            tracing::debug!(group = %group, seq = entry.seq, "redacted entry");
+        } else if !skip_own {
             match st.device.process(&entry.payload) {
                 Ok(processed) => self.processed(st, &mut batch, &mut events, &entry, processed)?,
                 Err(e) => {
@@ -410,8 +414,46 @@ impl Inner {
                     }
                 }
             }
+            Content::SyncHistory {
+                group: g,
+                read_up_to,
+                messages,
+            } if own => {
+                let Ok(bytes) = hex::decode(&g) else { return Ok(()) };
+                let g = GroupId(bytes);
+                let records: Vec<Message> = serde_json::from_value(messages).unwrap_or_default();
+                let mut added = 0;
+                for mut m in records {
+                    let k = key::history(&g, m.seq);
+                    if self.local.get_staged::<Message>(batch, &k)?.is_some() {
+                        continue;
+                    }
+                    m.group = g.clone();
+                    m.own = m.sender.user == self.user;
+                    if let Some(id) = hex::decode(&m.id).ok().and_then(|b| <[u8; 16]>::try_from(b).ok()) {
+                        batch.put(key::message_id(&id), &(g.clone(), m.seq))?;
+                    }
+                    batch.put(k, &m)?;
+                    added += 1;
+                }
+                let mut meta: GroupMeta = self.local.get_staged(batch, &key::group(&g))?.unwrap_or_default();
+                if read_up_to > meta.read_up_to {
+                    meta.read_up_to = read_up_to;
+                    batch.put(key::group(&g), &meta)?;
+                }
+                if added > 0 {
+                    events.push(Event::HistoryImported {
+                        group: g,
+                        messages: added,
+                    });
+                }
+            }
             Content::SyncSetting { name, value } if own => {
-                batch.put(key::setting(&format!("user/{name}")), &value)?;
+                let k = key::setting(&format!("user/{name}"));
+                if self.local.get_staged::<serde_json::Value>(batch, &k)?.as_ref() != Some(&value) {
+                    batch.put(k, &value)?;
+                    events.push(Event::SettingChanged { name, value });
+                }
             }
             other => tracing::debug!(kind = other.kind(), "payload kind not shown"),
         }

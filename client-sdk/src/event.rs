@@ -169,6 +169,23 @@ pub enum Event {
         /// The new device.
         device: DeviceId,
     },
+    /// A setting of this user changed on another of its devices
+    /// ([`crate::Client::set_setting`]).
+    SettingChanged {
+        /// The setting.
+        name: String,
+        /// Its new value.
+        value: serde_json::Value,
+    },
+    /// History of a group from before this device joined arrived from
+    /// another device of this user (after linking) and was added to
+    /// [`crate::Client::history`]. Messages already present are kept as they are.
+    HistoryImported {
+        /// The group.
+        group: GroupId,
+        /// Messages added by this part of the transfer.
+        messages: usize,
+    },
     /// A partner's set of devices changed: compare safety numbers again.
     SafetyNumberChanged {
         /// The partner.

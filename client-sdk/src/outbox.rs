@@ -9,7 +9,7 @@
 //! `Sent { duplicate: true }` with the original seq. The item is deleted in
 //! the same transaction that records the message in history.
 
-use hush_crypto::content::Payload;
+use hush_crypto::content::{Content, Payload};
 use hush_protocol::frame::{MessageKind, Reply, Request, Send};
 use hush_protocol::{ErrorCode, GroupId};
 use serde::{Deserialize, Serialize};
@@ -86,6 +86,7 @@ pub(crate) async fn drain(inner: &Inner, wire: &WireClient) -> Result<(), Error>
                 }
             }
         };
+        redact_target(inner, wire, &item).await?;
         let send = Send {
             group: item.group.clone(),
             client_msg_id: item.client_msg_id,
@@ -145,6 +146,35 @@ pub(crate) async fn drain(inner: &Inner, wire: &WireClient) -> Result<(), Error>
             },
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// For a delete of this user's message: asks the relay to drop the stored
+/// ciphertext of the deleted entry, before the delete itself is sent. Done
+/// again on every retry (the relay answers `Done` for an entry already
+/// dropped); a refusal (the entry is gone, or not this user's) is logged and
+/// the delete still goes out.
+async fn redact_target(inner: &Inner, wire: &WireClient, item: &OutboxItem) -> Result<(), Error> {
+    let Ok(Payload {
+        content: Content::Delete { target },
+        ..
+    }) = Payload::decode(&item.payload)
+    else {
+        return Ok(());
+    };
+    let Some((group, seq)): Option<(GroupId, u64)> = inner.local.get(&key::message_id(&target.0))? else {
+        return Ok(());
+    };
+    if group != item.group {
+        return Ok(());
+    }
+    match wire.request(Request::Redact { group, seq }).await {
+        Ok(_) => Ok(()),
+        Err(ClientError::Relay(e)) => {
+            tracing::debug!(error = %e, seq, "relay did not redact a deleted message");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -156,7 +156,7 @@ async fn session(
     worker.abort();
     // Wait for it to end, so a closed client holds no reference to its state.
     let _ = worker.await;
-    inner.settled.store(false, std::sync::atomic::Ordering::SeqCst);
+    inner.settled.send_replace(false);
     *inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
     *inner.current_transport.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let _ = inner.connected.send_replace(false);
@@ -177,7 +177,7 @@ async fn background(inner: &Arc<Inner>, wire: &WireClient, first_device: bool) -
         let client = crate::client::Client::from_inner(inner.clone());
         client.create_own_devices_group().await?;
     }
-    inner.settled.store(true, std::sync::atomic::Ordering::SeqCst);
+    inner.settled.send_replace(true);
     loop {
         crate::outbox::drain(inner, wire).await?;
         inner.outbox.notified().await;

@@ -35,7 +35,7 @@ pub mod webtransport;
 
 pub use webtransport::WebTransportEndpoint;
 
-type Ws = WebSocketStream<TlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
 /// A device's identity: its user and Ed25519 signing key.
 #[derive(Clone)]

@@ -165,6 +165,17 @@ pub enum Content {
         /// Its new value (any JSON).
         value: Value,
     },
+    /// `sync_history`: between one user's own devices, a part of one group's
+    /// decrypted history, sent by an existing device to a newly linked one
+    /// (which cannot decrypt what was sent before it joined).
+    SyncHistory {
+        /// The group, as hex of its MLS group id.
+        group: String,
+        /// The relay sequence number this user has read the group up to.
+        read_up_to: u64,
+        /// History records as the sending SDK keeps them (a JSON list).
+        messages: Value,
+    },
     /// A kind this version does not know, kept as received.
     Unknown {
         /// The kind.
@@ -266,6 +277,13 @@ struct SyncReadBody {
 }
 
 #[derive(Serialize, Deserialize)]
+struct SyncHistoryBody {
+    group: String,
+    read_up_to: u64,
+    messages: Value,
+}
+
+#[derive(Serialize, Deserialize)]
 struct SyncSettingBody {
     name: String,
     value: Value,
@@ -290,6 +308,7 @@ impl Content {
             Content::Attachment { .. } => "attachment",
             Content::SyncRead { .. } => "sync_read",
             Content::SyncSetting { .. } => "sync_setting",
+            Content::SyncHistory { .. } => "sync_history",
             Content::Unknown { kind, .. } => kind,
         }
     }
@@ -306,6 +325,18 @@ impl Content {
             Content::Attachment { attachment, caption } => body(kind, AttachmentBody { attachment, caption }),
             Content::SyncRead { group, seq } => body(kind, SyncReadBody { group, seq }),
             Content::SyncSetting { name, value } => body(kind, SyncSettingBody { name, value }),
+            Content::SyncHistory {
+                group,
+                read_up_to,
+                messages,
+            } => body(
+                kind,
+                SyncHistoryBody {
+                    group,
+                    read_up_to,
+                    messages,
+                },
+            ),
             Content::Unknown { kind, body } => (kind, body),
         }
     }
@@ -368,6 +399,14 @@ impl Content {
                 Content::SyncSetting {
                     name: b.name,
                     value: b.value,
+                }
+            }
+            "sync_history" => {
+                let b: SyncHistoryBody = parse(&kind, body)?;
+                Content::SyncHistory {
+                    group: b.group,
+                    read_up_to: b.read_up_to,
+                    messages: b.messages,
                 }
             }
             _ => Content::Unknown { kind, body },
@@ -463,6 +502,11 @@ mod tests {
             Content::SyncSetting {
                 name: "theme".into(),
                 value: serde_json::json!({"dark": true}),
+            },
+            Content::SyncHistory {
+                group: "abcd".into(),
+                read_up_to: 7,
+                messages: serde_json::json!([{"seq": 3, "text": "hi"}]),
             },
         ]
     }
