@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand};
 use hush_sdk::{Client, Event, GroupId, Message, Trust};
 use serde::{Deserialize, Serialize};
 
+mod json;
+
 #[derive(Parser)]
 #[command(name = "hush", about = "hush: end-to-end-encrypted chat in the terminal")]
 struct Cli {
@@ -75,6 +77,7 @@ enum Command {
         group: String,
     },
     /// Lists your groups.
+    #[command(after_help = json::GROUP_SHAPE)]
     Groups {
         /// JSON output.
         #[arg(long)]
@@ -121,6 +124,7 @@ enum Command {
         remove: bool,
     },
     /// Fetches new messages and prints a group's history (all groups if none given).
+    #[command(after_help = json::MESSAGE_SHAPE)]
     Read {
         /// Group.
         group: Option<String>,
@@ -287,7 +291,7 @@ async fn main() -> Result<()> {
             let _ = client.sync(wait).await;
             for g in client.groups().await? {
                 if json {
-                    println!("{}", serde_json::to_string(&g)?);
+                    println!("{}", serde_json::to_string(&json::JsonGroup::from(&g))?);
                 } else {
                     let users: std::collections::BTreeSet<&str> = g.members.iter().map(|m| m.user.0.as_str()).collect();
                     println!(
@@ -373,7 +377,7 @@ async fn main() -> Result<()> {
                 }
                 for m in &page {
                     if json {
-                        println!("{}", serde_json::to_string(m)?);
+                        println!("{}", serde_json::to_string(&json::JsonMessage::from(m))?);
                     } else {
                         print_message(m);
                     }
