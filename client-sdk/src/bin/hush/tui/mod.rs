@@ -218,12 +218,12 @@ impl Ui {
         if follow.groups {
             self.refresh_groups().await?;
         }
-        if follow.reload {
-            if let Some(i) = self.app.current {
-                let scroll = self.app.scroll;
-                self.switch(i).await?;
-                self.app.scroll = scroll;
-            }
+        if follow.reload
+            && let Some(i) = self.app.current
+        {
+            let scroll = self.app.scroll;
+            self.switch(i).await?;
+            self.app.scroll = scroll;
         }
         if follow.mark_read && self.app.scroll == 0 {
             self.mark_read().await;
@@ -274,10 +274,10 @@ impl Ui {
     }
 
     async fn stop_typing(&mut self) {
-        if self.typing_sent.take().is_some() {
-            if let Some(g) = self.app.group() {
-                let _ = self.client.typing(g, false).await;
-            }
+        if self.typing_sent.take().is_some()
+            && let Some(g) = self.app.group()
+        {
+            let _ = self.client.typing(g, false).await;
         }
     }
 

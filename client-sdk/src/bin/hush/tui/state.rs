@@ -228,20 +228,19 @@ impl App {
             }
             Event::Receipt { group, ids, by } => {
                 for id in ids {
-                    if let Some(m) = self.message_mut(&group, &id) {
-                        if m.sender.user != by.user && !m.read_by.contains(&by.user) {
-                            m.read_by.push(by.user.clone());
-                        }
+                    if let Some(m) = self.message_mut(&group, &id)
+                        && m.sender.user != by.user
+                        && !m.read_by.contains(&by.user)
+                    {
+                        m.read_by.push(by.user.clone());
                     }
                 }
             }
-            Event::Typing { group, by, active } => {
-                if by.user != self.me {
-                    if active {
-                        self.typing.insert((group, by.user), now);
-                    } else {
-                        self.typing.remove(&(group, by.user));
-                    }
+            Event::Typing { group, by, active } if by.user != self.me => {
+                if active {
+                    self.typing.insert((group, by.user), now);
+                } else {
+                    self.typing.remove(&(group, by.user));
                 }
             }
             Event::Presence {
@@ -284,10 +283,8 @@ impl App {
                 // The Message event follows; until then the line stays "sending".
                 let _ = id;
             }
-            Event::Truncated { group, .. } => {
-                if self.group() == Some(&group) {
-                    self.notice = Some("some older messages expired at the relay before this device got them".into());
-                }
+            Event::Truncated { group, .. } if self.group() == Some(&group) => {
+                self.notice = Some("some older messages expired at the relay before this device got them".into());
             }
             Event::Lagged { .. } => {
                 follow.reload = true;
