@@ -1,7 +1,8 @@
 //! `hush`: a terminal chat client on the hush SDK.
 //!
-//! Scriptable subcommands (`hush send`, `hush read --json`, ...) and an
-//! interactive line mode (`hush chat <group>`). Run `hush --help`.
+//! Scriptable subcommands (`hush send`, `hush read --json`, ...) and
+//! `hush chat`: full-screen on a terminal (`tui/`), line by line otherwise.
+//! Run `hush --help`.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use hush_sdk::{Client, Event, GroupId, Message, Trust};
 use serde::{Deserialize, Serialize};
+
+mod json;
+mod tui;
 
 #[derive(Parser)]
 #[command(name = "hush", about = "hush: end-to-end-encrypted chat in the terminal")]
@@ -75,6 +79,7 @@ enum Command {
         group: String,
     },
     /// Lists your groups.
+    #[command(after_help = json::GROUP_SHAPE)]
     Groups {
         /// JSON output.
         #[arg(long)]
@@ -121,6 +126,7 @@ enum Command {
         remove: bool,
     },
     /// Fetches new messages and prints a group's history (all groups if none given).
+    #[command(after_help = json::MESSAGE_SHAPE)]
     Read {
         /// Group.
         group: Option<String>,
@@ -149,10 +155,21 @@ enum Command {
         /// The partner.
         user: String,
     },
-    /// Interactive chat in GROUP.
+    /// Chats in CONVERSATION: full-screen when run on a terminal (Tab
+    /// switches conversations, PgUp/PgDn scroll, /help lists commands), one
+    /// line per message otherwise or with --lines.
+    ///
+    /// CONVERSATION is a partner's user name, a group's label or a prefix of
+    /// its id; a user you have no conversation with yet gets a new direct
+    /// one. Without it, full-screen mode opens your first conversation.
+    #[command(visible_alias = "tui")]
     Chat {
-        /// Group.
-        group: String,
+        /// Partner, group label or group id.
+        conversation: Option<String>,
+        /// Line mode even on a terminal: each line typed is sent, events are
+        /// printed as they happen (for scripts).
+        #[arg(long)]
+        lines: bool,
     },
 }
 
@@ -203,7 +220,11 @@ fn print_message(m: &Message) {
         "[{}] {}: {}",
         &m.id[..8],
         m.sender.user,
-        if m.deleted { "(deleted)" } else { &m.text }
+        if m.deleted {
+            "(deleted)".to_owned()
+        } else {
+            tui::clean(&m.text)
+        }
     );
     if m.edited {
         line.push_str(" (edited)");
@@ -220,9 +241,21 @@ fn print_message(m: &Message) {
     println!("{line}");
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The local time zone for the full-screen client's clock. Read before
+    // any other thread exists: the lookup is refused in a multi-threaded
+    // process (the C library's time zone state is not thread-safe).
+    let clock = tui::Clock {
+        offset: time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC),
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli, clock))
+}
+
+async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
     let wait = Duration::from_secs(cli.wait);
     let dir = cli.dir.clone();
     match cli.command {
@@ -287,7 +320,7 @@ async fn main() -> Result<()> {
             let _ = client.sync(wait).await;
             for g in client.groups().await? {
                 if json {
-                    println!("{}", serde_json::to_string(&g)?);
+                    println!("{}", serde_json::to_string(&json::JsonGroup::from(&g))?);
                 } else {
                     let users: std::collections::BTreeSet<&str> = g.members.iter().map(|m| m.user.0.as_str()).collect();
                     println!(
@@ -373,7 +406,7 @@ async fn main() -> Result<()> {
                 }
                 for m in &page {
                     if json {
-                        println!("{}", serde_json::to_string(m)?);
+                        println!("{}", serde_json::to_string(&json::JsonMessage::from(m))?);
                     } else {
                         print_message(m);
                     }
@@ -412,15 +445,56 @@ async fn main() -> Result<()> {
             println!("{}", client.safety_number(&user).await?);
             client.close().await;
         }
-        Command::Chat { group } => {
+        Command::Chat { conversation, lines } => {
+            use std::io::IsTerminal as _;
+            let full_screen = !lines && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
             let client = open(&dir, None).await?;
-            let _ = client.sync(wait).await;
-            let g = client.find_group(&group).await?;
-            chat(&client, g).await?;
+            if full_screen {
+                eprintln!("connecting to the relay…");
+            }
+            if let Err(e) = client.sync(wait).await {
+                eprintln!("(offline: {e}; showing what this device has)");
+            }
+            let group = match conversation {
+                Some(name) => Some(conversation_named(&client, &name).await?),
+                None if full_screen => None,
+                None => bail!("name a conversation: hush chat CONVERSATION (hush groups lists them)"),
+            };
+            let result = match (full_screen, group) {
+                (true, group) => tui::run(&client, group, clock).await,
+                (false, Some(g)) => chat(&client, g).await,
+                (false, None) => Ok(()),
+            };
             client.close().await;
+            result?;
         }
     }
     Ok(())
+}
+
+/// The conversation `name` means: the direct conversation with that user
+/// (the most active one, should there be two), a group with that label or
+/// id prefix, or else a new direct conversation with that user.
+async fn conversation_named(client: &Client, name: &str) -> Result<GroupId> {
+    let groups = client.groups().await?;
+    let direct = groups
+        .iter()
+        .filter(|g| g.direct_with.as_deref() == Some(name))
+        .max_by_key(|g| g.seq);
+    if let Some(g) = direct {
+        return Ok(g.group.clone());
+    }
+    if let Ok(g) = client.find_group(name).await {
+        return Ok(g);
+    }
+    if !client.is_connected() {
+        bail!("no conversation {name} on this device, and the relay is not reachable to start one");
+    }
+    eprintln!("starting a direct conversation with {name}…");
+    client
+        .direct(name)
+        .await
+        .with_context(|| format!("no conversation {name}, and none could be started with a user {name}"))
 }
 
 async fn ready(dir: &Path, wait: Duration) -> Result<Client> {
