@@ -554,7 +554,10 @@ impl Inner {
                             others.sort();
                             others.dedup();
                             match others.as_slice() {
-                                [] => meta.own_devices = true,
+                                [] => {
+                                    meta.own_devices = true;
+                                    meta.name = "own devices".into();
+                                }
                                 [one] => {
                                     meta.direct_with = Some(one.clone());
                                     meta.name = one.clone();

@@ -31,11 +31,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Creates this device's identity for user NAME and registers it.
+    /// Creates this device's identity for user NAME and registers it; or,
+    /// with --link, makes this a new device of an existing user (run
+    /// `hush link` on one of their devices for the code).
     Init {
         /// The user id.
-        #[arg(long)]
-        name: String,
+        #[arg(long, required_unless_present = "link", conflicts_with = "link")]
+        name: Option<String>,
+        /// The code shown by `hush link` on an existing device.
+        #[arg(long, value_name = "CODE")]
+        link: Option<String>,
         /// The relay, e.g. wss://127.0.0.1:7443/ws.
         #[arg(long, env = "HUSH_RELAY", default_value = "wss://127.0.0.1:7443/ws")]
         relay: String,
@@ -46,6 +51,14 @@ enum Command {
     },
     /// Shows who this device is.
     Whoami,
+    /// Links a new device to your user: shows a code to give to
+    /// `hush init --link CODE` on the new device, then adds it to your
+    /// conversations and sends it their history (end-to-end encrypted).
+    Link {
+        /// How long to wait for the new device, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
     /// Creates a group with these users (and your other devices).
     Create {
         /// A local label for the group.
@@ -259,7 +272,12 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
     let wait = Duration::from_secs(cli.wait);
     let dir = cli.dir.clone();
     match cli.command {
-        Command::Init { name, relay, cert } => {
+        Command::Init {
+            name,
+            link,
+            relay,
+            cert,
+        } => {
             let hash = parse_cert(&cert)?;
             std::fs::create_dir_all(&dir)?;
             if settings_path(&dir).exists() {
@@ -270,10 +288,39 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
                 cert_sha256: hex::encode(hash),
             };
             std::fs::write(settings_path(&dir), serde_json::to_vec_pretty(&s)?)?;
-            let client = open(&dir, Some(&name)).await?;
+            let client = match (name, link) {
+                (_, Some(code)) => {
+                    println!("linking: waiting for the device that shows the code...");
+                    let linked = Client::builder()
+                        .relay(s.relay)
+                        .trust(Trust::CertSha256(hash))
+                        .data_dir(&dir)
+                        .open_linked(&code, Duration::from_secs(600))
+                        .await;
+                    match linked {
+                        Ok((client, _events)) => client,
+                        Err(e) => {
+                            let _ = std::fs::remove_file(settings_path(&dir));
+                            bail!("linking failed: {e}");
+                        }
+                    }
+                }
+                (Some(name), None) => open(&dir, Some(&name)).await?,
+                (None, None) => bail!("give --name NAME for a new user, or --link CODE"),
+            };
             connected(&client, wait).await?;
             client.sync(wait).await?;
             println!("{} device {}", client.user(), client.device_id());
+            client.close().await;
+        }
+        Command::Link { timeout } => {
+            let client = ready(&dir, wait).await?;
+            let pending = client.link_device().await?;
+            println!("On the new device, run:");
+            println!("  hush --dir NEW_DIR init --link {}", pending.code());
+            println!("(waiting up to {timeout} s; the code works once)");
+            let device = pending.complete(Duration::from_secs(timeout)).await?;
+            println!("linked device {device}: added to your conversations, history sent");
             client.close().await;
         }
         Command::Whoami => {
