@@ -538,10 +538,14 @@ async fn conversation_named(client: &Client, name: &str) -> Result<GroupId> {
         bail!("no conversation {name} on this device, and the relay is not reachable to start one");
     }
     eprintln!("starting a direct conversation with {name}…");
-    client
-        .direct(name)
-        .await
-        .with_context(|| format!("no conversation {name}, and none could be started with a user {name}"))
+    match client.direct(name).await {
+        Ok(g) => Ok(g),
+        Err(hush_sdk::Error::NoDevices(_)) => bail!(
+            "no conversation {name} here, and the relay knows no user {name} to start one with \
+             (has {name} run `hush init --name {name}`?)"
+        ),
+        Err(e) => Err(e).with_context(|| format!("starting a direct conversation with {name}")),
+    }
 }
 
 async fn ready(dir: &Path, wait: Duration) -> Result<Client> {

@@ -2,7 +2,8 @@
 
 /// The commands, as `/help` lists them.
 pub const HELP: &str = "/edit [ID] TEXT · /delete [ID] · /react [ID] EMOJI · /unreact [ID] EMOJI · \
-/invite USER · /dm USER · /group NAME USER… · /switch NAME (or Tab) · /who · /safety [USER] · /quit";
+/invite USER · /dm USER · /group NAME USER… · /switch NAME (or Tab) · /who · /safety [USER] · /quit. \
+Without ID: your newest message (for /react: the newest from the others). Esc hides this.";
 
 /// A line typed in the input.
 #[derive(Debug, PartialEq, Eq)]

@@ -468,12 +468,12 @@ impl Ui {
                 Ok(())
             }
             Input::Switch(name) => {
-                let found = self.app.conversations.iter().position(|c| c.label == name).or_else(|| {
-                    self.app
-                        .conversations
-                        .iter()
-                        .position(|c| c.group.to_hex().starts_with(&name))
-                });
+                let convs = &self.app.conversations;
+                let found = convs
+                    .iter()
+                    .position(|c| c.label == name)
+                    .or_else(|| convs.iter().position(|c| c.direct_with.as_deref() == Some(&name)))
+                    .or_else(|| convs.iter().position(|c| c.group.to_hex().starts_with(&name)));
                 match found {
                     Some(i) => self.switch(i).await.map_err(|e| e.to_string()),
                     None => Err(format!("no conversation {name} (/dm {name} starts one)")),

@@ -117,6 +117,14 @@ impl App {
                 group: g.group,
             })
             .collect();
+        // Two conversations with the same label (a group of two joined from
+        // elsewhere is labelled by its other member) get their id's start.
+        let labels: Vec<String> = list.iter().map(|c| c.label.clone()).collect();
+        for c in &mut list {
+            if labels.iter().filter(|l| **l == c.label).count() > 1 {
+                c.label = format!("{} #{}", c.label, c.group.to_hex().get(..4).unwrap_or_default());
+            }
+        }
         list.sort_by(|a, b| a.label.cmp(&b.label).then(a.group.cmp(&b.group)));
         self.conversations = list;
         self.current = current.and_then(|g| self.conversations.iter().position(|c| c.group == g));

@@ -249,8 +249,24 @@ pub fn render(app: &App, cols: usize, rows: usize, clock: &Clock, now_ms: u64) -
     }
     lines.push(exact(tabs, cols, Style::Plain));
 
+    // The notice (or what the keys do) may take up to three rows (`/help`);
+    // the message pane gives them up.
+    let notice: Vec<Line> = match &app.notice {
+        Some(n) => wrap(&[Span::new(clean(n), Style::Notice)], cols, 2)
+            .into_iter()
+            .take(3)
+            .collect(),
+        None => vec![vec![Span::new(
+            fit(
+                "Enter sends · Tab switches conversation · PgUp/PgDn scroll · /help · /quit",
+                cols,
+            ),
+            Style::Dim,
+        )]],
+    };
+
     // Messages, bottom-aligned, `scroll` rows up from the newest.
-    let pane = pane_height(rows);
+    let pane = pane_height(rows).saturating_sub(notice.len() - 1).max(1);
     let all = message_lines(app, cols, clock);
     let scroll = app.scroll.min(all.len().saturating_sub(pane));
     let end = all.len() - scroll;
@@ -283,17 +299,7 @@ pub fn render(app: &App, cols: usize, rows: usize, clock: &Clock, now_ms: u64) -
         )],
     });
 
-    // Notice, or what the keys do.
-    lines.push(match &app.notice {
-        Some(n) => vec![Span::new(fit(&clean(n), cols), Style::Notice)],
-        None => vec![Span::new(
-            fit(
-                "Enter sends · Tab switches conversation · PgUp/PgDn scroll · /help · /quit",
-                cols,
-            ),
-            Style::Dim,
-        )],
-    });
+    lines.extend(notice);
 
     // Input, scrolled sideways so the cursor stays visible.
     let prompt = "> ";
