@@ -133,8 +133,9 @@ impl ClientBuilder {
             .data_dir
             .ok_or_else(|| Error::Config("data directory missing".into()))?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
-        let local = LocalStore::open(&dir.join("sdk.redb"))?;
-        let mls = MlsStore::open(dir.join("mls.redb")).map_err(hush_crypto::Error::from)?;
+        let db = crate::store::open_database(&dir)?;
+        let local = LocalStore::open_in(db.clone())?;
+        let mls = MlsStore::open_in(db).map_err(hush_crypto::Error::from)?;
         let saved: Option<IdentityRecord> = local.get(key::IDENTITY)?;
         let (record, device) = match saved {
             Some(r) => {

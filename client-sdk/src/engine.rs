@@ -166,11 +166,30 @@ impl Inner {
         Ok(())
     }
 
-    /// Applies one entry at `cursor + 1` and moves the cursor.
+    /// Applies one entry at `cursor + 1` and moves the cursor. The MLS state
+    /// change (the message key used up, or the new epoch), the history it
+    /// produced and the cursor past it become durable in one transaction: a
+    /// crash leaves either all of them or none, and then the entry is
+    /// delivered and processed again.
     fn apply(&self, st: &mut State, entry: LogEntry) -> Result<(), Error> {
-        let group = entry.group.clone();
         let mut batch = Batch::default();
         let mut events = Vec::new();
+        st.device.hold_commits();
+        match self.stage(st, &entry, &mut batch, &mut events) {
+            Ok(()) => st.device.commit_held(&batch.into_side_writes())?,
+            Err(e) => {
+                st.device.discard_held();
+                return Err(e);
+            }
+        }
+        for e in events {
+            self.emit(e);
+        }
+        Ok(())
+    }
+
+    fn stage(&self, st: &mut State, entry: &LogEntry, batch: &mut Batch, events: &mut Vec<Event>) -> Result<(), Error> {
+        let group = entry.group.clone();
         let mine = entry.sender == self.device_id;
         let skip_own = mine && (entry.kind != MessageKind::Commit || !st.device.has_pending_commit(&group)?);
         if entry.payload.is_empty() {
@@ -179,7 +198,7 @@ impl Inner {
             tracing::debug!(group = %group, seq = entry.seq, "redacted entry");
         } else if !skip_own {
             match st.device.process(&entry.payload) {
-                Ok(processed) => self.processed(st, &mut batch, &mut events, &entry, processed)?,
+                Ok(processed) => self.processed(st, batch, events, entry, processed)?,
                 Err(e) => {
                     // Undecryptable (too old an epoch, corrupted, not for
                     // us): it can never be read, so move past it.
@@ -187,12 +206,7 @@ impl Inner {
                 }
             }
         }
-        batch.put(key::cursor(&group), &entry.seq)?;
-        self.local.commit(batch)?;
-        for e in events {
-            self.emit(e);
-        }
-        Ok(())
+        batch.put(key::cursor(&group), &entry.seq)
     }
 
     fn processed(
@@ -529,6 +543,38 @@ impl Inner {
         self.local.commit(batch)
     }
 
+    /// The SDK's records of a group just joined from a Welcome.
+    fn stage_join(&self, st: &mut State, group: &GroupId, commit_seq: u64) -> Result<Batch, Error> {
+        let mut batch = Batch::default();
+        batch.put(key::cursor(group), &commit_seq)?;
+        let mut meta: GroupMeta = self.local.get(&key::group(group))?.unwrap_or_default();
+        meta.left = false;
+        // Label a joined group by who is in it: a group of one other user is
+        // a direct conversation with them.
+        let mut others: Vec<String> = st
+            .device
+            .members(group)?
+            .into_iter()
+            .map(|m| m.credential.user.0)
+            .filter(|u| *u != self.user.0)
+            .collect();
+        others.sort();
+        others.dedup();
+        match others.as_slice() {
+            [] => {
+                meta.own_devices = true;
+                meta.name = "own devices".into();
+            }
+            [one] => {
+                meta.direct_with = Some(one.clone());
+                meta.name = one.clone();
+            }
+            many => meta.name = many.join(","),
+        }
+        batch.put(key::group(group), &meta)?;
+        Ok(batch)
+    }
+
     /// Handles an inbox entry: joins groups from Welcomes.
     pub(crate) async fn on_inbox(&self, st: &mut State, wire: &WireClient, entry: InboxEntry) -> Result<(), Error> {
         match entry.kind {
@@ -536,42 +582,32 @@ impl Inner {
                 if st.device.groups()?.contains(&group) {
                     // Already joined (inbox replayed after a crash).
                 } else {
-                    match st.device.join(&entry.payload, None) {
-                        Ok(joined) if joined == group => {
-                            let mut batch = Batch::default();
-                            batch.put(key::cursor(&group), &commit_seq)?;
-                            let mut meta: GroupMeta = self.local.get(&key::group(&group))?.unwrap_or_default();
-                            meta.left = false;
-                            // Label a joined group by who is in it: a group of
-                            // one other user is a direct conversation with them.
-                            let mut others: Vec<String> = st
-                                .device
-                                .members(&group)?
-                                .into_iter()
-                                .map(|m| m.credential.user.0)
-                                .filter(|u| *u != self.user.0)
-                                .collect();
-                            others.sort();
-                            others.dedup();
-                            match others.as_slice() {
-                                [] => {
-                                    meta.own_devices = true;
-                                    meta.name = "own devices".into();
-                                }
-                                [one] => {
-                                    meta.direct_with = Some(one.clone());
-                                    meta.name = one.clone();
-                                }
-                                many => meta.name = many.join(","),
-                            }
-                            batch.put(key::group(&group), &meta)?;
-                            self.local.commit(batch)?;
+                    // The group's MLS state, its label and the cursor where
+                    // its log starts are made durable in one transaction.
+                    st.device.hold_commits();
+                    let staged = match st.device.join(&entry.payload, None) {
+                        Ok(joined) if joined == group => self.stage_join(st, &group, commit_seq).map(Some),
+                        Ok(other) => {
+                            tracing::warn!(%other, "Welcome names another group than the relay said");
+                            Ok(None)
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Welcome does not process");
+                            Ok(None)
+                        }
+                    };
+                    match staged {
+                        Ok(Some(batch)) => {
+                            st.device.commit_held(&batch.into_side_writes())?;
                             self.note_devices(st, &group)?;
                             self.emit(Event::Joined { group: group.clone() });
                             let _ = self.replenish.send(());
                         }
-                        Ok(other) => tracing::warn!(%other, "Welcome names another group than the relay said"),
-                        Err(e) => tracing::warn!(error = %e, "Welcome does not process"),
+                        Ok(None) => st.device.discard_held(),
+                        Err(e) => {
+                            st.device.discard_held();
+                            return Err(e);
+                        }
                     }
                 }
                 if let Some(waiting) = st.waiting.remove(&group) {

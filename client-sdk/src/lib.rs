@@ -35,12 +35,14 @@
 //!
 //! # Local state
 //!
-//! The data directory holds `mls.redb` (hush-crypto's MLS state: the device
-//! key, key packages, groups) and `sdk.redb` (the device identity record,
-//! outbox, per-group cursors, decrypted history, group labels, read state,
-//! settings). Both are redb databases written with one fsynced transaction
-//! per change. A client reopened on the same directory continues where it
-//! stopped.
+//! The data directory holds one redb database, `device.redb`, with two
+//! tables: hush-crypto's MLS state (the device key, key packages, groups) and
+//! the SDK's records (the device identity record, outbox, per-group cursors,
+//! decrypted history, group labels, read state, settings). Every change is
+//! one fsynced transaction, and processing a message changes both tables in
+//! the same transaction. A client reopened on the same directory continues
+//! where it stopped. (Directories of earlier versions, with `mls.redb` and
+//! `sdk.redb`, are moved into `device.redb` when opened.)
 //!
 //! # The event model
 //!
@@ -73,9 +75,11 @@
 //!   resume point on every connection, and anything at or below it is
 //!   ignored; a gap is filled from the relay's history before later entries
 //!   are processed. Only then is the entry acknowledged to the relay.
-//!   One window remains: MLS state and the SDK database are two files, so a
-//!   crash between decrypting an entry (its key is then consumed) and
-//!   recording it loses that one entry; it is skipped, not duplicated.
+//!   The MLS state change of an entry (its message key used up, or the new
+//!   epoch of a commit), the history it produced and the cursor past it are
+//!   written in one transaction, so a crash at any point leaves all or none
+//!   of them, and an entry not recorded is delivered and decrypted again.
+//!   Joining a group from a Welcome is recorded the same way.
 //! * **Group changes** (create, add, remove, leave) need a connection and
 //!   return once the relay accepted the commit. A commit refused as stale
 //!   (another member changed the group first) is discarded, the missed
@@ -95,7 +99,20 @@
 //! Every device is its own MLS member. Groups a device creates include the
 //! user's other registered devices; adding a user adds all of their devices.
 //! The first device of a user creates a private group of the user's devices,
-//! through which read state ([`Client::mark_read`]) is synced.
+//! through which read state ([`Client::mark_read`]) and settings
+//! ([`Client::set_setting`]) are synced.
+//!
+//! A new device is linked by an existing one: [`Client::link_device`] shows a
+//! short code (`4821-K7Q2-9XMF`), and [`ClientBuilder::open_linked`] on the
+//! new device takes it. The two meet at the relay, agree on a key from the
+//! code (SPAKE2: the relay cannot test guesses offline), and the existing
+//! device approves the new device's key, adds it to every group and sends it
+//! the decrypted history of each, end-to-end encrypted in the private group
+//! ([`Event::HistoryImported`]). [`Client::remove_device`] takes a device out
+//! of every group.
+//!
+//! Deleting a message ([`Client::delete`]) also asks the relay to drop the
+//! deleted entry's stored ciphertext (PROTOCOL.md, `Redact`).
 //!
 //! # Safety numbers
 //!

@@ -463,9 +463,9 @@ impl ClientBuilder {
             .clone()
             .ok_or_else(|| Error::Config("relay trust missing".into()))?;
         if let Some(dir) = &self.data_dir
-            && dir.join("sdk.redb").exists()
+            && (dir.join(crate::store::FILE).exists() || dir.join("sdk.redb").exists())
         {
-            let local = crate::store::LocalStore::open(&dir.join("sdk.redb"))?;
+            let local = crate::store::LocalStore::open_in(crate::store::open_database(dir)?)?;
             if local.get::<serde_json::Value>(key::IDENTITY)?.is_some() {
                 return Err(Error::Config(format!(
                     "{} already holds a device; link into a new directory",

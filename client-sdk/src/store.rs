@@ -1,12 +1,16 @@
 //! The SDK's own local state (beside hush-crypto's MLS store): identity,
 //! settings, outbox, cursors, decrypted history, groups.
 //!
-//! One redb file, `sdk.redb` in the data directory, one table of
-//! prefixed keys with JSON values. Every [`Batch`] is one redb transaction,
-//! durable (fsynced) when [`LocalStore::commit`] returns, so a message's
-//! history entry and the cursor that covers it are written together.
+//! One redb file, `device.redb` in the data directory, shared with
+//! hush-crypto's MLS state (its own table): the SDK's table holds prefixed
+//! keys with JSON values. Every [`Batch`] is one redb transaction, durable
+//! (fsynced) when [`LocalStore::commit`] returns, so a message's history
+//! entry and the cursor that covers it are written together; and when
+//! processing a message changes MLS state, the batch is committed in the
+//! same transaction as that change ([`Batch::into_side_writes`]).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use hush_protocol::GroupId;
 use redb::{Database, ReadableDatabase, TableDefinition};
@@ -15,7 +19,42 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 
-const TABLE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("sdk_v1");
+const TABLE_NAME: &str = "sdk_v1";
+const TABLE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new(TABLE_NAME);
+
+/// The database file of a data directory.
+pub(crate) const FILE: &str = "device.redb";
+
+/// Opens (or creates) `device.redb` in `dir`. Tables left in the two files
+/// of earlier versions (`mls.redb`, `sdk.redb`) are copied in first, each in
+/// one transaction, and the old file is renamed `*.migrated` after.
+pub(crate) fn open_database(dir: &Path) -> Result<Arc<Database>, Error> {
+    let db = Database::create(dir.join(FILE)).map_err(db_err)?;
+    for (file, table) in [("mls.redb", "mls_state_v1"), ("sdk.redb", TABLE_NAME)] {
+        let old = dir.join(file);
+        if !old.exists() {
+            continue;
+        }
+        let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(table);
+        {
+            let src = Database::open(&old).map_err(db_err)?;
+            let read = src.begin_read().map_err(db_err)?;
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut to = txn.open_table(def).map_err(db_err)?;
+                if let Ok(from) = read.open_table(def) {
+                    for entry in redb::ReadableTable::iter(&from).map_err(db_err)? {
+                        let (k, v) = entry.map_err(db_err)?;
+                        to.insert(k.value(), v.value()).map_err(db_err)?;
+                    }
+                }
+            }
+            txn.commit().map_err(db_err)?;
+        }
+        std::fs::rename(&old, dir.join(format!("{file}.migrated"))).map_err(db_err)?;
+    }
+    Ok(Arc::new(db))
+}
 
 /// Key prefixes, one byte each.
 pub(crate) mod key {
@@ -103,6 +142,15 @@ impl Batch {
         Ok(())
     }
 
+    /// The batch as writes to the SDK's table, to be committed with MLS
+    /// state in one transaction.
+    pub fn into_side_writes(self) -> hush_crypto::SideWrites {
+        hush_crypto::SideWrites {
+            table: TABLE_NAME,
+            ops: self.ops,
+        }
+    }
+
     pub fn delete(&mut self, key: Vec<u8>) {
         self.ops.push((key, None));
     }
@@ -119,7 +167,7 @@ impl Batch {
 
 /// The SDK database.
 pub(crate) struct LocalStore {
-    db: Database,
+    db: Arc<Database>,
 }
 
 fn db_err(e: impl std::fmt::Display) -> Error {
@@ -127,8 +175,13 @@ fn db_err(e: impl std::fmt::Display) -> Error {
 }
 
 impl LocalStore {
+    #[cfg(test)]
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let db = Database::create(path).map_err(db_err)?;
+        Self::open_in(Arc::new(Database::create(path).map_err(db_err)?))
+    }
+
+    /// The SDK's table in a shared database.
+    pub fn open_in(db: Arc<Database>) -> Result<Self, Error> {
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(TABLE).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
@@ -236,6 +289,29 @@ impl LocalStore {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_two_files_of_earlier_versions_are_moved_into_one() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let old = LocalStore::open(&dir.path().join("sdk.redb")).unwrap();
+            old.put(b"x".to_vec(), &41u64).unwrap();
+            let mls = Database::create(dir.path().join("mls.redb")).unwrap();
+            let txn = mls.begin_write().unwrap();
+            {
+                let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("mls_state_v1");
+                txn.open_table(def).unwrap().insert(&b"k"[..], &b"v"[..]).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let db = open_database(dir.path()).unwrap();
+        let local = LocalStore::open_in(db.clone()).unwrap();
+        assert_eq!(local.get::<u64>(b"x").unwrap(), Some(41));
+        let mls = hush_crypto::MlsStore::open_in(db).unwrap();
+        assert_eq!(mls.committed_size().0, 1);
+        assert!(!dir.path().join("sdk.redb").exists() && dir.path().join("sdk.redb.migrated").exists());
+        assert!(!dir.path().join("mls.redb").exists() && dir.path().join("mls.redb.migrated").exists());
+    }
 
     #[test]
     fn scan_pages_one_group_in_both_directions() {

@@ -123,4 +123,4 @@ pub use error::Error;
 #[cfg(feature = "mls")]
 pub use identity::{CredentialError, DeviceCredential, DeviceIdentity};
 #[cfg(feature = "mls")]
-pub use store::{MlsStore, StoreError};
+pub use store::{MlsStore, SideWrites, StoreError};

@@ -269,3 +269,47 @@ fn messages_older_than_the_past_epoch_window_are_refused() {
         Ok(Processed::Application { epoch: 3, .. })
     ));
 }
+
+#[test]
+fn held_writes_are_lost_together_with_a_crash_so_the_message_processes_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, mut b, _log, group) = alice_and_bob(&dir);
+    let side = |v: &[u8]| hush_crypto::SideWrites {
+        table: "app_v1",
+        ops: vec![(b"last".to_vec(), Some(v.to_vec()))],
+    };
+
+    // Processed, then a crash before the caller recorded the result: nothing
+    // of the processing is durable, and after a restart the message processes
+    // again (its key was not used up on disk).
+    let ct = a.d().encrypt(&group, b"first").unwrap();
+    b.d().hold_commits();
+    assert!(matches!(b.d().process(&ct).unwrap(), Processed::Application { .. }));
+    b.restart();
+    b.d().hold_commits();
+    match b.d().process(&ct).unwrap() {
+        Processed::Application { plaintext, .. } => assert_eq!(plaintext, b"first"),
+        other => panic!("{other:?}"),
+    }
+    // Recorded together: now the key is used up, and the side record is there.
+    b.d().commit_held(&side(b"first")).unwrap();
+    b.restart();
+    assert!(b.d().process(&ct).is_err(), "a message key is used once");
+
+    // Without holding, a processed message's key is gone at once: the window
+    // holding closes.
+    let ct2 = a.d().encrypt(&group, b"second").unwrap();
+    b.d().process(&ct2).unwrap();
+    b.restart();
+    assert!(b.d().process(&ct2).is_err());
+
+    // Discarding drops the held writes and leaves the group usable.
+    let ct3 = a.d().encrypt(&group, b"third").unwrap();
+    b.d().hold_commits();
+    b.d().process(&ct3).unwrap();
+    b.d().discard_held();
+    match b.d().process(&ct3).unwrap() {
+        Processed::Application { plaintext, .. } => assert_eq!(plaintext, b"third"),
+        other => panic!("{other:?}"),
+    }
+}

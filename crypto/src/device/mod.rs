@@ -85,6 +85,9 @@ pub struct Device {
     provider: Provider,
     config: DeviceConfig,
     groups: HashMap<Vec<u8>, MlsGroup>,
+    /// While set, operations stage their writes without committing them
+    /// ([`Device::hold_commits`]).
+    hold: bool,
 }
 
 impl std::fmt::Debug for Device {
@@ -142,6 +145,7 @@ impl Device {
             },
             config,
             groups: HashMap::new(),
+            hold: false,
         }
     }
 
@@ -160,6 +164,35 @@ impl Device {
         self.identity.device_id()
     }
 
+    /// From now until [`Device::commit_held`] or [`Device::discard_held`],
+    /// successful operations leave their writes staged instead of committing
+    /// them, so the caller can make its own record of the result (say, the
+    /// decrypted message and the cursor past it) durable in the same
+    /// transaction. A failing operation still drops everything staged.
+    pub fn hold_commits(&mut self) {
+        self.hold = true;
+    }
+
+    /// Makes the held writes and `side` durable in one transaction. On
+    /// failure nothing is written and the in-memory groups are reloaded from
+    /// what is durable.
+    pub fn commit_held(&mut self, side: &crate::SideWrites) -> Result<(), Error> {
+        self.hold = false;
+        if let Err(e) = self.provider.store.commit_with(side) {
+            self.discard_held();
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Drops the held writes; the in-memory groups are reloaded from what is
+    /// durable.
+    pub fn discard_held(&mut self) {
+        self.hold = false;
+        self.provider.store.rollback();
+        self.groups.clear();
+    }
+
     /// Runs `op` as one atomic operation on the store. On error, staged writes
     /// are dropped and `group`'s in-memory state is evicted so it is reloaded
     /// from what is durable.
@@ -169,7 +202,9 @@ impl Device {
         op: impl FnOnce(&mut Self) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let result = op(self).and_then(|value| {
-            self.provider.store.commit()?;
+            if !self.hold {
+                self.provider.store.commit()?;
+            }
             Ok(value)
         });
         if result.is_err() {

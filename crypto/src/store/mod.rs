@@ -29,7 +29,7 @@ mod provider;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -53,6 +53,17 @@ impl StoreError {
     }
 }
 
+/// Writes to another table of a shared database (see [`MlsStore::open_in`]),
+/// made durable together with the MLS writes they go with
+/// ([`Device::commit_held`](crate::Device::commit_held)).
+#[derive(Clone, Debug, Default)]
+pub struct SideWrites {
+    /// The table's name.
+    pub table: &'static str,
+    /// Keys with their new value (`Some`) or deleted (`None`), in order.
+    pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
 #[derive(Default)]
 struct State {
     /// What is durable (or, in memory, what was committed).
@@ -67,7 +78,7 @@ struct State {
 /// It is the openmls storage provider of a [`Device`](crate::Device); callers
 /// only open it and hand it over.
 pub struct MlsStore {
-    db: Option<Database>,
+    db: Option<Arc<Database>>,
     state: Mutex<State>,
 }
 
@@ -83,7 +94,13 @@ impl MlsStore {
     /// Opens (or creates) the store file at `path` and loads it. A file can be
     /// open in one process only; a second open fails.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(StoreError::db)?;
+        Self::open_in(Arc::new(Database::create(path).map_err(StoreError::db)?))
+    }
+
+    /// Opens the store in a database the caller shares (its table is
+    /// `mls_state_v1`), so that the caller's own writes can be made durable
+    /// in the same transaction as an MLS operation ([`SideWrites`]).
+    pub fn open_in(db: Arc<Database>) -> Result<Self, StoreError> {
         let txn = db.begin_write().map_err(StoreError::db)?;
         txn.open_table(TABLE).map_err(StoreError::db)?;
         txn.commit().map_err(StoreError::db)?;
@@ -154,8 +171,14 @@ impl MlsStore {
 
     /// Makes every staged write durable, all or none.
     pub(crate) fn commit(&self) -> Result<(), StoreError> {
+        self.commit_with(&SideWrites::default())
+    }
+
+    /// Makes every staged write and `side` durable in one transaction, all or
+    /// none. An in-memory store drops `side`.
+    pub(crate) fn commit_with(&self, side: &SideWrites) -> Result<(), StoreError> {
         let mut state = self.lock();
-        if state.pending.is_empty() {
+        if state.pending.is_empty() && side.ops.is_empty() {
             return Ok(());
         }
         if let Some(db) = &self.db {
@@ -163,6 +186,17 @@ impl MlsStore {
             {
                 let mut table = txn.open_table(TABLE).map_err(StoreError::db)?;
                 for (k, v) in &state.pending {
+                    match v {
+                        Some(v) => table.insert(k.as_slice(), v.as_slice()).map(drop),
+                        None => table.remove(k.as_slice()).map(drop),
+                    }
+                    .map_err(StoreError::db)?;
+                }
+            }
+            if !side.ops.is_empty() {
+                let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(side.table);
+                let mut table = txn.open_table(def).map_err(StoreError::db)?;
+                for (k, v) in &side.ops {
                     match v {
                         Some(v) => table.insert(k.as_slice(), v.as_slice()).map(drop),
                         None => table.remove(k.as_slice()).map(drop),
