@@ -35,7 +35,8 @@ pub mod webtransport;
 
 pub use webtransport::WebTransportEndpoint;
 
-pub(crate) type Ws = WebSocketStream<TlsStream<TcpStream>>;
+/// A WebSocket over TLS to a relay.
+pub type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
 /// A device's identity: its user and Ed25519 signing key.
 #[derive(Clone)]
