@@ -40,7 +40,7 @@ pub(crate) async fn run(
         let connect = crate::transport::connect(&inner);
         let result = tokio::select! {
             r = connect => r,
-            _ = shutdown.changed() => return,
+            _ = closing(&mut shutdown) => return,
         };
         let (reason, min_delay) = match result {
             Ok((wire, transport)) => {
@@ -61,7 +61,7 @@ pub(crate) async fn run(
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = inner.reconnect.notified() => {}
-            _ = shutdown.changed() => return,
+            _ = closing(&mut shutdown) => return,
         }
     }
 }
@@ -150,7 +150,7 @@ async fn session(
                 }
             }
             _ = inner.reconnect.notified() => break ("reconnect requested".to_owned(), Duration::ZERO),
-            _ = shutdown.changed() => break ("closed".to_owned(), Duration::ZERO),
+            _ = closing(&mut shutdown) => break ("closed".to_owned(), Duration::ZERO),
         }
     };
     worker.abort();
@@ -267,4 +267,11 @@ async fn handle(inner: &Inner, wire: &WireClient, frame: RelayFrame) -> Result<(
         other => tracing::debug!(frame = ?other, "unexpected frame"),
     }
     Ok(())
+}
+
+/// Resolves once the client is being closed, also when that was requested
+/// before the receiver subscribed (`changed` alone would miss it: a new
+/// receiver has already seen the current value).
+async fn closing(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
 }

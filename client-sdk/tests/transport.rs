@@ -32,7 +32,6 @@ async fn webtransport_is_preferred_when_quic_works() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hangs in about one run in ten (seen once in six runs); cause not found yet"]
 async fn quic_blocked_falls_back_to_websocket_within_the_race_window_and_remembers() {
     // Long enough that a reopen which skips the race is clearly shorter, even on
     // a loaded machine.
