@@ -219,17 +219,22 @@ impl SdkPair {
     }
 
     /// One message: `send_text` returning → bob's `Event::Message`. Also
-    /// returns how long `send_text` itself took.
-    async fn once(&mut self, tag: &str, i: usize) -> anyhow::Result<(Duration, Duration)> {
+    /// returns how long `send_text` itself took, and the part of the first
+    /// time before the relay's timestamp of the entry (taken when the relay
+    /// starts appending it; milliseconds, so only right on average).
+    async fn once(&mut self, tag: &str, i: usize) -> anyhow::Result<(Duration, Duration, f64)> {
         let (_, ev) = self.bob.as_mut().context("bob is closed")?;
         let t = text(tag, i);
         let call = Instant::now();
         let id = self.alice.send_text(&self.group, &t).await?;
         let returned = Instant::now();
+        let returned_ms = now_ns() as f64 / 1e6;
         loop {
             if let Event::Message(m) = next(ev).await? {
                 ensure!(m.id == id && m.text == t, "bob got {:?}, expected {t:?}", m.text);
-                return Ok((returned.elapsed(), returned - call));
+                // The relay's clock truncates to whole milliseconds: +0.5 on average.
+                let to_relay = m.relay_at_ms as f64 + 0.5 - returned_ms;
+                return Ok((returned.elapsed(), returned - call, to_relay));
             }
         }
     }
@@ -381,13 +386,22 @@ impl RawPair {
             payload_len > header,
             "payload of {payload_len} bytes is shorter than its header"
         );
-        let payload = Bytes::from(framing::private_message(
-            &group,
-            1,
-            MessageKind::Application,
-            &vec![0x5a; payload_len - header],
-        ));
-        ensure!(payload.len() == payload_len);
+        // The body's length prefix grows with the body: shrink it to fit.
+        let mut body = payload_len - header;
+        let mut payload = Vec::new();
+        for _ in 0..4 {
+            payload = framing::private_message(&group, 1, MessageKind::Application, &vec![0x5a; body]);
+            if payload.len() <= payload_len {
+                break;
+            }
+            body -= payload.len() - payload_len;
+        }
+        ensure!(
+            payload.len().abs_diff(payload_len) <= 1,
+            "raw payload of {} bytes for {payload_len}",
+            payload.len()
+        );
+        let payload = Bytes::from(payload);
         // The sender is a member too: read its own Delivers so they never
         // fill its queue.
         let mut own = sender.take_events();
@@ -545,15 +559,17 @@ async fn latency(relay: &RelayProcess, root: &Path, n: usize) -> anyhow::Result<
     // [sdk wt, sdk ws, raw wt, raw ws] delivery times; send_text call times.
     let mut delivery: [Vec<Duration>; 4] = Default::default();
     let mut call: [Vec<Duration>; 2] = Default::default();
+    let mut to_relay: [Vec<f64>; 2] = Default::default();
     let blocks = n.div_ceil(BLOCK);
     for block in 0..=blocks {
         let warmup = block == 0;
         for k in 0..2 {
             for i in 0..BLOCK {
-                let (d, c) = sdk[k].once("lat", block * BLOCK + i).await?;
+                let (d, c, r) = sdk[k].once("lat", block * BLOCK + i).await?;
                 if !warmup {
                     delivery[k].push(d);
                     call[k].push(c);
+                    to_relay[k].push(r);
                 }
             }
             sdk[k].check()?;
@@ -566,7 +582,10 @@ async fn latency(relay: &RelayProcess, root: &Path, n: usize) -> anyhow::Result<
         }
     }
     println!("\n### Latency: one message at a time, {n} per row after {BLOCK} untimed (ms)\n");
-    println!("SDK text: {TEXT_LEN} bytes; its MLS ciphertext, and the raw payload: {ct_len} bytes.\n");
+    println!(
+        "SDK text: {TEXT_LEN} bytes; its MLS ciphertext {ct_len} bytes; raw payload {} bytes.\n",
+        raw[0].payload.len()
+    );
     println!("| measurement | n | p50 | p90 | p99 | max | mean |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for k in 0..2 {
@@ -594,6 +613,21 @@ async fn latency(relay: &RelayProcess, root: &Path, n: usize) -> anyhow::Result<
         println!(
             "{}",
             row(&format!("SDK, {l}: the `send_text` call itself"), &mut call[k])
+        );
+    }
+    println!("\nWhere the SDK's time goes, split at the relay's timestamp of the entry (mean ms):\n");
+    println!(
+        "| transport | `send_text` returned → relay starts the append | → `Event::Message` on the other device | total |"
+    );
+    println!("|---|---:|---:|---:|");
+    for k in 0..2 {
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let total: Vec<f64> = delivery[k].iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        let (before, all) = (mean(&to_relay[k]), mean(&total));
+        println!(
+            "| {} | {before:.2} | {:.2} | {all:.2} |",
+            TRANSPORTS[k].label(),
+            all - before
         );
     }
     for r in raw {
