@@ -28,7 +28,7 @@ use crate::tls::{CertStore, DevCerts, DevState, TlsMaterial, load_pem};
 use crate::token::TokenVerifier;
 use crate::transport::{Connection, TransportError, quic, websocket, webtransport};
 
-type QuicEndpoint = wtransport::Endpoint<wtransport::endpoint::endpoint_side::Server>;
+type QuicEndpoint = wtransport::quinn::Endpoint;
 
 /// A loaded relay, ready to run.
 pub struct Relay {
@@ -383,7 +383,10 @@ impl Relay {
         // Connections see the shutdown flag and close with GoingAway.
         let _ = tokio::time::timeout(Duration::from_secs(10), alive_rx.recv()).await;
         if let Some(q) = &quic {
-            q.close(wtransport::VarInt::from_u32(webtransport::CLOSE_CODE), b"relay stopped");
+            q.close(
+                wtransport::quinn::VarInt::from_u32(webtransport::CLOSE_CODE),
+                b"relay stopped",
+            );
             let _ = tokio::time::timeout(Duration::from_secs(2), q.wait_idle()).await;
         }
         for b in background {
@@ -476,7 +479,10 @@ async fn quic_accept_loop(endpoint: Arc<QuicEndpoint>, spawner: Spawner) {
     loop {
         let incoming = tokio::select! {
             _ = stopped(&mut shutdown) => break,
-            i = endpoint.accept() => i,
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
         };
         let peer = incoming.remote_address();
         spawner.spawn(peer, webtransport::accept(incoming, max_frame_len));
