@@ -15,6 +15,10 @@
 //! peer cannot make it hold one).
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use wtransport::proto::frame::Frame;
@@ -196,7 +200,14 @@ pub struct H3Streams {
     pub peer_control: quinn::RecvStream,
     /// The peer's QPACK streams: held, never read (no dynamic table).
     pub qpack: Vec<quinn::RecvStream>,
+    /// Streams the peer opened whose type had not arrived when the session
+    /// started (a browser may open its QPACK streams then): held unread, for
+    /// the same reason.
+    pub untyped: FuturesUnordered<TypedUni>,
 }
+
+/// A peer's unidirectional stream, resolving to its type once that is read.
+pub type TypedUni = Pin<Box<dyn Future<Output = Result<(Option<u64>, quinn::RecvStream), TransportError>> + Send>>;
 
 /// A CONNECT request the relay has read but not yet answered.
 pub struct Request {
@@ -242,15 +253,13 @@ async fn typed_uni(mut recv: quinn::RecvStream) -> Result<(Option<u64>, quinn::R
 /// the request. Streams of other types are refused; a request that is not an
 /// extended CONNECT for WebTransport is refused and the next one awaited.
 pub async fn accept_session(conn: &quinn::Connection) -> Result<Request, TransportError> {
-    use futures_util::stream::{FuturesUnordered, StreamExt};
-
     let mut control = conn.open_uni().await.map_err(|e| io("opening the control stream", e))?;
     control
         .write_all(&settings_frame())
         .await
         .map_err(|e| io("sending SETTINGS", e))?;
 
-    let mut uni = FuturesUnordered::new();
+    let mut uni: FuturesUnordered<TypedUni> = FuturesUnordered::new();
     let mut peer_control: Option<quinn::RecvStream> = None;
     let mut qpack = Vec::new();
     let mut request: Option<(quinn::SendStream, quinn::RecvStream, String)> = None;
@@ -319,6 +328,7 @@ pub async fn accept_session(conn: &quinn::Connection) -> Result<Request, Transpo
             control,
             peer_control: peer_control.ok_or_else(|| TransportError::Protocol("no control stream".into()))?,
             qpack,
+            untyped: uni,
         },
     })
 }

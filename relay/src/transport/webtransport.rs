@@ -127,6 +127,7 @@ pub async fn accept(incoming: quinn::Incoming, max_frame_len: usize) -> Result<C
                 connect_buf: BytesMut::new(),
                 control: streams.peer_control,
                 _qpack: streams.qpack,
+                _untyped: streams.untyped,
             }),
             parked: parked.clone(),
         }),
@@ -177,6 +178,8 @@ struct PeerStreams {
     control: quinn::RecvStream,
     /// The client's QPACK streams, held open and never read.
     _qpack: Vec<quinn::RecvStream>,
+    /// Streams whose type had not arrived by the start of the session.
+    _untyped: futures_util::stream::FuturesUnordered<h3::TypedUni>,
 }
 
 impl Drop for WtReader {
