@@ -14,11 +14,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::queue::{self, SendTimeoutError};
 use bytes::Bytes;
 use hush_protocol::frame::{Direction, GroupStatus, Notice, Ready, RelayFrame};
 use hush_protocol::{GroupId, WireError};
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::SendTimeoutError;
 
 use super::handshake::Proven;
 use super::{Closer, Delivered, Exit, encode};
@@ -124,7 +123,7 @@ pub async fn start(shared: &Shared, conn: &Arc<ConnHandle>, proven: &Proven) -> 
 struct Pump {
     shared: Arc<Shared>,
     conn: Arc<ConnHandle>,
-    out: mpsc::Sender<Bytes>,
+    out: queue::Sender<Bytes>,
     closer: Closer,
     delivered: Arc<Delivered>,
     cursors: HashMap<GroupId, GroupCursor>,
@@ -149,7 +148,7 @@ pub async fn pump(
     shared: Arc<Shared>,
     conn: Arc<ConnHandle>,
     start: Start,
-    out: mpsc::Sender<Bytes>,
+    out: queue::Sender<Bytes>,
     closer: Closer,
     delivered: Arc<Delivered>,
 ) {

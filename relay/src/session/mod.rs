@@ -31,7 +31,7 @@ use hush_protocol::codec;
 use hush_protocol::frame::{ClientFrame, CloseReason, Closing, PresenceUpdate, RelayFrame};
 use hush_protocol::limits::MAX_EPHEMERAL_LEN;
 use hush_protocol::{DeviceId, ErrorCode, ErrorDetail, GroupId, UserId, WireError};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::timeout;
 
 use crate::bus::BusEvent;
@@ -43,6 +43,7 @@ use crate::transport::{Connection, FrameReader, FrameWriter, TransportError};
 mod delivery;
 mod handshake;
 mod mls_check;
+pub mod queue;
 mod service;
 
 /// How a connection ends.
@@ -152,9 +153,9 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
     let device = proven.device.device;
     tracing::debug!(%peer, transport, %device, user = %proven.device.user, "authenticated");
 
-    let (out_tx, out_rx) = mpsc::channel::<Bytes>(limits.send_queue);
-    let (direct_tx, direct_rx) = mpsc::channel::<Bytes>(limits.send_queue);
-    let (req_tx, req_rx) = mpsc::channel(limits.request_queue);
+    let (out_tx, out_rx) = queue::channel::<Bytes>(limits.send_queue);
+    let (direct_tx, direct_rx) = queue::channel::<Bytes>(limits.send_queue);
+    let (req_tx, req_rx) = queue::channel(limits.request_queue);
     let closer = Closer::new();
     let conn = Arc::new(ConnHandle::new(
         shared.conn_id(),
@@ -227,8 +228,8 @@ async fn read_loop(
     shared: &Arc<Shared>,
     conn: &Arc<ConnHandle>,
     reader: &mut dyn FrameReader,
-    req_tx: mpsc::Sender<(u32, Box<hush_protocol::frame::Request>)>,
-    out: mpsc::Sender<Bytes>,
+    req_tx: queue::Sender<(u32, Box<hush_protocol::frame::Request>)>,
+    out: queue::Sender<Bytes>,
     closer: &Closer,
     delivered: &Delivered,
 ) {
@@ -372,7 +373,7 @@ pub fn rate_check(shared: &Shared, device: DeviceId) -> Result<(), WireError> {
     })
 }
 
-async fn send_error(out: &mpsc::Sender<Bytes>, e: WireError) {
+async fn send_error(out: &queue::Sender<Bytes>, e: WireError) {
     if let Some(f) = encode(&RelayFrame::Error(e)) {
         let _ = out.send(f).await;
     }
@@ -404,8 +405,8 @@ fn reconnect_delay(reason: CloseReason) -> u32 {
 
 async fn writer_loop(
     mut writer: Box<dyn FrameWriter>,
-    mut out: mpsc::Receiver<Bytes>,
-    mut direct: mpsc::Receiver<Bytes>,
+    mut out: queue::Receiver<Bytes>,
+    mut direct: queue::Receiver<Bytes>,
     closer: Closer,
     stall: Duration,
 ) {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::queue::{self, SendTimeoutError};
 use bytes::Bytes;
 use hush_protocol::frame::{
     Direction, GroupInfo, GroupStatus, InboxKind, MessageKind, Policy, Posters, PresenceUpdate, RelayFrame, Reply,
@@ -12,8 +13,6 @@ use hush_protocol::limits::{
     MAX_HISTORY_PAGE, MAX_KEY_PACKAGE_LEN, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_PAYLOAD_LEN, MAX_ROSTER_CHANGE,
 };
 use hush_protocol::{DeviceId, ErrorCode, ErrorDetail, GroupId, UserId, WireError};
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::SendTimeoutError;
 
 use super::{Closer, Exit, encode, is_online, mls_check, rate_check};
 use crate::bus::BusEvent;
@@ -29,7 +28,7 @@ pub struct Ctx {
     /// The connection.
     pub conn: Arc<ConnHandle>,
     /// Outbound queue.
-    pub out: mpsc::Sender<Bytes>,
+    pub out: queue::Sender<Bytes>,
     /// Ends the connection.
     pub closer: Closer,
 }
@@ -39,7 +38,7 @@ pub struct Ctx {
 /// Requests arrive boxed and each is handled in its own boxed future: an idle
 /// session then keeps only the queue's first block of pointers and this loop's
 /// small state, not room for the largest request and its handler.
-pub async fn request_loop(ctx: Ctx, mut rx: mpsc::Receiver<(u32, Box<Request>)>) {
+pub async fn request_loop(ctx: Ctx, mut rx: queue::Receiver<(u32, Box<Request>)>) {
     let stall = ctx.shared.config.limits.slow_consumer_timeout();
     while let Some((id, op)) = rx.recv().await {
         let result = Box::pin(handle(&ctx, *op)).await;
