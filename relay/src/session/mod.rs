@@ -430,7 +430,8 @@ async fn writer_loop(
             }
             writer.flush().await
         };
-        match timeout(stall, write).await {
+        // Boxed: an idle writer then holds only its wait for the next frame.
+        match Box::pin(timeout(stall, write)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 closer.close(Exit::Peer);

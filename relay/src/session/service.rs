@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use super::queue::{self, SendTimeoutError};
 use bytes::Bytes;
 use hush_protocol::frame::{
     Direction, GroupInfo, GroupStatus, InboxKind, MessageKind, Policy, Posters, PresenceUpdate, RelayFrame, Reply,
@@ -14,6 +13,7 @@ use hush_protocol::limits::{
 };
 use hush_protocol::{DeviceId, ErrorCode, ErrorDetail, GroupId, UserId, WireError};
 
+use super::queue::{self, SendTimeoutError};
 use super::{Closer, Exit, encode, is_online, mls_check, rate_check};
 use crate::bus::BusEvent;
 use crate::fanout::ConnHandle;
@@ -35,40 +35,48 @@ pub struct Ctx {
 
 /// Handles requests in arrival order until the queue closes.
 ///
-/// Requests arrive boxed and each is handled in its own boxed future: an idle
-/// session then keeps only the queue's first block of pointers and this loop's
-/// small state, not room for the largest request and its handler.
+/// Requests arrive boxed and each is handled, and its response queued, in its
+/// own boxed future: an idle session then keeps only this loop's wait on the
+/// queue, not room for the largest request, its handler and a timed send.
 pub async fn request_loop(ctx: Ctx, mut rx: queue::Receiver<(u32, Box<Request>)>) {
-    let stall = ctx.shared.config.limits.slow_consumer_timeout();
     while let Some((id, op)) = rx.recv().await {
-        let result = Box::pin(handle(&ctx, *op)).await;
-        if let Err(e) = &result
-            && e.code == ErrorCode::Internal
-        {
-            tracing::warn!(device = %ctx.conn.device, error = %e, "request failed");
+        if Box::pin(respond(&ctx, id, *op)).await.is_err() {
+            return;
         }
-        // A response that cannot be encoded (a bug) still gets an answer.
-        let frame = match encode(&RelayFrame::Response { id, result }) {
-            Some(f) => f,
-            None => {
-                let e = WireError::new(ErrorCode::Internal, "response could not be encoded");
-                let Some(f) = encode(&RelayFrame::Response { id, result: Err(e) }) else {
-                    continue;
-                };
-                f
-            }
-        };
-        match ctx.out.send_timeout(frame, stall).await {
-            Ok(()) => {}
-            Err(SendTimeoutError::Timeout(_)) => {
-                ctx.closer.close(Exit::Close(
-                    CloseReason::SlowConsumer,
-                    "client is not reading its responses".into(),
-                ));
-                return;
-            }
-            Err(SendTimeoutError::Closed(_)) => return,
+    }
+}
+
+/// Handles one request and queues its response; an error means the
+/// connection is ending.
+async fn respond(ctx: &Ctx, id: u32, op: Request) -> Result<(), ()> {
+    let stall = ctx.shared.config.limits.slow_consumer_timeout();
+    let result = handle(ctx, op).await;
+    if let Err(e) = &result
+        && e.code == ErrorCode::Internal
+    {
+        tracing::warn!(device = %ctx.conn.device, error = %e, "request failed");
+    }
+    // A response that cannot be encoded (a bug) still gets an answer.
+    let frame = match encode(&RelayFrame::Response { id, result }) {
+        Some(f) => f,
+        None => {
+            let e = WireError::new(ErrorCode::Internal, "response could not be encoded");
+            let Some(f) = encode(&RelayFrame::Response { id, result: Err(e) }) else {
+                return Ok(());
+            };
+            f
         }
+    };
+    match ctx.out.send_timeout(frame, stall).await {
+        Ok(()) => Ok(()),
+        Err(SendTimeoutError::Timeout(_)) => {
+            ctx.closer.close(Exit::Close(
+                CloseReason::SlowConsumer,
+                "client is not reading its responses".into(),
+            ));
+            Err(())
+        }
+        Err(SendTimeoutError::Closed(_)) => Err(()),
     }
 }
 
