@@ -418,15 +418,16 @@ impl Spawner {
         let conn_shutdown = self.shutdown.subscribe();
         let alive = self.alive.clone();
         counters.setups.fetch_add(1, Ordering::AcqRel);
-        // The setup (TLS, upgrade or HTTP/3) and the session are boxed: a task
-        // keeps the space of its largest state for its whole life, and inline
-        // the setup's state would stay with every idle connection.
+        // The setup (TLS, upgrade or HTTP/3) with its deadline timer, the
+        // refusal and the session are each boxed: a task keeps the space of its
+        // largest state for its whole life, and inline the setup's state would
+        // stay with every idle connection.
         let setup = Box::pin(setup);
         tokio::spawn(async move {
             let _alive = alive;
             let limits = &shared.config.limits;
             let deadline = Instant::now() + limits.handshake_timeout();
-            let accepted = tokio::time::timeout_at(deadline.into(), setup).await;
+            let accepted = Box::pin(tokio::time::timeout_at(deadline.into(), setup)).await;
             counters.setups.fetch_sub(1, Ordering::AcqRel);
             let conn = match accepted {
                 Ok(Ok(c)) => c,
@@ -444,7 +445,7 @@ impl Spawner {
             let n = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
             if n > limits.max_connections {
                 shared.connections.fetch_sub(1, Ordering::AcqRel);
-                refuse_busy(conn).await;
+                Box::pin(refuse_busy(conn)).await;
                 return;
             }
             Box::pin(crate::session::serve(shared.clone(), conn, conn_shutdown, deadline)).await;
