@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use hush_protocol::{DeviceId, GroupId, UserId};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::bus::{Bus, BusEvent, BusSink};
 
@@ -45,7 +45,7 @@ pub struct ConnHandle {
     pub user: UserId,
     /// Frames that bypass the pump (ephemeral signals, presence): dropped when the
     /// queue is full, since they are not durable anyway.
-    pub direct: mpsc::Sender<Bytes>,
+    pub direct: crate::session::queue::Sender<Bytes>,
     work: Mutex<Work>,
     wake: Notify,
 }
@@ -56,7 +56,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl ConnHandle {
     /// A handle for a new connection.
-    pub fn new(id: u64, device: DeviceId, user: UserId, direct: mpsc::Sender<Bytes>) -> Self {
+    pub fn new(id: u64, device: DeviceId, user: UserId, direct: crate::session::queue::Sender<Bytes>) -> Self {
         ConnHandle {
             id,
             device,

@@ -28,7 +28,7 @@ use crate::tls::{CertStore, DevCerts, DevState, TlsMaterial, load_pem};
 use crate::token::TokenVerifier;
 use crate::transport::{Connection, TransportError, quic, websocket, webtransport};
 
-type QuicEndpoint = wtransport::Endpoint<wtransport::endpoint::endpoint_side::Server>;
+type QuicEndpoint = wtransport::quinn::Endpoint;
 
 /// A loaded relay, ready to run.
 pub struct Relay {
@@ -384,7 +384,10 @@ impl Relay {
         // Connections see the shutdown flag and close with GoingAway.
         let _ = tokio::time::timeout(Duration::from_secs(10), alive_rx.recv()).await;
         if let Some(q) = &quic {
-            q.close(wtransport::VarInt::from_u32(webtransport::CLOSE_CODE), b"relay stopped");
+            q.close(
+                wtransport::quinn::VarInt::from_u32(webtransport::CLOSE_CODE),
+                b"relay stopped",
+            );
             let _ = tokio::time::timeout(Duration::from_secs(2), q.wait_idle()).await;
         }
         for b in background {
@@ -416,15 +419,16 @@ impl Spawner {
         let conn_shutdown = self.shutdown.subscribe();
         let alive = self.alive.clone();
         counters.setups.fetch_add(1, Ordering::AcqRel);
-        // The setup (TLS, upgrade or HTTP/3) and the session are boxed: a task
-        // keeps the space of its largest state for its whole life, and inline
-        // the setup's state would stay with every idle connection.
+        // The setup (TLS, upgrade or HTTP/3) with its deadline timer, the
+        // refusal and the session are each boxed: a task keeps the space of its
+        // largest state for its whole life, and inline the setup's state would
+        // stay with every idle connection.
         let setup = Box::pin(setup);
         tokio::spawn(async move {
             let _alive = alive;
             let limits = &shared.config.limits;
             let deadline = Instant::now() + limits.handshake_timeout();
-            let accepted = tokio::time::timeout_at(deadline.into(), setup).await;
+            let accepted = Box::pin(tokio::time::timeout_at(deadline.into(), setup)).await;
             counters.setups.fetch_sub(1, Ordering::AcqRel);
             let conn = match accepted {
                 Ok(Ok(c)) => c,
@@ -442,7 +446,7 @@ impl Spawner {
             let n = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
             if n > limits.max_connections {
                 shared.connections.fetch_sub(1, Ordering::AcqRel);
-                refuse_busy(conn).await;
+                Box::pin(refuse_busy(conn)).await;
                 return;
             }
             Box::pin(crate::session::serve(shared.clone(), conn, conn_shutdown, deadline)).await;
@@ -477,7 +481,10 @@ async fn quic_accept_loop(endpoint: Arc<QuicEndpoint>, spawner: Spawner) {
     loop {
         let incoming = tokio::select! {
             _ = stopped(&mut shutdown) => break,
-            i = endpoint.accept() => i,
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
         };
         let peer = incoming.remote_address();
         spawner.spawn(peer, webtransport::accept(incoming, max_frame_len));

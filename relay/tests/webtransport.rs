@@ -244,6 +244,51 @@ async fn a_quic_handshake_that_never_completes_is_dropped_and_freed() {
     relay.stop().await;
 }
 
+/// A QUIC client with the relay's certificate pinned and HTTP/3's ALPN, that
+/// speaks no HTTP/3 at all.
+fn bare_quic_client(cert: [u8; 32]) -> (wtransport::quinn::Endpoint, wtransport::quinn::ClientConfig) {
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_default()
+        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(cert)])
+        .build();
+    let endpoint = wtransport::quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    (endpoint, config.quic_config().clone())
+}
+
+#[tokio::test]
+async fn a_quic_connection_that_never_sends_its_connect_request_is_dropped_and_freed() {
+    let relay = TestRelay::start_with(|c| c.limits.handshake_timeout_ms = 400).await;
+    let (endpoint, config) = bare_quic_client(relay.cert);
+    // The QUIC handshake completes; no SETTINGS, no CONNECT follow.
+    let conn = endpoint
+        .connect_with(config, relay.addr, "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    until(&relay, "waiting for the CONNECT", |s| {
+        s.setups() == 1 && s.quic_connections() == 1 && s.sessions() == 0
+    })
+    .await;
+    // The relay gives up at the deadline and closes the connection.
+    let closed = tokio::time::timeout(WAIT, conn.closed())
+        .await
+        .expect("relay closes it");
+    assert!(
+        matches!(closed, wtransport::quinn::ConnectionError::ApplicationClosed(_)),
+        "{closed:?}"
+    );
+    until(&relay, "connection freed", |s| {
+        s.setup_timeouts() == 1 && s.setups() == 0 && s.quic_connections() == 0
+    })
+    .await;
+    assert_eq!(relay.stats.sessions(), 0);
+    // The relay still serves everyone else.
+    let a = Identity::generate("alice");
+    let ca = relay.connect_wt(&a).await;
+    ca.request(hush_protocol::frame::Request::ListGroups).await.unwrap();
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn sessions_that_never_say_hello_are_dropped_after_the_handshake_timeout() {
     use hush_protocol::frame::CloseReason;

@@ -17,12 +17,11 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use hush_protocol::frame::{Direction, GroupStatus, Notice, Ready, RelayFrame};
 use hush_protocol::{GroupId, WireError};
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::SendTimeoutError;
 
 use super::handshake::Proven;
+use super::queue::{self, SendTimeoutError};
 use super::{Closer, Delivered, Exit, encode};
-use crate::fanout::ConnHandle;
+use crate::fanout::{ConnHandle, Work};
 use crate::state::Shared;
 use crate::store::StoreError;
 use hush_protocol::frame::CloseReason;
@@ -124,7 +123,7 @@ pub async fn start(shared: &Shared, conn: &Arc<ConnHandle>, proven: &Proven) -> 
 struct Pump {
     shared: Arc<Shared>,
     conn: Arc<ConnHandle>,
-    out: mpsc::Sender<Bytes>,
+    out: queue::Sender<Bytes>,
     closer: Closer,
     delivered: Arc<Delivered>,
     cursors: HashMap<GroupId, GroupCursor>,
@@ -145,65 +144,54 @@ impl From<StoreError> for Stop {
 }
 
 /// Runs the pump until the connection ends.
+///
+/// The backlog and each round of work run in boxed futures: a task keeps room
+/// for its largest state for its whole life, and an idle pump then holds only
+/// its wait for work, not the state of a delivery (store reads, a timed send).
 pub async fn pump(
     shared: Arc<Shared>,
     conn: Arc<ConnHandle>,
     start: Start,
-    out: mpsc::Sender<Bytes>,
+    out: queue::Sender<Bytes>,
     closer: Closer,
     delivered: Arc<Delivered>,
 ) {
+    let Start {
+        ready,
+        active_groups,
+        cursors,
+        heads,
+        removed,
+        inbox_after,
+        inbox_head,
+    } = start;
+    // The session sent these already; the pump does not keep them.
+    drop((ready, active_groups));
     let mut p = Pump {
         shared,
         conn,
         out,
         closer: closer.clone(),
         delivered,
-        cursors: start.cursors,
-        inbox_next: start.inbox_after + 1,
+        cursors,
+        inbox_next: inbox_after + 1,
     };
     for (g, c) in &p.cursors {
         p.delivered.set(g, c.next - 1);
     }
-    let result = async {
-        for (g, head) in &start.heads {
-            p.deliver(g, *head).await?;
+    if Box::pin(p.backlog(heads, removed, inbox_head)).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = p.conn.wait_for_work() => {}
+            _ = closer.closed() => return,
         }
-        for (g, seq) in start.removed {
-            p.removed(g, seq).await?;
+        let work = p.conn.take_work();
+        if Box::pin(p.round(work)).await.is_err() {
+            return;
         }
-        p.deliver_inbox(start.inbox_head).await?;
-        loop {
-            tokio::select! {
-                _ = p.conn.wait_for_work() => {}
-                _ = closer.closed() => return Ok::<(), Stop>(()),
-            }
-            let work = p.conn.take_work();
-            for (g, seq) in work.added {
-                p.cursors.insert(
-                    g.clone(),
-                    GroupCursor {
-                        next: seq + 1,
-                        stop_after: None,
-                    },
-                );
-                p.delivered.set(&g, seq);
-                p.send(notice(Notice::Added { group: g.clone(), seq })).await?;
-                let head = p.shared.store.group(&g).await?.map_or(seq, |r| r.head_seq);
-                p.deliver(&g, head).await?;
-            }
-            for (g, seq) in work.removed {
-                p.removed(g, seq).await?;
-            }
-            for (g, head) in work.groups {
-                p.deliver(&g, head).await?;
-            }
-            if let Some(h) = work.inbox {
-                p.deliver_inbox(h).await?;
-            }
-        }
-    };
-    let _ = result.await;
+    }
 }
 
 fn notice(n: Notice) -> Option<Bytes> {
@@ -211,6 +199,49 @@ fn notice(n: Notice) -> Option<Bytes> {
 }
 
 impl Pump {
+    /// What accumulated while the device was away.
+    async fn backlog(
+        &mut self,
+        heads: Vec<(GroupId, u64)>,
+        removed: Vec<(GroupId, u64)>,
+        inbox_head: u64,
+    ) -> Result<(), Stop> {
+        for (g, head) in &heads {
+            self.deliver(g, *head).await?;
+        }
+        for (g, seq) in removed {
+            self.removed(g, seq).await?;
+        }
+        self.deliver_inbox(inbox_head).await
+    }
+
+    /// One wake-up's work: groups joined, left, with new entries, the inbox.
+    async fn round(&mut self, work: Work) -> Result<(), Stop> {
+        for (g, seq) in work.added {
+            self.cursors.insert(
+                g.clone(),
+                GroupCursor {
+                    next: seq + 1,
+                    stop_after: None,
+                },
+            );
+            self.delivered.set(&g, seq);
+            self.send(notice(Notice::Added { group: g.clone(), seq })).await?;
+            let head = self.shared.store.group(&g).await?.map_or(seq, |r| r.head_seq);
+            self.deliver(&g, head).await?;
+        }
+        for (g, seq) in work.removed {
+            self.removed(g, seq).await?;
+        }
+        for (g, head) in work.groups {
+            self.deliver(&g, head).await?;
+        }
+        if let Some(h) = work.inbox {
+            self.deliver_inbox(h).await?;
+        }
+        Ok(())
+    }
+
     async fn send(&self, frame: Option<Bytes>) -> Result<(), Stop> {
         let Some(frame) = frame else { return Ok(()) };
         match self

@@ -12,9 +12,8 @@ use hush_protocol::limits::{
     MAX_HISTORY_PAGE, MAX_KEY_PACKAGE_LEN, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_PAYLOAD_LEN, MAX_ROSTER_CHANGE,
 };
 use hush_protocol::{DeviceId, ErrorCode, ErrorDetail, GroupId, UserId, WireError};
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::SendTimeoutError;
 
+use super::queue::{self, SendTimeoutError};
 use super::{Closer, Exit, encode, is_online, mls_check, rate_check};
 use crate::bus::BusEvent;
 use crate::fanout::ConnHandle;
@@ -29,47 +28,55 @@ pub struct Ctx {
     /// The connection.
     pub conn: Arc<ConnHandle>,
     /// Outbound queue.
-    pub out: mpsc::Sender<Bytes>,
+    pub out: queue::Sender<Bytes>,
     /// Ends the connection.
     pub closer: Closer,
 }
 
 /// Handles requests in arrival order until the queue closes.
 ///
-/// Requests arrive boxed and each is handled in its own boxed future: an idle
-/// session then keeps only the queue's first block of pointers and this loop's
-/// small state, not room for the largest request and its handler.
-pub async fn request_loop(ctx: Ctx, mut rx: mpsc::Receiver<(u32, Box<Request>)>) {
-    let stall = ctx.shared.config.limits.slow_consumer_timeout();
+/// Requests arrive boxed and each is handled, and its response queued, in its
+/// own boxed future: an idle session then keeps only this loop's wait on the
+/// queue, not room for the largest request, its handler and a timed send.
+pub async fn request_loop(ctx: Ctx, mut rx: queue::Receiver<(u32, Box<Request>)>) {
     while let Some((id, op)) = rx.recv().await {
-        let result = Box::pin(handle(&ctx, *op)).await;
-        if let Err(e) = &result
-            && e.code == ErrorCode::Internal
-        {
-            tracing::warn!(device = %ctx.conn.device, error = %e, "request failed");
+        if Box::pin(respond(&ctx, id, *op)).await.is_err() {
+            return;
         }
-        // A response that cannot be encoded (a bug) still gets an answer.
-        let frame = match encode(&RelayFrame::Response { id, result }) {
-            Some(f) => f,
-            None => {
-                let e = WireError::new(ErrorCode::Internal, "response could not be encoded");
-                let Some(f) = encode(&RelayFrame::Response { id, result: Err(e) }) else {
-                    continue;
-                };
-                f
-            }
-        };
-        match ctx.out.send_timeout(frame, stall).await {
-            Ok(()) => {}
-            Err(SendTimeoutError::Timeout(_)) => {
-                ctx.closer.close(Exit::Close(
-                    CloseReason::SlowConsumer,
-                    "client is not reading its responses".into(),
-                ));
-                return;
-            }
-            Err(SendTimeoutError::Closed(_)) => return,
+    }
+}
+
+/// Handles one request and queues its response; an error means the
+/// connection is ending.
+async fn respond(ctx: &Ctx, id: u32, op: Request) -> Result<(), ()> {
+    let stall = ctx.shared.config.limits.slow_consumer_timeout();
+    let result = handle(ctx, op).await;
+    if let Err(e) = &result
+        && e.code == ErrorCode::Internal
+    {
+        tracing::warn!(device = %ctx.conn.device, error = %e, "request failed");
+    }
+    // A response that cannot be encoded (a bug) still gets an answer.
+    let frame = match encode(&RelayFrame::Response { id, result }) {
+        Some(f) => f,
+        None => {
+            let e = WireError::new(ErrorCode::Internal, "response could not be encoded");
+            let Some(f) = encode(&RelayFrame::Response { id, result: Err(e) }) else {
+                return Ok(());
+            };
+            f
         }
+    };
+    match ctx.out.send_timeout(frame, stall).await {
+        Ok(()) => Ok(()),
+        Err(SendTimeoutError::Timeout(_)) => {
+            ctx.closer.close(Exit::Close(
+                CloseReason::SlowConsumer,
+                "client is not reading its responses".into(),
+            ));
+            Err(())
+        }
+        Err(SendTimeoutError::Closed(_)) => Err(()),
     }
 }
 

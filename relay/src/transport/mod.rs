@@ -4,7 +4,8 @@
 //! message, or one length-prefixed frame of a stream) and sends whole frames.
 //! The session code in [`crate::session`] is written once against these traits;
 //! each transport is a small adapter (`websocket.rs`, `webtransport.rs`);
-//! `quic.rs` holds the QUIC endpoint and its tuning.
+//! `quic.rs` holds the QUIC endpoint and its tuning, `h3.rs` the HTTP/3 a
+//! WebTransport session needs.
 
 use std::net::SocketAddr;
 
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use hush_protocol::frame::CloseReason;
 
+pub mod h3;
 pub mod quic;
 pub mod websocket;
 pub mod webtransport;

@@ -56,20 +56,20 @@ fn idle_timeout(limits: &LimitsConfig) -> anyhow::Result<IdleTimeout> {
     IdleTimeout::try_from(limits.idle_timeout() + Duration::from_secs(5)).context("QUIC idle timeout")
 }
 
-/// Builds the QUIC server endpoint on an already bound UDP socket.
+/// Builds the QUIC server endpoint on an already bound UDP socket (HTTP/3 and
+/// WebTransport run on its connections, `h3.rs`).
 pub fn endpoint(
     socket: UdpSocket,
     tls: rustls::ServerConfig,
     transport: TransportConfig,
-) -> anyhow::Result<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Server>> {
+) -> anyhow::Result<quinn::Endpoint> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| anyhow::anyhow!("TLS configuration unusable for QUIC: {e}"))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport));
     // Bound the handshake work an unvalidated address can cause.
     server.max_incoming(4096);
-    let config = wtransport::ServerConfig::builder()
-        .with_bind_socket(socket)
-        .build_with_quic_config(server);
-    wtransport::Endpoint::server(config).context("starting the QUIC endpoint")
+    let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, runtime)
+        .context("starting the QUIC endpoint")
 }

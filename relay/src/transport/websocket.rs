@@ -30,10 +30,17 @@ type Ws = WebSocketStream<TlsStream<TcpStream>>;
 /// The path WebSocket clients connect to.
 pub const PATH: &str = "/ws";
 
+/// tungstenite's initial read buffer. It only has to hold a frame header:
+/// once the header is read, tungstenite reserves room for the whole payload.
+/// rustls keeps its own 4 KiB record buffer below it, so a small buffer here
+/// costs extra copies out of rustls, not system calls; an idle connection
+/// keeps what is left of it.
+const READ_BUFFER: usize = 256;
+
 /// WebSocket settings for a frame limit.
 pub fn ws_config(max_frame_len: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(max_frame_len * 2 + 4096)
         .max_message_size(Some(max_frame_len))

@@ -18,12 +18,25 @@
 //!   `RelayFrame::Presence` go as one bare frame per datagram when they fit the
 //!   connection's current maximum datagram size, on the stream otherwise.
 //!
+//! - **Closing.** After its `Closing` frame the relay finishes the stream,
+//!   waits briefly for the client to acknowledge it, sends a
+//!   CLOSE_WEBTRANSPORT_SESSION capsule on the CONNECT stream (the
+//!   application code is the one the WebSocket close would carry, see
+//!   [`close_code`]), finishes that stream too and closes the QUIC connection
+//!   with `H3_NO_ERROR`. A client that closes the session the same way, or
+//!   finishes its CONNECT stream, ends the session.
+//!
 //! The adapter recognises those frames by their first byte, the enum variant
 //! index (`hush_protocol::datagram`); incoming datagrams are checked with
 //! [`datagram::decode_client`] before the session sees them.
+//!
+//! HTTP/3 itself (SETTINGS, the CONNECT request, capsules, datagram prefixes)
+//! is in [`super::h3`]: a small implementation on quinn with no task or
+//! channel of its own, because a general HTTP/3 library cost an idle session
+//! more than everything else together (`BENCHMARKS.md`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,9 +44,9 @@ use bytes::{Bytes, BytesMut};
 use hush_protocol::codec::{self, CodecError, LENGTH_PREFIX_LEN};
 use hush_protocol::datagram::{self, RELAY_READY};
 use hush_protocol::frame::CloseReason;
-use wtransport::endpoint::IncomingSession;
-use wtransport::quinn;
+use wtransport::quinn::{self, VarInt};
 
+use super::h3::{self, ConnectStreamEvent};
 use super::{Connection, FrameReader, FrameWriter, TransportError};
 
 /// The path of the WebTransport session (`https://host:port/wt`).
@@ -43,53 +56,90 @@ pub const PATH: &str = "/wt";
 /// datagrams (`/wt?datagrams=1`).
 pub const DATAGRAMS_QUERY: &str = "datagrams=1";
 
-/// QUIC application error code the relay closes connections with after its
-/// `Closing` frame (the frame says why; the code is always 0).
-pub const CLOSE_CODE: u32 = 0;
+/// QUIC application error code the relay closes connections with: HTTP/3's
+/// `H3_NO_ERROR`. Why a session ended is in the `Closing` frame and in the
+/// CLOSE_WEBTRANSPORT_SESSION capsule before it.
+pub const CLOSE_CODE: u32 = h3::code::NO_ERROR;
 
 /// How much of a stream to take per read; bounds a read's allocation.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Accepts one WebTransport session: QUIC handshake, the HTTP/3 CONNECT at
-/// [`PATH`], and the client's bidirectional stream. The caller bounds the whole
-/// of it with the handshake deadline; dropping this future mid-way closes the
-/// QUIC connection and frees its state.
-pub async fn accept(incoming: IncomingSession, max_frame_len: usize) -> Result<Connection, TransportError> {
-    let request = incoming
+/// How long the relay waits for the client to acknowledge the end of the
+/// stream, and then the capsule, before closing the connection.
+const CLOSE_ACK_WAIT: Duration = Duration::from_millis(400);
+
+/// The WebTransport session error code (in the CLOSE_WEBTRANSPORT_SESSION
+/// capsule) for each reason: the same numbers as the WebSocket close codes.
+pub fn close_code(reason: CloseReason) -> u32 {
+    match reason {
+        CloseReason::GoingAway => 1001,
+        CloseReason::SlowConsumer | CloseReason::ServerBusy => 1013,
+        CloseReason::IdleTimeout | CloseReason::HandshakeTimeout => 1000,
+        CloseReason::ProtocolError => 1002,
+        CloseReason::AuthFailed => 1008,
+    }
+}
+
+/// Accepts one WebTransport session: QUIC handshake, HTTP/3 SETTINGS, the
+/// extended CONNECT at [`PATH`], and the client's bidirectional stream. The
+/// caller bounds the whole of it with the handshake deadline; dropping this
+/// future mid-way drops the QUIC connection, which closes it and frees its
+/// state.
+pub async fn accept(incoming: quinn::Incoming, max_frame_len: usize) -> Result<Connection, TransportError> {
+    let conn = incoming
+        .accept()
+        .map_err(|e| TransportError::Io(format!("QUIC: {e}")))?
         .await
-        .map_err(|e| TransportError::Io(format!("QUIC/HTTP3 setup: {e}")))?;
-    let full_path = request.path().to_owned();
-    let (path, query) = full_path.split_once('?').unwrap_or((&full_path, ""));
+        .map_err(|e| TransportError::Io(format!("QUIC handshake: {e}")))?;
+    let mut request = h3::accept_session(&conn).await?;
+    let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
     if path != PATH {
-        request.not_found().await;
-        return Err(TransportError::Protocol(format!(
-            "WebTransport path {path} is not {PATH}"
-        )));
+        let err = TransportError::Protocol(format!("WebTransport path {path} is not {PATH}"));
+        let _ = request.respond(404).await;
+        let _ = request.send.finish();
+        let _ = tokio::time::timeout(CLOSE_ACK_WAIT, request.send.stopped()).await;
+        conn.close(VarInt::from_u32(CLOSE_CODE), b"not found");
+        return Err(err);
     }
     let send_datagrams = query.split('&').any(|kv| kv == DATAGRAMS_QUERY);
-    let session = request
-        .accept()
-        .await
-        .map_err(|e| TransportError::Io(format!("WebTransport accept: {e}")))?;
-    let (send, recv) = session
-        .accept_bi()
-        .await
-        .map_err(|e| TransportError::Io(format!("waiting for the stream: {e}")))?;
-    let peer = session.remote_address();
+    request.respond(200).await?;
+    let session_id = request.session_id();
+    let (send, recv) = h3::accept_wt_stream(&conn, session_id).await?;
+    let peer = conn.remote_address();
     let ready = Arc::new(AtomicBool::new(false));
+    let parked = Arc::new(Mutex::new(None));
+    let h3::Request {
+        send: connect_send,
+        recv: connect_recv,
+        streams,
+        ..
+    } = request;
     Ok(Connection {
         reader: Box::new(WtReader {
-            session: session.clone(),
+            conn: conn.clone(),
             recv,
             buf: BytesMut::new(),
             max: max_frame_len,
             ready: ready.clone(),
+            session_id,
+            peer: Some(PeerStreams {
+                connect: connect_recv,
+                connect_buf: BytesMut::new(),
+                control: streams.peer_control,
+                _qpack: streams.qpack,
+                _untyped: streams.untyped,
+            }),
+            parked: parked.clone(),
         }),
         writer: Box::new(WtWriter {
-            session,
+            conn,
             send,
+            session_id,
             send_datagrams,
             ready,
+            connect_send,
+            _control: streams.control,
+            _parked: parked,
         }),
         peer,
         transport: "webtransport",
@@ -97,12 +147,47 @@ pub async fn accept(incoming: IncomingSession, max_frame_len: usize) -> Result<C
 }
 
 struct WtReader {
-    session: wtransport::Connection,
-    recv: wtransport::RecvStream,
+    conn: quinn::Connection,
+    /// The protocol's stream.
+    recv: quinn::RecvStream,
     buf: BytesMut,
     max: usize,
     /// Set by the writer once `Ready` is on its way: datagrams count from then.
     ready: Arc<AtomicBool>,
+    session_id: u64,
+    /// Always `Some` until dropped.
+    peer: Option<PeerStreams>,
+    /// Where the peer's streams go when the reader is dropped.
+    parked: Arc<Mutex<Option<PeerStreams>>>,
+}
+
+/// The client's HTTP/3 streams the session watches.
+///
+/// Dropping a quinn receive stream asks the peer to stop sending on it
+/// (STOP_SENDING), and a stopped control stream is an HTTP/3 connection
+/// error: the client would close the connection before reading the
+/// relay's `Closing` frame. The session drops its reader before the writer
+/// has closed, so the reader parks these in the writer, which drops them
+/// only after the connection is closed.
+struct PeerStreams {
+    /// The CONNECT stream: the client closes the session here.
+    connect: quinn::RecvStream,
+    connect_buf: BytesMut,
+    /// The client's HTTP/3 control stream: frames on it are read and ignored;
+    /// its end ends the session.
+    control: quinn::RecvStream,
+    /// The client's QPACK streams, held open and never read.
+    _qpack: Vec<quinn::RecvStream>,
+    /// Streams whose type had not arrived by the start of the session.
+    _untyped: futures_util::stream::FuturesUnordered<h3::TypedUni>,
+}
+
+impl Drop for WtReader {
+    fn drop(&mut self) {
+        if let Some(p) = self.peer.take() {
+            *self.parked.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
+        }
+    }
 }
 
 impl WtReader {
@@ -132,8 +217,11 @@ impl FrameReader for WtReader {
             if let Some(frame) = self.take_frame()? {
                 return Ok(Some(frame));
             }
+            let Some(peer) = self.peer.as_mut() else {
+                return Ok(None);
+            };
             tokio::select! {
-                chunk = self.recv.quic_stream_mut().read_chunk(READ_CHUNK, true) => match chunk {
+                chunk = self.recv.read_chunk(READ_CHUNK, true) => match chunk {
                     Ok(Some(chunk)) => {
                         if self.buf.is_empty() {
                             self.buf = BytesMut::from(&chunk.bytes[..]);
@@ -145,13 +233,16 @@ impl FrameReader for WtReader {
                     Err(quinn::ReadError::ConnectionLost(_) | quinn::ReadError::Reset(_)) => return Ok(None),
                     Err(e) => return Err(TransportError::Io(e.to_string())),
                 },
-                datagram = self.session.receive_datagram() => match datagram {
+                d = self.conn.read_datagram() => match d {
                     Ok(d) => {
+                        let Some(payload) = h3::datagram_payload(d, self.session_id) else {
+                            tracing::debug!("datagram of another session dropped");
+                            continue;
+                        };
                         if !self.ready.load(Ordering::Acquire) {
                             tracing::debug!("datagram before Ready dropped");
                             continue;
                         }
-                        let payload = d.payload();
                         // The session decodes it again; the check here keeps
                         // anything but an ephemeral signal off this path.
                         if let Err(e) = datagram::decode_client(&payload) {
@@ -163,17 +254,49 @@ impl FrameReader for WtReader {
                     }
                     Err(_) => return Ok(None),
                 },
+                c = peer.connect.read_chunk(4096, true) => match c {
+                    Ok(c) => match h3::connect_stream_input(&mut peer.connect_buf, c.map(|c| c.bytes)) {
+                        ConnectStreamEvent::Nothing => {}
+                        ConnectStreamEvent::Closed => return Ok(None),
+                        ConnectStreamEvent::Error => {
+                            return Err(TransportError::Protocol("unexpected frame on the CONNECT stream".into()));
+                        }
+                    },
+                    Err(_) => return Ok(None),
+                },
+                c = peer.control.read_chunk(4096, true) => match c {
+                    Ok(Some(_)) => {}
+                    // A closed control stream is an HTTP/3 connection error.
+                    Ok(None) | Err(_) => return Ok(None),
+                },
             }
         }
     }
 }
 
 struct WtWriter {
-    session: wtransport::Connection,
-    send: wtransport::SendStream,
+    conn: quinn::Connection,
+    /// The protocol's stream.
+    send: quinn::SendStream,
+    session_id: u64,
     /// The client asked for datagrams (`?datagrams=1`).
     send_datagrams: bool,
     ready: Arc<AtomicBool>,
+    /// The CONNECT stream: the relay's CLOSE_WEBTRANSPORT_SESSION goes here.
+    connect_send: quinn::SendStream,
+    /// The relay's HTTP/3 control stream, held open for the connection's life.
+    _control: quinn::SendStream,
+    /// The reader's [`PeerStreams`] once it is gone.
+    _parked: Arc<Mutex<Option<PeerStreams>>>,
+}
+
+impl Drop for WtWriter {
+    fn drop(&mut self) {
+        // Close before the fields go: dropping the control stream first would
+        // finish it, which the client takes as an HTTP/3 error. A no-op if
+        // `close` already ran.
+        self.conn.close(VarInt::from_u32(CLOSE_CODE), b"");
+    }
 }
 
 #[async_trait]
@@ -184,8 +307,11 @@ impl FrameWriter for WtWriter {
         }
         if self.send_datagrams
             && datagram::is_relay_datagram_kind(&frame)
-            && self.session.max_datagram_size().is_some_and(|max| frame.len() <= max)
-            && self.session.send_datagram(&frame).is_ok()
+            && self
+                .conn
+                .max_datagram_size()
+                .is_some_and(|max| frame.len() + h3::datagram_overhead(self.session_id) <= max)
+            && self.conn.send_datagram(h3::datagram(self.session_id, &frame)).is_ok()
         {
             return Ok(());
         }
@@ -195,7 +321,6 @@ impl FrameWriter for WtWriter {
         })?;
         let mut chunks = [Bytes::copy_from_slice(&len.to_be_bytes()), frame];
         self.send
-            .quic_stream_mut()
             .write_all_chunks(&mut chunks)
             .await
             .map_err(|e| TransportError::Io(e.to_string()))
@@ -206,16 +331,22 @@ impl FrameWriter for WtWriter {
         Ok(())
     }
 
-    async fn close(&mut self, _reason: CloseReason, message: &str) {
+    async fn close(&mut self, reason: CloseReason, message: &str) {
         // Closing the QUIC connection at once would discard unsent stream data
         // (the `Closing` frame): finish the stream and wait until the peer has
-        // acknowledged it, briefly.
-        let stream = self.send.quic_stream_mut();
-        if stream.finish().is_ok() {
-            let _ = tokio::time::timeout(Duration::from_millis(500), stream.stopped()).await;
+        // acknowledged it, briefly. Then close the session the WebTransport way,
+        // so a browser sees the code and reason, and the connection.
+        if self.send.finish().is_ok() {
+            let _ = tokio::time::timeout(CLOSE_ACK_WAIT, self.send.stopped()).await;
         }
+        let capsule = h3::close_session_capsule(close_code(reason), message);
+        let _ = tokio::time::timeout(CLOSE_ACK_WAIT, async {
+            if self.connect_send.write_all(&capsule).await.is_ok() && self.connect_send.finish().is_ok() {
+                let _ = self.connect_send.stopped().await;
+            }
+        })
+        .await;
         let reason: String = message.chars().take(100).collect();
-        self.session
-            .close(wtransport::VarInt::from_u32(CLOSE_CODE), reason.as_bytes());
+        self.conn.close(VarInt::from_u32(CLOSE_CODE), reason.as_bytes());
     }
 }
