@@ -184,6 +184,34 @@ async fn oversized_stream_frame_and_garbage_datagrams_get_clean_errors() {
 }
 
 #[tokio::test]
+async fn the_relay_closes_a_session_with_a_close_webtransport_session_capsule() {
+    use hush_protocol::frame::CloseReason;
+    let relay = TestRelay::start_with(|c| c.limits.handshake_timeout_ms = 400).await;
+    let endpoint = hush_sdk::wire::WebTransportEndpoint::new(&hush_sdk::wire::Trust::CertSha256(relay.cert)).unwrap();
+    // A session that never says Hello is closed with HandshakeTimeout.
+    let mut silent = endpoint.open(&relay.wt_url()).await.unwrap();
+    let f = silent.read_relay_frame().await.unwrap();
+    assert!(
+        matches!(&f, RelayFrame::Closing(c) if c.reason == CloseReason::HandshakeTimeout),
+        "{f:?}"
+    );
+    // The client's HTTP/3 layer reports the session's close from the capsule:
+    // the code the WebSocket close would carry (1000) and the reason.
+    let err = tokio::time::timeout(WAIT, silent.session.receive_datagram())
+        .await
+        .expect("the session ends")
+        .expect_err("no datagram");
+    match err {
+        wtransport::error::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.code(), wtransport::VarInt::from_u32(1000));
+            assert!(!close.reason().is_empty());
+        }
+        other => panic!("expected the session's close capsule, got {other:?}"),
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn repeated_garbage_datagrams_close_the_session() {
     let relay = TestRelay::start().await;
     let a = Identity::generate("alice");
