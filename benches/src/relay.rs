@@ -1,7 +1,7 @@
 //! A relay in its own process for a benchmark: the release `hush-relay`
 //! binary next to the running tool (or `HUSH_RELAY_BIN`), on a loopback port
 //! chosen by the system, its data in a temporary directory that is removed
-//! when the relay is dropped.
+//! when the relay is dropped (or in a directory the caller keeps).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -16,7 +16,8 @@ pub struct RelayProcess {
     pub addr: String,
     /// SHA-256 of the relay's self-signed certificate.
     pub cert: [u8; 32],
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl Drop for RelayProcess {
@@ -30,6 +31,16 @@ impl RelayProcess {
     /// Starts the relay with no rate limit and `extra_config` appended to
     /// its TOML configuration; returns once it printed its address.
     pub fn start(extra_config: &str) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let mut relay = Self::start_in(temp.path(), extra_config)?;
+        relay._temp = Some(temp);
+        Ok(relay)
+    }
+
+    /// Like [`RelayProcess::start`], with its configuration and data in
+    /// `dir`, which outlives it (a later relay can reuse the data). Lines of
+    /// `extra_config` before any table header belong to `[limits]`.
+    pub fn start_in(dir: &std::path::Path, extra_config: &str) -> anyhow::Result<Self> {
         let bin = match std::env::var("HUSH_RELAY_BIN") {
             Ok(p) => PathBuf::from(p),
             Err(_) => std::env::current_exe()?
@@ -37,8 +48,7 @@ impl RelayProcess {
                 .context("binary directory")?
                 .join("hush-relay"),
         };
-        let dir = tempfile::tempdir()?;
-        let config = dir.path().join("relay.toml");
+        let config = dir.join("relay.toml");
         std::fs::write(
             &config,
             format!("[limits]\nrate_per_second = 1e9\nrate_burst = 1e9\n{extra_config}"),
@@ -55,7 +65,7 @@ impl RelayProcess {
                 "off",
                 "--data-dir",
             ])
-            .arg(dir.path().join("data"))
+            .arg(dir.join("data"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -78,7 +88,8 @@ impl RelayProcess {
             child,
             addr: addr.context("address")?,
             cert: cert.context("certificate hash")?,
-            dir,
+            dir: dir.to_owned(),
+            _temp: None,
         })
     }
 
@@ -94,7 +105,18 @@ impl RelayProcess {
 
     /// The relay's temporary directory (its data is under `data/`).
     pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
+        &self.dir
+    }
+
+    /// The relay's resident memory, KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("VmRSS")?;
+        line.split_whitespace()
+            .nth(1)
+            .context("VmRSS value")?
+            .parse()
+            .context("VmRSS number")
     }
 
     /// The relay's process id.

@@ -23,14 +23,12 @@
 //! (5 µs resolution); the Rust client with `Instant`. Each connection first makes
 //! 20 untimed round trips per block. Prints a Markdown table (µs).
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use hush_bench::browser::Browser;
+use hush_bench::relay::RelayProcess;
 use hush_protocol::GroupId;
 use hush_protocol::frame::{ClientFrame, MessageKind, Policy, RelayFrame, Reply, Request, Send};
 use hush_sdk::wire::{ConnectOptions, Identity, Trust, WireClient};
@@ -39,76 +37,12 @@ use serde_json::json;
 const BLOCK: usize = 100;
 const WARMUP: usize = 20;
 
-struct RelayProc {
-    child: Child,
-    addr: String,
-    cert: [u8; 32],
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RelayProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl RelayProc {
-    fn start() -> anyhow::Result<Self> {
-        let bin = match std::env::var("HUSH_RELAY_BIN") {
-            Ok(p) => PathBuf::from(p),
-            Err(_) => std::env::current_exe()?
-                .parent()
-                .context("binary directory")?
-                .join("hush-relay"),
-        };
-        let dir = tempfile::tempdir()?;
-        let config = dir.path().join("relay.toml");
-        std::fs::write(&config, "[limits]\nrate_per_second = 1e9\nrate_burst = 1e9\n")?;
-        let mut child = Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--log",
-                "error",
-                "--dev-http",
-                "off",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let (mut addr, mut cert) = (None, None);
-        while addr.is_none() || cert.is_none() {
-            let line = lines.next().context("relay exited")??;
-            if let Some(u) = line.trim().strip_prefix("websocket:") {
-                addr = Some(u.trim().trim_start_matches("wss://").trim_end_matches("/ws").to_owned());
-            }
-            if let Some(h) = line.trim().strip_prefix("cert sha256:") {
-                let bytes = hex::decode(h.trim()).context("cert sha256")?;
-                cert = Some(<[u8; 32]>::try_from(bytes).map_err(|_| anyhow::anyhow!("cert sha256 length"))?);
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Ok(RelayProc {
-            child,
-            addr: addr.context("address")?,
-            cert: cert.context("certificate hash")?,
-            _dir: dir,
-        })
-    }
-
-    fn url(&self, wt: bool) -> String {
-        if wt {
-            format!("https://{}/wt", self.addr)
-        } else {
-            format!("wss://{}/ws", self.addr)
-        }
+/// The relay's URL over WebTransport (`wt`) or WebSocket.
+fn url(relay: &RelayProcess, wt: bool) -> String {
+    if wt {
+        relay.webtransport_url()
+    } else {
+        relay.websocket_url()
     }
 }
 
@@ -127,10 +61,10 @@ struct RustConn {
 }
 
 impl RustConn {
-    async fn open(relay: &RelayProc, wt: bool, group: &str) -> anyhow::Result<Self> {
+    async fn open(relay: &RelayProcess, wt: bool, group: &str) -> anyhow::Result<Self> {
         let id = Identity::generate("rtt-rust");
         let client =
-            WireClient::connect(&id, ConnectOptions::new(relay.url(wt), Trust::CertSha256(relay.cert))).await?;
+            WireClient::connect(&id, ConnectOptions::new(url(relay, wt), Trust::CertSha256(relay.cert))).await?;
         let group = GroupId(group.as_bytes().to_vec());
         let r = client
             .request(Request::CreateGroup {
@@ -242,7 +176,7 @@ fn row(label: &str, v: &mut [f64]) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args().nth(1).map_or(Ok(500), |s| s.parse())?;
-    let relay = RelayProc::start()?;
+    let relay = RelayProcess::start("")?;
     let wss: std::net::SocketAddr = relay.addr.parse()?;
     let mut browser = Browser::start(wss, relay.cert, None).await?;
     browser.timeout = Duration::from_secs(600);
@@ -251,8 +185,8 @@ async fn main() -> anyhow::Result<()> {
     let mut rust_wt = RustConn::open(&relay, true, "rtt-rust-wt").await?;
     let mut rust_ws = RustConn::open(&relay, false, "rtt-rust-ws").await?;
     for (name, transport, url) in [
-        ("wt", "webtransport", relay.url(true)),
-        ("ws", "websocket", relay.url(false)),
+        ("wt", "webtransport", url(&relay, true)),
+        ("ws", "websocket", url(&relay, false)),
     ] {
         browser
             .call(

@@ -18,105 +18,28 @@
 //!
 //! The relay binary is `hush-relay` next to this one (or `HUSH_RELAY_BIN`).
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use hush_bench::relay::RelayProcess;
 use hush_protocol::frame::{ClientFrame, RelayFrame};
 use hush_sdk::wire::{ConnectOptions, Identity, Trust, WebTransportEndpoint, WireClient};
 
-struct RelayProc {
-    child: Child,
-    addr: String,
-    cert: [u8; 32],
-}
+/// Idle connections must stay up for the whole measurement: a long heartbeat
+/// (the idle timeout is three of them) and room for 20,000 connections.
+const IDLE_LIMITS: &str = "max_connections = 20000\nheartbeat_ms = 600000\nhandshake_timeout_ms = 60000\n";
 
-impl Drop for RelayProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl RelayProc {
-    fn start(dir: &std::path::Path, extra_config: &str) -> anyhow::Result<Self> {
-        let bin = match std::env::var("HUSH_RELAY_BIN") {
-            Ok(p) => PathBuf::from(p),
-            Err(_) => std::env::current_exe()?
-                .parent()
-                .context("binary directory")?
-                .join("hush-relay"),
-        };
-        let config = dir.join("relay.toml");
-        // Idle connections must stay up for the whole measurement: a long
-        // heartbeat (the idle timeout is three of them), no rate limit.
-        std::fs::write(
-            &config,
-            format!(
-                "[limits]\nmax_connections = 20000\nheartbeat_ms = 600000\nhandshake_timeout_ms = 60000\n\
-                 rate_per_second = 1e9\nrate_burst = 1e9\n{extra_config}"
-            ),
-        )?;
-        let mut child = Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--log",
-                "error",
-                "--dev-http",
-                "off",
-                "--data-dir",
-            ])
-            .arg(dir.join("data"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let (mut addr, mut cert) = (None, None);
-        while addr.is_none() || cert.is_none() {
-            let line = lines.next().context("relay exited")??;
-            if let Some(u) = line.trim().strip_prefix("websocket:") {
-                addr = Some(u.trim().trim_start_matches("wss://").trim_end_matches("/ws").to_owned());
-            }
-            if let Some(h) = line.trim().strip_prefix("cert sha256:") {
-                let mut c = [0u8; 32];
-                for (i, o) in c.iter_mut().enumerate() {
-                    *o = u8::from_str_radix(&h.trim()[2 * i..2 * i + 2], 16)?;
-                }
-                cert = Some(c);
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Ok(RelayProc {
-            child,
-            addr: addr.context("address")?,
-            cert: cert.context("certificate hash")?,
-        })
-    }
-
-    fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("VmRSS")?;
-        Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
-    }
-
-    fn options(&self, wt: bool) -> ConnectOptions {
-        let url = if wt {
-            format!("https://{}/wt", self.addr)
-        } else {
-            format!("wss://{}/ws", self.addr)
-        };
-        let mut o = ConnectOptions::new(url, Trust::CertSha256(self.cert));
-        o.timeout = Duration::from_secs(120);
-        o.event_buffer = 64;
-        o
-    }
+/// Connection options for the relay over WebTransport (`wt`) or WebSocket.
+fn options(relay: &RelayProcess, wt: bool) -> ConnectOptions {
+    let url = if wt {
+        relay.webtransport_url()
+    } else {
+        relay.websocket_url()
+    };
+    let mut o = ConnectOptions::new(url, Trust::CertSha256(relay.cert));
+    o.timeout = Duration::from_secs(120);
+    o.event_buffer = 64;
+    o
 }
 
 async fn ping(c: &mut WireClient, nonce: u64) -> anyhow::Result<Duration> {
@@ -148,10 +71,10 @@ fn summary(name: &str, mut v: Vec<Duration>) {
 
 async fn rtt(n: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let relay = RelayProc::start(dir.path(), "")?;
+    let relay = RelayProcess::start_in(dir.path(), IDLE_LIMITS)?;
     let id = Identity::generate("rtt");
-    let mut wt = WireClient::connect(&id, relay.options(true)).await?;
-    let mut ws = WireClient::connect(&id, relay.options(false)).await?;
+    let mut wt = WireClient::connect(&id, options(&relay, true)).await?;
+    let mut ws = WireClient::connect(&id, options(&relay, false)).await?;
     for i in 0..200 {
         ping(&mut wt, i).await?;
         ping(&mut ws, i).await?;
@@ -169,12 +92,12 @@ async fn rtt(n: usize) -> anyhow::Result<()> {
 }
 
 /// Opens `n` idle connections; returns them (kept open by the caller).
-async fn open_many(relay: &RelayProc, n: usize, wt: bool) -> anyhow::Result<Vec<WireClient>> {
+async fn open_many(relay: &RelayProcess, n: usize, wt: bool) -> anyhow::Result<Vec<WireClient>> {
     let endpoint = WebTransportEndpoint::new(&Trust::CertSha256(relay.cert))?;
     let sem = Arc::new(tokio::sync::Semaphore::new(128));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
-        let (opts, endpoint, sem) = (relay.options(wt), endpoint.clone(), sem.clone());
+        let (opts, endpoint, sem) = (options(relay, wt), endpoint.clone(), sem.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await?;
             let id = Identity::from_seed(&format!("idle{i}"), seed(i));
@@ -207,10 +130,10 @@ fn seed(i: usize) -> [u8; 32] {
 async fn idle_one(n: usize, wt: bool, extra: &str) -> anyhow::Result<(u64, u64)> {
     let dir = tempfile::tempdir()?;
     {
-        let setup = RelayProc::start(dir.path(), "")?;
+        let setup = RelayProcess::start_in(dir.path(), IDLE_LIMITS)?;
         drop(open_many(&setup, n, false).await?);
     }
-    let relay = RelayProc::start(dir.path(), extra)?;
+    let relay = RelayProcess::start_in(dir.path(), &format!("{IDLE_LIMITS}{extra}"))?;
     // Warm up: a few connections and their teardown, so one-time allocations
     // (TLS, runtime, store handles) are not counted per connection.
     drop(open_many(&relay, 4, wt).await?);
