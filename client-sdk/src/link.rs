@@ -190,7 +190,7 @@ struct Pipe {
 
 impl Pipe {
     async fn open(relay: &str, trust: &Trust, slot: [u8; 16], first: Vec<u8>) -> Result<Self, Error> {
-        let mut ws = wire::open_websocket(relay, trust).await?;
+        let ws = wire::open_websocket(relay, trust).await?;
         let hello = ClientFrame::Hello(Hello {
             min_version: MIN_PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
@@ -203,8 +203,7 @@ impl Pipe {
             other => return Err(link_err(format!("expected Challenge, got {other:?}"))),
         }
         pipe.send(first).await?;
-        ws = pipe.ws;
-        Ok(Pipe { ws, slot })
+        Ok(pipe)
     }
 
     async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), Error> {
