@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::Bus;
 use crate::config::Config;
-use crate::fanout::FanOut;
+use crate::grouplog::GroupLog;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 use crate::token::TokenVerifier;
@@ -30,8 +30,8 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// Cross-relay fan-out.
     pub bus: Arc<dyn Bus>,
-    /// Local fan-out.
-    pub fanout: Arc<FanOut>,
+    /// Group logs: appends, reads, and the live view of active groups.
+    pub log: Arc<dyn GroupLog>,
     /// Per-device token buckets.
     pub rate: RateLimiter,
     /// Registration token verification.
@@ -62,13 +62,20 @@ enum AckMsg {
 
 /// Collects cursor acknowledgements and writes them in batches, so a client
 /// acknowledging every message does not cost a transaction per message.
-/// A crash loses at most one batch interval of cursor movement, which only means
-/// entries are delivered again (clients drop seqs they have already seen, and
-/// resume hints let a client say exactly where it is).
+///
+/// The first acknowledgement after a write starts the batch's clock: the batch
+/// is written at most `interval` later however fast acknowledgements keep
+/// arriving (or earlier, once it holds [`ACK_BATCH_MAX`] cursors). A crash
+/// loses at most one interval of cursor movement, which only means entries are
+/// delivered again (clients drop seqs they have already seen, and resume hints
+/// let a client say exactly where it is).
 #[derive(Clone)]
 pub struct AckBatcher {
     tx: mpsc::Sender<AckMsg>,
 }
+
+/// Cursors written in one batch at most; a fuller batch is written at once.
+pub const ACK_BATCH_MAX: usize = 1000;
 
 impl AckBatcher {
     /// Starts the batcher task.
@@ -77,17 +84,19 @@ impl AckBatcher {
         tokio::spawn(async move {
             let mut pending: HashMap<(DeviceId, GroupId), u64> = HashMap::new();
             let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+            // When the oldest unwritten acknowledgement must be on disk.
+            let mut due: Option<tokio::time::Instant> = None;
             loop {
-                let msg = if pending.is_empty() && waiters.is_empty() {
-                    rx.recv().await
-                } else {
-                    match tokio::time::timeout(interval, rx.recv()).await {
-                        Ok(m) => m,
-                        Err(_) => {
+                let msg = match due {
+                    None => rx.recv().await,
+                    Some(at) => tokio::select! {
+                        m = rx.recv() => m,
+                        _ = tokio::time::sleep_until(at) => {
                             flush(&*store, &mut pending, &mut waiters).await;
+                            due = None;
                             continue;
                         }
-                    }
+                    },
                 };
                 match msg {
                     None => {
@@ -97,13 +106,16 @@ impl AckBatcher {
                     Some(AckMsg::Advance(d, g, s)) => {
                         let e = pending.entry((d, g)).or_insert(0);
                         *e = (*e).max(s);
-                        if pending.len() >= 1000 {
+                        due.get_or_insert_with(|| tokio::time::Instant::now() + interval);
+                        if pending.len() >= ACK_BATCH_MAX {
                             flush(&*store, &mut pending, &mut waiters).await;
+                            due = None;
                         }
                     }
                     Some(AckMsg::Flush(w)) => {
                         waiters.push(w);
                         flush(&*store, &mut pending, &mut waiters).await;
+                        due = None;
                     }
                 }
             }

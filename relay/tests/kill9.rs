@@ -166,3 +166,62 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged() {
     relay.child.kill().unwrap();
     relay.child.wait().unwrap();
 }
+
+/// Acknowledgements that keep arriving, a few milliseconds apart, are still
+/// written within the documented 50 ms: after a SIGKILL the relay resumes the
+/// device after what it acknowledged up to shortly before the kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_acknowledged_in_a_continuous_stream_survive_sigkill() {
+    use hush_protocol::frame::RelayFrame;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = spawn_relay(dir.path());
+    let alice = Identity::generate("alice");
+    let mut ca = connect(&relay, &alice).await;
+    let g = gid("acked");
+    create_group(&ca, &g, Default::default()).await;
+    let n = 400u64;
+    for i in 0..n {
+        send_app(&ca, &g, i + 1, 0, b"x").await.unwrap();
+    }
+    let mut delivered = 0;
+    while delivered < n {
+        if let Some(RelayFrame::Deliver(e)) = ca.next_event_timeout(WAIT).await.unwrap() {
+            delivered = e.seq;
+        }
+    }
+    // One more seq acknowledged every 2 ms, without a pause, for ~0.8 s; then
+    // the relay is killed while the stream goes on.
+    let mut sent: Vec<(u64, Instant)> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    for seq in 1..=n {
+        tick.tick().await;
+        ca.ack(&g, seq).await.unwrap();
+        sent.push((seq, Instant::now()));
+    }
+    let killed = Instant::now();
+    relay.child.kill().unwrap(); // SIGKILL
+    relay.child.wait().unwrap();
+    drop(ca);
+
+    // Everything acknowledged more than 50 ms (plus scheduling slack) before
+    // the kill must be durable.
+    let slack = Duration::from_millis(150);
+    let must = sent
+        .iter()
+        .filter(|(_, at)| killed.duration_since(*at) > slack)
+        .map(|(s, _)| *s)
+        .max()
+        .unwrap();
+    let mut relay = spawn_relay(dir.path());
+    let ca = connect(&relay, &alice).await;
+    let status = ca.ready().groups.iter().find(|s| s.group == g).unwrap();
+    assert!(
+        status.resume_after >= must,
+        "cursor {} after restart; seq {must} was acknowledged {slack:?} before the kill",
+        status.resume_after
+    );
+    relay.child.kill().unwrap();
+    relay.child.wait().unwrap();
+}
