@@ -25,7 +25,91 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityE
 
 use super::{Connection, FrameReader, FrameWriter, TransportError};
 
-type Ws = WebSocketStream<TlsStream<TcpStream>>;
+/// Collects what tungstenite writes until it flushes, then hands it to TLS in
+/// one write: a burst of frames becomes a few TLS records and one system call
+/// instead of one of each per frame. The buffer is released after each flush,
+/// so an idle connection holds none of it. tungstenite writes every message
+/// straight through (its own write buffer is 0); the session flushes once per
+/// burst.
+pub struct Burst<S> {
+    inner: S,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written to `inner`.
+    done: usize,
+}
+
+/// Buffered bytes above which a write first drains to TLS (so a burst never
+/// holds more than about this much besides one frame).
+const BURST_MAX: usize = 256 << 10;
+
+impl<S> Burst<S> {
+    fn new(inner: S) -> Self {
+        Burst {
+            inner,
+            buf: Vec::new(),
+            done: 0,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> Burst<S> {
+    fn poll_drain(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while self.done < self.buf.len() {
+            match std::pin::Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.done..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.done += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.buf = Vec::new();
+        self.done = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Burst<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Burst<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.buf.len() >= BURST_MAX {
+            std::task::ready!(self.poll_drain(cx))?;
+        }
+        self.buf.extend_from_slice(data);
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+type Ws = WebSocketStream<Burst<TlsStream<TcpStream>>>;
 
 /// The path WebSocket clients connect to.
 pub const PATH: &str = "/ws";
@@ -70,9 +154,13 @@ pub async fn accept(
             Err(err)
         }
     };
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(tls_stream, check_path, Some(ws_config(max_frame_len)))
-        .await
-        .map_err(|e| TransportError::Protocol(format!("WebSocket upgrade: {e}")))?;
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(
+        Burst::new(tls_stream),
+        check_path,
+        Some(ws_config(max_frame_len)),
+    )
+    .await
+    .map_err(|e| TransportError::Protocol(format!("WebSocket upgrade: {e}")))?;
     let (sink, stream) = ws.split();
     Ok(Connection {
         reader: Box::new(WsReader {
