@@ -1,7 +1,7 @@
 //! The bus: how accepted entries and signals reach every relay with local members.
 //!
 //! A relay publishes each event once; every relay (including itself) that has
-//! local members of the group hands it to its [`crate::fanout::FanOut`]. The
+//! local members of the group hands it to its live view ([`crate::grouplog::Live`]). The
 //! first implementation is in-process (one relay). Ordering and no-loss never
 //! depend on the bus: an event carries the entry's seq, a relay that sees a seq
 //! jump notices the gap, and connections read whatever they have not seen from
@@ -13,23 +13,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use hush_protocol::{DeviceId, GroupId};
 
+use crate::grouplog::Applied;
+
 /// Something to fan out.
 #[derive(Clone, Debug)]
 pub enum BusEvent {
-    /// An entry was appended to a group's log.
-    Appended {
-        /// The group.
-        group: GroupId,
-        /// The entry's seq.
-        seq: u64,
-        /// The encoded `RelayFrame::Deliver` for the entry: encoded once, shared by
-        /// every recipient.
-        frame: Bytes,
-        /// Devices the entry's commit added.
-        added: Vec<DeviceId>,
-        /// Devices the entry's commit removed.
-        removed: Vec<DeviceId>,
-    },
+    /// An entry was appended to a group's log (with its encoded `Deliver`
+    /// frame, shared by every recipient, and its roster changes).
+    Appended(Applied),
     /// An ephemeral signal for the group's online members.
     Ephemeral {
         /// The group.

@@ -209,8 +209,13 @@ pub struct LimitsConfig {
     pub rate_per_second: f64,
     /// Token bucket size. Default 200.
     pub rate_burst: f64,
-    /// Requests queued per connection before the relay stops reading it. Default 64.
+    /// Requests queued per connection before the relay stops reading it, and
+    /// sends per connection waiting for durability at once. Default 64.
     pub request_queue: usize,
+    /// Bytes of requests (as encoded on the wire) a connection may have
+    /// queued or in progress before the relay stops reading it. Default 4 MiB;
+    /// at least one largest frame.
+    pub request_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -225,6 +230,7 @@ impl Default for LimitsConfig {
             rate_per_second: 50.0,
             rate_burst: 200.0,
             request_queue: 64,
+            request_bytes: 4 << 20,
         }
     }
 }

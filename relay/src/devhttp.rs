@@ -20,7 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::server::{CertHandle, stopped};
+use crate::server::CertHandle;
+use crate::shutdown::stopped;
 
 const MAX_HEAD: usize = 8 * 1024;
 

@@ -18,10 +18,11 @@
 pub mod bus;
 pub mod config;
 pub mod devhttp;
-pub mod fanout;
+pub mod grouplog;
 pub mod ratelimit;
 pub mod server;
 pub mod session;
+pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod tls;

@@ -17,10 +17,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::bus::{Bus, BusSink, InProcessBus};
+use crate::bus::{Bus, InProcessBus};
 use crate::config::Config;
-use crate::fanout::FanOut;
+use crate::grouplog::{GroupLog, LocalLog};
 use crate::ratelimit::RateLimiter;
+use crate::shutdown::stopped;
 use crate::state::{AckBatcher, Shared, now_ms};
 use crate::store::Store;
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
@@ -263,9 +264,7 @@ impl Relay {
             None
         };
 
-        let fanout = Arc::new(FanOut::new(bus.clone()));
-        let sink: Arc<dyn BusSink> = fanout.clone();
-        bus.attach(Arc::downgrade(&sink));
+        let log: Arc<dyn GroupLog> = LocalLog::new(store.clone(), bus.clone(), config.region.clone());
         let shared = Arc::new(Shared {
             rate: RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst),
             tokens: TokenVerifier::from_config(&config.auth)?,
@@ -277,7 +276,7 @@ impl Relay {
             config,
             store,
             bus,
-            fanout,
+            log,
         });
         let stats = Stats {
             shared: shared.clone(),
@@ -505,11 +504,6 @@ async fn rotation_loop(certs: CertHandle, every: Duration, mut shutdown: watch::
     }
 }
 
-/// Resolves when the shutdown flag turns true (or its sender is gone).
-pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
-
 async fn refuse_busy(mut conn: crate::transport::Connection) {
     use hush_protocol::frame::{Closing, RelayFrame};
     let frame = RelayFrame::Closing(Closing {
@@ -534,14 +528,11 @@ async fn retention_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
         }
         shared.rate.sweep(Instant::now());
         match shared
-            .store
+            .log
             .prune(now_ms(), r.max_age_secs.saturating_mul(1000), r.delete_acknowledged)
             .await
         {
             Ok(rep) if rep.acknowledged + rep.expired > 0 => {
-                for (group, first) in &rep.moved {
-                    shared.fanout.truncate(group, *first);
-                }
                 tracing::info!(
                     acknowledged = rep.acknowledged,
                     expired = rep.expired,

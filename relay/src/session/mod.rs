@@ -1,25 +1,25 @@
 //! One connection's life, written once for every transport.
 //!
 //! ```text
-//!            +-----------+   requests (bounded)   +--------------+
-//!  socket -> |  reader   | ---------------------> | request task | --+
-//!            +-----------+                        +--------------+   |  responses
-//!               | acks, pings, ephemeral                               v
-//!               v                                 +--------------+  out (bounded) +--------+
-//!         store / bus                             | delivery pump| -------------> | writer | -> socket
-//!                                                 +--------------+                +--------+
-//!                                 fan-out wakes it ^            direct (ephemeral, presence) ^
+//!            +--------+  requests (bounded in items and bytes)  +--------------+
+//!  socket -> | reader | --------------------------------------> | request task | -+
+//!            +--------+                                         +--------------+  | responses
+//!               | acks, pings, ephemeral                          (sends pipelined) v (bounded)
+//!               v                                                          +----------+
+//!         acks / live view                  live view: work + frames  ---> | outbound | -> socket
+//!                                           direct: ephemeral, presence -> +----------+
 //! ```
 //!
-//! Handshake first ([`handshake`]), then the four tasks above. Any of them can end
-//! the connection through the shared [`Closer`]; the writer then sends what is
-//! queued plus a `Closing` frame (best effort, one second) and closes.
+//! Handshake first ([`handshake`]), then the three tasks above. Any of them
+//! can end the connection through the shared [`Closer`]; the outbound task
+//! then sends what is queued plus a `Closing` frame (best effort) and closes.
 //!
-//! Backpressure: the reader stops reading when the request queue is full; the
-//! pump and the request task wait for room in the outbound queue, and if it stays
-//! full for `slow_consumer_timeout` (or a socket write stalls that long) the
-//! connection is closed as a slow consumer. Nothing is lost: entries stay in the
-//! log and the device resumes from its cursor when it reconnects.
+//! Backpressure: the reader stops reading when the request queue or its byte
+//! budget is full, so a sender faster than the relay is slowed by TCP / QUIC
+//! flow control; the request task waits for room in the response queue, and
+//! the outbound task closes a connection whose socket stays unwritable for
+//! `slow_consumer_timeout` as a slow consumer. Nothing is lost: entries stay
+//! in the log and the device resumes from its cursor when it reconnects.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,14 +35,14 @@ use tokio::sync::{Notify, watch};
 use tokio::time::timeout;
 
 use crate::bus::BusEvent;
-use crate::fanout::ConnHandle;
-use crate::server::stopped;
+use crate::grouplog::ConnHandle;
+use crate::shutdown::stopped;
 use crate::state::{Shared, now_ms};
 use crate::transport::{Connection, FrameReader, FrameWriter, TransportError};
 
-mod delivery;
 mod handshake;
 mod mls_check;
+mod outbound;
 pub mod queue;
 pub mod rendezvous;
 mod service;
@@ -122,10 +122,13 @@ pub struct Delivered {
 
 impl Delivered {
     fn set(&self, group: &GroupId, seq: u64) {
-        self.groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(group.clone(), seq);
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        match groups.get_mut(group) {
+            Some(s) => *s = seq,
+            None => {
+                groups.insert(group.clone(), seq);
+            }
+        }
     }
     fn get(&self, group: &GroupId) -> Option<u64> {
         self.groups
@@ -204,9 +207,10 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
     // resume after what it acknowledged, so make them durable before reading
     // its cursors. Concurrent flushes coalesce in the batcher.
     shared.acks.flush().await;
-    let start = match Box::pin(delivery::start(&shared, &conn, &proven)).await {
+    let start = match Box::pin(outbound::start(&shared, &conn, &proven)).await {
         Ok(s) => s,
         Err(e) => {
+            shared.log.live().detach(&conn);
             let _ = writer.feed(encode(&RelayFrame::Error(e)).unwrap_or_default()).await;
             send_closing(
                 &mut *writer,
@@ -217,19 +221,15 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
             return;
         }
     };
-    // Ready goes first on the outbound queue, before any delivery.
-    if let Some(f) = encode(&RelayFrame::Ready(start.ready.clone())) {
-        let _ = out_tx.send(f).await;
-    }
     set_online(&shared, &conn, &start.active_groups, true).await;
 
-    let stall = limits.slow_consumer_timeout();
-    let writer_task = tokio::spawn(writer_loop(writer, out_rx, direct_rx, closer.clone(), stall));
-    let pump_task = tokio::spawn(delivery::pump(
+    let outbound_task = tokio::spawn(outbound::run(
         shared.clone(),
         conn.clone(),
+        writer,
         start,
-        out_tx.clone(),
+        out_rx,
+        direct_rx,
         closer.clone(),
         delivered.clone(),
     ));
@@ -240,8 +240,18 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
         closer: closer.clone(),
     };
     let request_task = tokio::spawn(service::request_loop(ctx, req_rx));
+    let budget = Arc::new(tokio::sync::Semaphore::new(limits.request_bytes));
 
-    let reading = read_loop(&shared, &conn, &mut *reader, req_tx, out_tx, &closer, &delivered);
+    let reading = read_loop(
+        &shared,
+        &conn,
+        &mut *reader,
+        req_tx,
+        budget,
+        out_tx,
+        &closer,
+        &delivered,
+    );
     tokio::select! {
         _ = reading => {}
         _ = closer.closed() => {}
@@ -249,24 +259,37 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
     }
     drop(reader);
     let _ = request_task.await;
-    pump_task.abort();
-    let _ = pump_task.await;
-    let _ = writer_task.await;
-    shared.fanout.detach(&conn);
+    // The request task is done, so every response is queued: the outbound
+    // task sends them, then closes.
+    closer.close(Exit::Peer);
+    let _ = outbound_task.await;
+    let groups = conn.watching();
+    shared.log.live().detach(&conn);
     shared.acks.flush().await;
-    set_online(&shared, &conn, &[], false).await;
+    set_online(&shared, &conn, &groups, false).await;
     tracing::debug!(%peer, %device, exit = ?closer.exit(), "connection ended");
 }
 
+/// A request as the request task gets it: its id, the operation, and the
+/// share of the connection's byte budget it holds until its response is queued.
+pub type Queued = (
+    u32,
+    Box<hush_protocol::frame::Request>,
+    tokio::sync::OwnedSemaphorePermit,
+);
+
+#[allow(clippy::too_many_arguments)]
 async fn read_loop(
     shared: &Arc<Shared>,
     conn: &Arc<ConnHandle>,
     reader: &mut dyn FrameReader,
-    req_tx: queue::Sender<(u32, Box<hush_protocol::frame::Request>)>,
+    req_tx: queue::Sender<Queued>,
+    budget: Arc<tokio::sync::Semaphore>,
     out: queue::Sender<Bytes>,
     closer: &Closer,
     delivered: &Delivered,
 ) {
+    let max_bytes = shared.config.limits.request_bytes;
     let idle = shared.config.limits.idle_timeout();
     let mut protocol_errors = 0u32;
     loop {
@@ -310,6 +333,7 @@ async fn read_loop(
             }
             Ok(Ok(Some(bytes))) => bytes,
         };
+        let frame_len = frame.len();
         let frame = match codec::decode_with_limit::<ClientFrame>(&frame, shared.config.limits.max_frame_len) {
             Ok(f) => f,
             Err(e) => {
@@ -327,7 +351,14 @@ async fn read_loop(
         };
         match frame {
             ClientFrame::Request { id, op } => {
-                if req_tx.send((id, Box::new(op))).await.is_err() {
+                // Requests hold their size of the connection's byte budget
+                // until answered: with the budget spent the reader waits, and
+                // the peer's sends wait behind flow control.
+                let n = u32::try_from(frame_len.clamp(1, max_bytes)).unwrap_or(u32::MAX);
+                let Ok(permit) = budget.clone().acquire_many_owned(n).await else {
+                    return;
+                };
+                if req_tx.send((id, Box::new(op), permit)).await.is_err() {
                     return;
                 }
             }
@@ -393,9 +424,15 @@ async fn ephemeral(shared: &Shared, conn: &ConnHandle, group: GroupId, payload: 
         ));
     }
     rate_check(shared, conn.device)?;
-    match shared.store.membership(conn.device, &group).await? {
-        Some(m) if m.removed_seq.is_none() => {}
-        _ => return Err(WireError::new(ErrorCode::NotMember, "not a member of the group")),
+    // A member's connection watches the group, so its live view is here.
+    let member = shared
+        .log
+        .live()
+        .group(&group)
+        .and_then(|g| g.has_member(conn.device))
+        .unwrap_or(false);
+    if !member {
+        return Err(WireError::new(ErrorCode::NotMember, "not a member of the group"));
     }
     let frame = RelayFrame::Ephemeral {
         group: group.clone(),
@@ -432,7 +469,7 @@ async fn send_error(out: &queue::Sender<Bytes>, e: WireError) {
     }
 }
 
-async fn send_closing(writer: &mut dyn FrameWriter, reason: CloseReason, message: &str) {
+pub(crate) async fn send_closing(writer: &mut dyn FrameWriter, reason: CloseReason, message: &str) {
     let frame = RelayFrame::Closing(Closing {
         reason,
         reconnect_after_ms: reconnect_delay(reason),
@@ -453,68 +490,6 @@ fn reconnect_delay(reason: CloseReason) -> u32 {
         CloseReason::GoingAway | CloseReason::ServerBusy => 1000,
         CloseReason::SlowConsumer => 500,
         _ => 0,
-    }
-}
-
-async fn writer_loop(
-    mut writer: Box<dyn FrameWriter>,
-    mut out: queue::Receiver<Bytes>,
-    mut direct: queue::Receiver<Bytes>,
-    closer: Closer,
-    stall: Duration,
-) {
-    loop {
-        let first = tokio::select! {
-            biased;
-            _ = closer.closed() => break,
-            f = out.recv() => match f { Some(f) => f, None => break },
-            f = direct.recv() => match f { Some(f) => f, None => break },
-        };
-        let write = async {
-            writer.feed(first).await?;
-            for _ in 0..64 {
-                match out.try_recv() {
-                    Ok(f) => writer.feed(f).await?,
-                    Err(_) => break,
-                }
-            }
-            while let Ok(f) = direct.try_recv() {
-                writer.feed(f).await?;
-            }
-            writer.flush().await
-        };
-        // Boxed: an idle writer then holds only its wait for the next frame.
-        match Box::pin(timeout(stall, write)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => {
-                closer.close(Exit::Peer);
-                return;
-            }
-            Err(_) => {
-                closer.close(Exit::Close(
-                    CloseReason::SlowConsumer,
-                    "socket writes stalled; reconnect and resume".into(),
-                ));
-                break;
-            }
-        }
-    }
-    match closer.exit() {
-        Some(Exit::Close(reason, msg)) => {
-            // Frames already queued (e.g. the error that caused the close) go first.
-            let _ = timeout(Duration::from_millis(500), async {
-                while let Ok(f) = out.try_recv() {
-                    if writer.feed(f).await.is_err() {
-                        break;
-                    }
-                }
-            })
-            .await;
-            send_closing(&mut *writer, reason, &msg).await;
-        }
-        _ => {
-            let _ = timeout(Duration::from_secs(1), writer.close(CloseReason::GoingAway, "")).await;
-        }
     }
 }
 
@@ -547,18 +522,7 @@ async fn set_online(shared: &Shared, conn: &ConnHandle, groups: &[GroupId], onli
     if let Err(e) = shared.store.set_last_seen(conn.device, now).await {
         tracing::warn!(error = %e, "recording last seen failed");
     }
-    let groups = if online {
-        groups.to_vec()
-    } else {
-        match shared.store.memberships(conn.device).await {
-            Ok(ms) => ms
-                .into_iter()
-                .filter(|m| m.removed_seq.is_none())
-                .map(|m| m.group)
-                .collect(),
-            Err(_) => return,
-        }
-    };
+    let groups = groups.to_vec();
     let update = PresenceUpdate {
         device: conn.device,
         user: conn.user.clone(),

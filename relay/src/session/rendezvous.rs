@@ -22,7 +22,7 @@ use hush_protocol::{ErrorCode, WireError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{encode, send_closing};
-use crate::server::stopped;
+use crate::shutdown::stopped;
 use crate::state::Shared;
 use crate::transport::{FrameReader, FrameWriter};
 

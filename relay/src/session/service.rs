@@ -1,9 +1,13 @@
 //! The delivery service's requests: one function per operation, each checking
 //! the caller's rights and turning store outcomes into replies.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use hush_protocol::frame::{
     Direction, GroupInfo, GroupStatus, InboxKind, MessageKind, Policy, Posters, PresenceUpdate, RelayFrame, Reply,
     Request, Send,
@@ -12,45 +16,124 @@ use hush_protocol::limits::{
     MAX_HISTORY_PAGE, MAX_KEY_PACKAGE_LEN, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_PAYLOAD_LEN, MAX_ROSTER_CHANGE,
 };
 use hush_protocol::{DeviceId, ErrorCode, ErrorDetail, GroupId, UserId, WireError};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::queue::{self, SendTimeoutError};
-use super::{Closer, Exit, encode, is_online, mls_check, rate_check};
+use super::{Closer, Exit, Queued, encode, is_online, mls_check, rate_check};
 use crate::bus::BusEvent;
-use crate::fanout::ConnHandle;
+use crate::grouplog::ConnHandle;
 use crate::state::{Shared, now_ms};
 use crate::store::{AppendOutcome, AppendRequest, GroupRecord, Membership};
 use hush_protocol::frame::CloseReason;
 
 /// A connection's request context.
+#[derive(Clone)]
 pub struct Ctx {
     /// Relay state.
     pub shared: Arc<Shared>,
     /// The connection.
     pub conn: Arc<ConnHandle>,
-    /// Outbound queue.
+    /// Response queue (drained by the outbound task).
     pub out: queue::Sender<Bytes>,
     /// Ends the connection.
     pub closer: Closer,
 }
 
-/// Handles requests in arrival order until the queue closes.
+type Completion = Pin<Box<dyn Future<Output = Result<(), ()>> + std::marker::Send>>;
+
+/// Handles requests until the queue closes.
 ///
-/// Requests arrive boxed and each is handled, and its response queued, in its
-/// own boxed future: an idle session then keeps only this loop's wait on the
-/// queue, not room for the largest request, its handler and a timed send.
-pub async fn request_loop(ctx: Ctx, mut rx: queue::Receiver<(u32, Box<Request>)>) {
-    while let Some((id, op)) = rx.recv().await {
-        if Box::pin(respond(&ctx, id, *op)).await.is_err() {
-            return;
+/// `Send`s are pipelined: each is checked and queued for its append in
+/// arrival order (so one connection's sends get seqs in the order they were
+/// sent, and consecutive sends share durable commits), and up to
+/// `limits.request_queue` of them wait for durability at once, each answered
+/// as soon as it is durable. Every other request waits for the sends before
+/// it and is handled alone, as before pipelining, so a client that pipelines
+/// a `CreateGroup` and the first `Send` into it still sees them in order.
+///
+/// Each request is handled in its own boxed future: an idle session then keeps
+/// only this loop's wait on the queue.
+pub async fn request_loop(ctx: Ctx, mut rx: queue::Receiver<Queued>) {
+    let depth = ctx.shared.config.limits.request_queue.max(1);
+    let mut inflight: FuturesUnordered<Completion> = FuturesUnordered::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            Some(r) = inflight.next(), if !inflight.is_empty() => {
+                if r.is_err() {
+                    break;
+                }
+                continue;
+            }
+            q = rx.recv(), if inflight.len() < depth => q,
+        };
+        let Some((id, op, permit)) = next else { break };
+        match *op {
+            Request::Send(send) => {
+                let done = Box::pin(start_send(&ctx, id, send, permit)).await;
+                inflight.push(done);
+            }
+            op => {
+                while let Some(r) = inflight.next().await {
+                    if r.is_err() {
+                        return;
+                    }
+                }
+                if Box::pin(respond(&ctx, id, op)).await.is_err() {
+                    return;
+                }
+                drop(permit);
+            }
         }
+    }
+    while inflight.next().await.is_some() {}
+}
+
+/// Checks a send and queues its append; returns what finishes it: waiting
+/// for durability and queueing the response.
+async fn start_send(ctx: &Ctx, id: u32, send: Send, permit: OwnedSemaphorePermit) -> Completion {
+    let queued = async {
+        rate_check(&ctx.shared, ctx.conn.device)?;
+        let req = check_send(ctx, send)?;
+        Ok::<_, WireError>(ctx.shared.log.append(req).await?)
+    }
+    .await;
+    let ctx = ctx.clone();
+    Box::pin(async move {
+        let result = match queued {
+            Ok(ticket) => ticket.await.map(sent).map_err(WireError::from),
+            Err(e) => Err(e),
+        };
+        let r = queue_response(&ctx, id, result).await;
+        drop(permit);
+        r
+    })
+}
+
+fn sent(outcome: AppendOutcome) -> Reply {
+    match outcome {
+        AppendOutcome::Duplicate { seq, epoch } => Reply::Sent {
+            seq,
+            epoch,
+            duplicate: true,
+        },
+        AppendOutcome::Appended { entry, epoch, .. } => Reply::Sent {
+            seq: entry.seq,
+            epoch,
+            duplicate: false,
+        },
     }
 }
 
 /// Handles one request and queues its response; an error means the
 /// connection is ending.
 async fn respond(ctx: &Ctx, id: u32, op: Request) -> Result<(), ()> {
-    let stall = ctx.shared.config.limits.slow_consumer_timeout();
     let result = handle(ctx, op).await;
+    queue_response(ctx, id, result).await
+}
+
+async fn queue_response(ctx: &Ctx, id: u32, result: Result<Reply, WireError>) -> Result<(), ()> {
+    let stall = ctx.shared.config.limits.slow_consumer_timeout();
     if let Err(e) = &result
         && e.code == ErrorCode::Internal
     {
@@ -91,11 +174,14 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
     rate_check(&ctx.shared, ctx.conn.device)?;
     match op {
         Request::CreateGroup { group, policy } => create_group(ctx, group, policy).await,
-        Request::Send(send) => send_message(ctx, send).await,
+        Request::Send(send) => {
+            let ticket = ctx.shared.log.append(check_send(ctx, send)?).await?;
+            Ok(sent(ticket.await?))
+        }
         Request::GetGroup { group } => get_group(ctx, group).await,
         Request::SetPolicy { group, policy } => {
             check_policy(&policy)?;
-            ctx.shared.store.set_policy(&group, ctx.conn.device, policy).await?;
+            ctx.shared.log.set_policy(&group, ctx.conn.device, policy).await?;
             Ok(Reply::Done)
         }
         Request::History {
@@ -143,8 +229,7 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
         }
         Request::ListDevices { user } => list_devices(ctx, &user).await,
         Request::Redact { group, seq } => {
-            ctx.shared.store.redact(&group, seq, ctx.conn.device).await?;
-            ctx.shared.fanout.forget(&group, seq);
+            ctx.shared.log.redact(&group, seq, ctx.conn.device).await?;
             Ok(Reply::Done)
         }
         Request::SendToDevice { device, payload } => {
@@ -201,22 +286,13 @@ async fn create_group(ctx: &Ctx, group: GroupId, policy: Policy) -> Result<Reply
         return Err(invalid("group id must be 1..=255 bytes"));
     }
     check_policy(&policy)?;
-    let shared = &ctx.shared;
-    let rec = shared
-        .store
-        .create_group(
-            group.clone(),
-            ctx.conn.device,
-            policy,
-            shared.config.region.clone(),
-            now_ms(),
-        )
-        .await?;
-    shared.fanout.attach_device_to_group(ctx.conn.device, &group, 0);
+    let rec = ctx.shared.log.create(group, ctx.conn.device, policy, now_ms()).await?;
     Ok(Reply::GroupCreated { epoch: rec.epoch })
 }
 
-async fn send_message(ctx: &Ctx, send: Send) -> Result<Reply, WireError> {
+/// The checks of a send that need no store: sizes, roster change bounds, the
+/// MLS header against the envelope. Returns the append to queue.
+fn check_send(ctx: &Ctx, send: Send) -> Result<AppendRequest, WireError> {
     if !send.group.is_valid() {
         return Err(invalid("group id must be 1..=255 bytes"));
     }
@@ -239,9 +315,8 @@ async fn send_message(ctx: &Ctx, send: Send) -> Result<Reply, WireError> {
     // Commits are sequenced by the epoch in the MLS bytes, which this check
     // guarantees is the envelope's.
     let epoch = mls_check::group_message(&send)?;
-    let shared = &ctx.shared;
-    let req = AppendRequest {
-        group: send.group.clone(),
+    Ok(AppendRequest {
+        group: send.group,
         sender: ctx.conn.device,
         client_msg_id: send.client_msg_id,
         kind: send.kind,
@@ -249,46 +324,7 @@ async fn send_message(ctx: &Ctx, send: Send) -> Result<Reply, WireError> {
         payload: send.payload,
         roster: send.roster,
         now_ms: now_ms(),
-    };
-    match shared.store.append(req).await? {
-        AppendOutcome::Duplicate { seq, epoch } => Ok(Reply::Sent {
-            seq,
-            epoch,
-            duplicate: true,
-        }),
-        AppendOutcome::Appended {
-            entry,
-            epoch,
-            added,
-            removed,
-        } => {
-            let seq = entry.seq;
-            let group = entry.group.clone();
-            if let Some(frame) = encode(&RelayFrame::Deliver(entry)) {
-                let added_devices: Vec<DeviceId> = added.iter().map(|(d, _)| *d).collect();
-                shared
-                    .bus
-                    .publish(BusEvent::Appended {
-                        group,
-                        seq,
-                        frame,
-                        added: added_devices,
-                        removed,
-                    })
-                    .await;
-            }
-            for (device, inbox_seq) in added {
-                if inbox_seq > 0 {
-                    shared.bus.publish(BusEvent::Inbox { device, seq: inbox_seq }).await;
-                }
-            }
-            Ok(Reply::Sent {
-                seq,
-                epoch,
-                duplicate: false,
-            })
-        }
-    }
+    })
 }
 
 async fn member(ctx: &Ctx, group: &GroupId) -> Result<Membership, WireError> {
@@ -309,8 +345,8 @@ async fn member_of(ctx: &Ctx, group: &GroupId) -> Result<(Membership, GroupRecor
     let m = member(ctx, group).await?;
     let g = ctx
         .shared
-        .store
-        .group(group)
+        .log
+        .record(group)
         .await?
         .ok_or_else(|| WireError::new(ErrorCode::NotFound, "no such group"))?;
     Ok((m, g))
@@ -357,7 +393,11 @@ async fn history(
             next_from: None,
         });
     }
-    let mut entries = ctx.shared.store.read_log(&group, from, direction, limit).await?;
+    let mut entries = ctx
+        .shared
+        .log
+        .read(&group, from, direction, limit, HISTORY_PAGE_BYTES)
+        .await?;
     entries.retain(|e| e.seq >= lowest);
     // Keep the page within one frame: stop before the entry that would overflow it
     // (a page always holds at least one entry; one entry always fits).

@@ -65,8 +65,8 @@ use self::layout::GroupKey;
 use self::writer::Writer;
 use self::writes::{NewGroup, NewInboxEntry, PruneRequest};
 use super::{
-    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, Membership, PruneReport, RegisterOutcome, Store,
-    StoreError, StoreResult,
+    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, Membership, PendingAppend, PruneReport, RegisterOutcome,
+    Store, StoreError, StoreResult,
 };
 
 /// Name of the database file inside the data directory.
@@ -297,6 +297,11 @@ impl Store for EmbeddedStore {
 
     async fn append(&self, req: AppendRequest) -> StoreResult<AppendOutcome> {
         self.writer.write(move |t| writes::append(t, req)).await
+    }
+
+    async fn submit_append(&self, req: AppendRequest) -> StoreResult<PendingAppend> {
+        let pending = self.writer.submit(move |t| writes::append(t, req)).await?;
+        Ok(Box::pin(pending))
     }
 
     async fn read_log(

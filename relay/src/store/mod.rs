@@ -205,6 +205,9 @@ impl From<StoreError> for WireError {
 /// Shorthand.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// An append that is queued: resolves once it is durable (or refused).
+pub type PendingAppend = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<AppendOutcome>> + Send>>;
+
 /// What the relay needs from durable storage. Every method is atomic; every
 /// successful write is durable when it returns.
 #[async_trait]
@@ -260,6 +263,11 @@ pub trait Store: Send + Sync + 'static {
     ///    at this entry's seq and get the Welcome in their inbox;
     /// 6. the entry gets seq `head_seq + 1`.
     async fn append(&self, req: AppendRequest) -> StoreResult<AppendOutcome>;
+    /// Queues [`Store::append`] and returns once it is queued, with a future
+    /// of its outcome. Appends queued one after another by one caller are
+    /// applied in that order (so one sender's pipelined sends keep their
+    /// order), and may share a durable commit.
+    async fn submit_append(&self, req: AppendRequest) -> StoreResult<PendingAppend>;
     /// Up to `limit` entries starting at `from_seq` (inclusive) in `direction`.
     /// Entries below `first_seq` are not returned; asking to start below it going
     /// forward starts at `first_seq` (callers check truncation with

@@ -113,6 +113,18 @@ impl Writer {
         T: Send + 'static,
         F: for<'t> FnOnce(&mut Tables<'t>) -> Result<StoreResult<T>, Fatal> + Send + 'static,
     {
+        self.submit(op).await?.await
+    }
+
+    /// Queues `op` (waiting for room in the queue) and returns, once it is
+    /// queued, a future of its result. Jobs run in the order they were
+    /// queued, so a caller that queues several before awaiting any keeps their
+    /// order and still shares fsyncs between them.
+    pub(super) async fn submit<T, F>(&self, op: F) -> StoreResult<impl Future<Output = StoreResult<T>> + Send + 'static>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&mut Tables<'t>) -> Result<StoreResult<T>, Fatal> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |tables| match op(tables) {
             Ok(result) => Ok(Box::new(move |committed: Result<(), &StoreError>| {
@@ -128,8 +140,10 @@ impl Writer {
         let queue = self.queue.as_ref().ok_or_else(stopped)?;
         queue.send(job).await.map_err(|_| stopped())?;
         // A closed answer channel means the batch was aborted before this job ran.
-        rx.await
-            .unwrap_or_else(|_| Err(StoreError::Backend("write abandoned: its batch failed".into())))
+        Ok(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(StoreError::Backend("write abandoned: its batch failed".into())))
+        })
     }
 }
 
