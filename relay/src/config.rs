@@ -61,7 +61,7 @@ impl Default for Config {
 /// Certificate files; when both are empty a development certificate is generated.
 ///
 /// PEM files are read again on SIGHUP (the binary) or
-/// [`crate::server::CertHandle::reload`]; connections already open keep going.
+/// [`crate::tls::CertHandle::reload`]; connections already open keep going.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {

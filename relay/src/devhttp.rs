@@ -20,8 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::server::CertHandle;
 use crate::shutdown::stopped;
+use crate::tls::CertHandle;
 
 const MAX_HEAD: usize = 8 * 1024;
 

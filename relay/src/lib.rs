@@ -17,17 +17,21 @@
 
 pub mod bus;
 pub mod config;
-pub mod devhttp;
+mod devhttp;
 pub mod grouplog;
-pub mod ratelimit;
-pub mod server;
-pub mod session;
-pub mod shutdown;
-pub mod state;
+mod presence;
+mod queue;
+mod ratelimit;
+mod server;
+mod session;
+mod shutdown;
+mod state;
 pub mod store;
-pub mod tls;
+mod tls;
 pub mod token;
-pub mod transport;
+mod transport;
 
 pub use config::Config;
-pub use server::{CertHandle, Relay, ShutdownHandle, Stats};
+pub use server::{Relay, ShutdownHandle, Stats};
+pub use state::now_ms;
+pub use tls::{CertHandle, TlsMaterial};

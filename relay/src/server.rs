@@ -25,7 +25,7 @@ use crate::shutdown::stopped;
 use crate::state::{AckBatcher, Shared, now_ms};
 use crate::store::Store;
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use crate::tls::{CertStore, DevCerts, DevState, TlsMaterial, load_pem};
+use crate::tls::{CertHandle, CertSource, CertStore, DevCerts, TlsMaterial, load_pem};
 use crate::token::TokenVerifier;
 use crate::transport::{Connection, TransportError, quic, websocket, webtransport};
 
@@ -93,69 +93,6 @@ impl Stats {
     /// closing): this is what a half-open QUIC handshake costs until dropped.
     pub fn quic_connections(&self) -> usize {
         self.quic.as_ref().map_or(0, |q| q.open_connections())
-    }
-}
-
-/// The relay's certificate: what both transports serve, and how it is replaced.
-#[derive(Clone)]
-pub struct CertHandle {
-    store: Arc<CertStore>,
-    source: Arc<Mutex<CertSource>>,
-}
-
-enum CertSource {
-    Pem {
-        cert: std::path::PathBuf,
-        key: std::path::PathBuf,
-    },
-    Dev {
-        certs: DevCerts,
-        state: Box<DevState>,
-    },
-}
-
-impl CertHandle {
-    /// The store both transports resolve certificates through.
-    pub fn store(&self) -> &Arc<CertStore> {
-        &self.store
-    }
-
-    /// Reads the PEM files again and serves them to new connections (SIGHUP).
-    /// Open connections keep going. A development relay has no files to
-    /// read: this is a no-op there.
-    pub async fn reload(&self) -> anyhow::Result<()> {
-        let source = self.source.lock().await;
-        if let CertSource::Pem { cert, key } = &*source {
-            let m = load_pem(cert, key)?;
-            let published = vec![crate::tls::PublishedHash {
-                sha256: m.leaf_sha256,
-                not_after: 0,
-                serving: true,
-            }];
-            self.store.replace(m, published)?;
-            tracing::info!(sha256 = %self.store.current().leaf_sha256_hex(), "certificate reloaded");
-        }
-        Ok(())
-    }
-
-    /// Advances development-certificate rotation to `now` (the relay calls it
-    /// periodically with the wall clock; tests pass a later time). Returns
-    /// whether anything changed.
-    pub async fn rotate_dev(&self, now: time::OffsetDateTime) -> anyhow::Result<bool> {
-        let mut source = self.source.lock().await;
-        let CertSource::Dev { certs, state } = &mut *source else {
-            return Ok(false);
-        };
-        let changed = certs.rotate(state, now)?;
-        if changed {
-            self.store.replace(state.serving.clone(), state.published())?;
-            tracing::info!(
-                serving = %state.serving.leaf_sha256_hex(),
-                next = %state.next.as_ref().map_or(String::new(), |n| n.leaf_sha256_hex()),
-                "development certificate rotated"
-            );
-        }
-        Ok(changed)
     }
 }
 
@@ -269,7 +206,7 @@ impl Relay {
             rate: RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst),
             tokens: TokenVerifier::from_config(&config.auth)?,
             acks: AckBatcher::spawn(store.clone(), Duration::from_millis(50)),
-            online: Default::default(),
+            presence: Default::default(),
             connections: Default::default(),
             next_conn_id: Default::default(),
             rendezvous: Default::default(),

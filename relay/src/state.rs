@@ -1,8 +1,8 @@
 //! What every connection of a relay shares.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hush_protocol::{DeviceId, GroupId};
@@ -39,7 +39,7 @@ pub struct Shared {
     /// Cursor acknowledgements, batched.
     pub acks: AckBatcher,
     /// Online devices on this relay.
-    pub online: Mutex<HashMap<DeviceId, usize>>,
+    pub presence: crate::presence::Presence,
     /// Live connections.
     pub connections: AtomicUsize,
     /// Next connection id.

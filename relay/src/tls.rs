@@ -387,6 +387,7 @@ impl DevCerts {
 
 /// Loads the development certificate from `dir` (13 days, renewed 2 days
 /// before expiry), generating one if needed.
+#[cfg(test)]
 pub fn dev_certificate(dir: &Path, names: &[String]) -> anyhow::Result<TlsMaterial> {
     let certs = DevCerts {
         dir: dir.to_owned(),
@@ -408,6 +409,70 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut f = opts.open(path).with_context(|| format!("writing {}", path.display()))?;
     f.write_all(bytes)?;
     Ok(())
+}
+
+/// The relay's certificate: what both transports serve, and how it is replaced.
+#[derive(Clone)]
+pub struct CertHandle {
+    pub(crate) store: Arc<CertStore>,
+    pub(crate) source: Arc<tokio::sync::Mutex<CertSource>>,
+}
+
+/// Where the served certificate comes from.
+pub(crate) enum CertSource {
+    Pem {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
+    Dev {
+        certs: DevCerts,
+        state: Box<DevState>,
+    },
+}
+
+impl CertHandle {
+    /// The store both transports resolve certificates through.
+    pub fn store(&self) -> &Arc<CertStore> {
+        &self.store
+    }
+
+    /// Reads the PEM files again and serves them to new connections (SIGHUP).
+    /// Open connections keep going. A development relay has no files to
+    /// read: this is a no-op there.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let source = self.source.lock().await;
+        if let CertSource::Pem { cert, key } = &*source {
+            let m = load_pem(cert, key)?;
+            let published = vec![PublishedHash {
+                sha256: m.leaf_sha256,
+                not_after: 0,
+                serving: true,
+            }];
+            self.store.replace(m, published)?;
+            tracing::info!(sha256 = %self.store.current().leaf_sha256_hex(), "certificate reloaded");
+        }
+        Ok(())
+    }
+
+    /// Advances development-certificate rotation to `now` (the relay calls it
+    /// periodically with the wall clock; tests pass a later time). Returns
+    /// whether anything changed.
+    pub async fn rotate_dev(&self, now: time::OffsetDateTime) -> anyhow::Result<bool> {
+        let mut source = self.source.lock().await;
+        let CertSource::Dev { certs, state } = &mut *source else {
+            return Ok(false);
+        };
+        let changed = certs.rotate(state, now)?;
+        if changed {
+            self.store.replace(state.serving.clone(), state.published())?;
+            tracing::info!(
+                serving = %state.serving.leaf_sha256_hex(),
+                next = %state.next.as_ref().map_or(String::new(), |n| n.leaf_sha256_hex()),
+                "development certificate rotated"
+            );
+        }
+        Ok(changed)
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use hush_relay::token::issue_hs256;
 use hush_sdk::wire::Identity;
 
 fn exp() -> u64 {
-    hush_relay::state::now_ms() / 1000 + 3600
+    hush_relay::now_ms() / 1000 + 3600
 }
 
 #[tokio::test]

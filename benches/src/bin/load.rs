@@ -10,9 +10,10 @@
 //! temporary directory, real TLS WebSocket connections over loopback) unless
 //! `HUSH_URL` and `HUSH_CERT_SHA256` name a running one.
 //!
-//! * `appends N [secs]`: N devices, each in its own group, each sending as fast
-//!   as its acknowledgements come back (one outstanding send per device). Reports
-//!   acknowledged durable appends per second (concurrent appends share fsyncs).
+//! * `appends N [secs] [window]`: N devices, each in its own group, each
+//!   keeping `window` sends outstanding (default 1: the next send waits for the
+//!   previous acknowledgement). Reports acknowledged durable appends per second
+//!   (concurrent appends share fsyncs).
 //! * `fanout MEMBERS RATE SECS`: one sender posts RATE messages per second to a
 //!   group of MEMBERS devices; every member records the time from the send to
 //!   its delivery. Reports p50/p99/max over all deliveries.
@@ -128,14 +129,18 @@ fn app(group: &GroupId, id: u64, body: &[u8]) -> Request {
     })
 }
 
-async fn appends(senders: usize, secs: u64) -> anyhow::Result<()> {
+async fn appends(senders: usize, secs: u64, window: usize) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    use futures_util::stream::FuturesUnordered;
+
     let t = target().await?;
     // Each sender posts to its own group, so this measures durable appends (the
-    // log, idempotency and group commit), not fan-out (see `fanout`).
+    // log, idempotency and group commit), not fan-out (see `fanout`). Each
+    // keeps `window` sends outstanding on its connection (pipelining).
     let mut clients = Vec::new();
     for _ in 0..senders {
         let (group, mut c) = setup_group(&t, 1, "appends").await?;
-        clients.push((group, c.remove(0)));
+        clients.push((group, Arc::new(c.remove(0))));
     }
     let deadline = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
@@ -144,15 +149,26 @@ async fn appends(senders: usize, secs: u64) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             let mut lat = Vec::new();
-            let body = vec![0xab; 200];
-            while Instant::now() < deadline {
-                let t0 = Instant::now();
-                match c.request(app(&group, (i as u64) << 40 | (n + 1), &body)).await {
-                    Ok(Reply::Sent { .. }) => {}
-                    other => anyhow::bail!("send failed: {other:?}"),
+            let body = vec![0xab; 100];
+            let mut inflight = FuturesUnordered::new();
+            let mut next = 0u64;
+            loop {
+                while inflight.len() < window && Instant::now() < deadline {
+                    next += 1;
+                    let (c, req) = (c.clone(), app(&group, (i as u64) << 40 | next, &body));
+                    inflight.push(async move {
+                        let t0 = Instant::now();
+                        (c.request(req).await, t0.elapsed())
+                    });
                 }
-                lat.push(t0.elapsed());
-                n += 1;
+                match inflight.next().await {
+                    Some((Ok(Reply::Sent { .. }), l)) => {
+                        lat.push(l);
+                        n += 1;
+                    }
+                    Some((other, _)) => anyhow::bail!("send failed: {other:?}"),
+                    None => break,
+                }
             }
             Ok::<_, anyhow::Error>((n, lat))
         }));
@@ -167,7 +183,7 @@ async fn appends(senders: usize, secs: u64) -> anyhow::Result<()> {
     let elapsed = start.elapsed().as_secs_f64();
     lat.sort_unstable();
     println!(
-        "appends: senders={senders} acknowledged={total} in {elapsed:.1}s => {:.0} appends/s; ack latency p50={:?} p99={:?}",
+        "appends: senders={senders} window={window} acknowledged={total} in {elapsed:.1}s => {:.0} appends/s; ack latency p50={:?} p99={:?}",
         total as f64 / elapsed,
         pct(&lat, 50.0),
         pct(&lat, 99.0)
@@ -245,10 +261,10 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     match args.first().map(String::as_str) {
-        Some("appends") => appends(num(1, 1) as usize, num(2, 10)).await,
+        Some("appends") => appends(num(1, 1) as usize, num(2, 10), num(3, 1) as usize).await,
         Some("fanout") => fanout(num(1, 100) as usize, num(2, 200), num(3, 10)).await,
         _ => {
-            eprintln!("usage: load appends N [secs] | load fanout MEMBERS RATE SECS");
+            eprintln!("usage: load appends SENDERS [secs] [window] | load fanout MEMBERS RATE SECS");
             std::process::exit(2)
         }
     }

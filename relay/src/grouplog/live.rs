@@ -27,7 +27,7 @@ use hush_protocol::frame::Policy;
 use hush_protocol::{DeviceId, GroupId, UserId};
 use tokio::sync::Notify;
 
-use crate::session::queue;
+use crate::queue;
 use crate::store::GroupRecord;
 
 /// Encoded frames kept per group for live delivery, at most.
@@ -307,9 +307,10 @@ pub struct Followup {
     /// Groups whose view must be (re)loaded from the store: new here, or too
     /// many entries wait for a missing one.
     pub reload: Vec<GroupId>,
-    /// Groups where an entry now waits for a missing predecessor: if it is
-    /// still missing a moment later, the view is reloaded.
-    pub gaps: Vec<GroupId>,
+    /// Groups where an entry now waits for a missing predecessor, with the
+    /// seq that is missing: if it is still missing a moment later, the view is
+    /// reloaded.
+    pub gaps: Vec<(GroupId, u64)>,
 }
 
 impl Live {
@@ -426,8 +427,11 @@ impl Live {
             let was_waiting = !s.pending.is_empty();
             s.pending.insert(a.seq, a);
             self.drain(&mut s, &group, &mut follow);
-            if head.is_some() && !was_waiting && !s.pending.is_empty() {
-                follow.gaps.push(group.clone());
+            if !was_waiting
+                && !s.pending.is_empty()
+                && let Some(v) = &s.view
+            {
+                follow.gaps.push((group.clone(), v.head_seq + 1));
             }
             s.conns.is_empty() && s.view.is_some()
         };
@@ -561,7 +565,15 @@ impl Live {
         lock(&self.devices).keys().copied().collect()
     }
 
-    /// Whether an entry has been waiting for a missing predecessor.
+    /// Whether entry `seq` of the group is still missing while later ones wait.
+    pub fn still_missing(&self, group: &GroupId, seq: u64) -> bool {
+        self.group(group).is_some_and(|g| {
+            let s = lock(&g.state);
+            s.view.as_ref().is_some_and(|v| v.head_seq < seq) && !s.pending.is_empty()
+        })
+    }
+
+    /// Whether an entry waits for a missing predecessor.
     pub fn has_gap(&self, group: &GroupId) -> bool {
         self.group(group).is_some_and(|g| {
             let s = lock(&g.state);
@@ -754,11 +766,12 @@ mod tests {
         assert!(new);
         live.install(&record(3, &[dev(1)]));
         // 6 and 5 arrive before 4: nothing past 3 may be handed out yet.
-        assert_eq!(live.apply(entry(6, &[], &[])).gaps, vec![group()]);
+        assert_eq!(live.apply(entry(6, &[], &[])).gaps, vec![(group(), 4)]);
         live.apply(entry(5, &[], &[]));
         assert_eq!(g.deliverable(1).head, 3);
-        assert!(live.has_gap(&group()));
+        assert!(live.has_gap(&group()) && live.still_missing(&group(), 4));
         live.apply(entry(4, &[], &[]));
+        assert!(!live.still_missing(&group(), 4));
         assert_eq!(
             g.deliverable(1),
             Deliverable {
@@ -854,6 +867,43 @@ mod tests {
         live.truncate(&group(), 100);
         assert_eq!(cached(&g, 99, 100), Vec::<u64>::new());
         assert_eq!(cached(&g, 100, 100), vec![100]);
+    }
+
+    #[test]
+    fn a_resync_after_a_lost_entry_tells_watchers_what_they_missed() {
+        let live = Live::new();
+        let (a, b, c) = (conn(&live, 1, dev(1)), conn(&live, 2, dev(2)), conn(&live, 3, dev(3)));
+        let (g, _) = live.watch(&a, &group());
+        live.watch(&b, &group());
+        live.install(&record(2, &[dev(1), dev(2)]));
+        // Entry 3 (say, the commit removing dev 2 and adding dev 3) is lost;
+        // 4 waits for it.
+        live.apply(entry(4, &[], &[]));
+        assert!(live.still_missing(&group(), 3));
+        let _ = (a.take_work(), b.take_work(), c.take_work());
+        // The store says: head 4, dev 2 removed at 3, dev 3 joined at 3.
+        live.resync(&record(4, &[dev(1), dev(3)]), &[(dev(2), 3)], &[(dev(3), 3)]);
+        assert_eq!(
+            g.deliverable(1),
+            Deliverable {
+                head: 4,
+                watching: true
+            }
+        );
+        assert_eq!(b.take_work().changes, vec![Change::Removed(group(), 3)]);
+        assert_eq!(c.take_work().changes, vec![Change::Added(group(), 3)]);
+        assert!(a.take_work().groups.contains(&group()));
+        assert!(!live.still_missing(&group(), 3));
+        assert_eq!(live.gaps(), 1);
+        // Later entries apply normally.
+        live.apply(entry(5, &[], &[]));
+        assert_eq!(
+            g.deliverable(3),
+            Deliverable {
+                head: 5,
+                watching: true
+            }
+        );
     }
 
     impl Applied {

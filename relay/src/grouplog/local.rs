@@ -48,11 +48,11 @@ impl LocalLog {
                 tokio::spawn(async move { me.reload(group).await });
             }
         }
-        for group in f.gaps {
+        for (group, missing) in f.gaps {
             if let Some(me) = self.me.upgrade() {
                 tokio::spawn(async move {
                     tokio::time::sleep(GAP_WAIT).await;
-                    if me.live.has_gap(&group) {
+                    if me.live.still_missing(&group, missing) {
                         me.resync(group).await;
                     }
                 });

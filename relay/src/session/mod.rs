@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hush_protocol::codec;
-use hush_protocol::frame::{ClientFrame, CloseReason, Closing, PresenceUpdate, RelayFrame};
+use hush_protocol::frame::{ClientFrame, CloseReason, Closing, RelayFrame};
 use hush_protocol::limits::MAX_EPHEMERAL_LEN;
 use hush_protocol::{DeviceId, ErrorCode, ErrorDetail, GroupId, UserId, WireError};
 use tokio::sync::{Notify, watch};
@@ -36,14 +36,14 @@ use tokio::time::timeout;
 
 use crate::bus::BusEvent;
 use crate::grouplog::ConnHandle;
+use crate::queue;
 use crate::shutdown::stopped;
-use crate::state::{Shared, now_ms};
+use crate::state::Shared;
 use crate::transport::{Connection, FrameReader, FrameWriter, TransportError};
 
 mod handshake;
 mod mls_check;
 mod outbound;
-pub mod queue;
 pub mod rendezvous;
 mod service;
 
@@ -221,7 +221,10 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
             return;
         }
     };
-    set_online(&shared, &conn, &start.active_groups, true).await;
+    shared
+        .presence
+        .changed(&shared, &conn, &start.active_groups, true)
+        .await;
 
     let outbound_task = tokio::spawn(outbound::run(
         shared.clone(),
@@ -266,7 +269,7 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
     let groups = conn.watching();
     shared.log.live().detach(&conn);
     shared.acks.flush().await;
-    set_online(&shared, &conn, &groups, false).await;
+    shared.presence.changed(&shared, &conn, &groups, false).await;
     tracing::debug!(%peer, %device, exit = ?closer.exit(), "connection ended");
 }
 
@@ -491,63 +494,6 @@ fn reconnect_delay(reason: CloseReason) -> u32 {
         CloseReason::SlowConsumer => 500,
         _ => 0,
     }
-}
-
-/// Marks the device online (first connection) or offline (last one) and tells
-/// devices that share a group with it.
-async fn set_online(shared: &Shared, conn: &ConnHandle, groups: &[GroupId], online: bool) {
-    let changed = {
-        let mut map = shared.online.lock().unwrap_or_else(|p| p.into_inner());
-        if online {
-            let n = map.entry(conn.device).or_insert(0);
-            *n += 1;
-            *n == 1
-        } else {
-            match map.get_mut(&conn.device) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    false
-                }
-                _ => {
-                    map.remove(&conn.device);
-                    true
-                }
-            }
-        }
-    };
-    if !changed {
-        return;
-    }
-    let now = now_ms();
-    if let Err(e) = shared.store.set_last_seen(conn.device, now).await {
-        tracing::warn!(error = %e, "recording last seen failed");
-    }
-    let groups = groups.to_vec();
-    let update = PresenceUpdate {
-        device: conn.device,
-        user: conn.user.clone(),
-        online,
-        last_seen_ms: now,
-    };
-    if let Some(frame) = encode(&RelayFrame::Presence(update)) {
-        shared
-            .bus
-            .publish(BusEvent::Presence {
-                device: conn.device,
-                groups,
-                frame,
-            })
-            .await;
-    }
-}
-
-/// Whether `device` has a live connection on this relay.
-pub fn is_online(shared: &Shared, device: DeviceId) -> bool {
-    shared
-        .online
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains_key(&device)
 }
 
 /// The identity a connection authenticated as.

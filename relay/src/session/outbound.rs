@@ -29,9 +29,9 @@ use hush_protocol::{GroupId, WireError};
 use tokio::time::timeout;
 
 use super::handshake::Proven;
-use super::queue;
 use super::{Closer, Delivered, Exit, encode, send_closing};
 use crate::grouplog::{Change, ConnHandle, LiveGroup, Work};
+use crate::queue;
 use crate::state::Shared;
 use crate::store::StoreError;
 use crate::transport::FrameWriter;

@@ -48,11 +48,6 @@ pub struct Slots {
 }
 
 impl Slots {
-    /// Slots waiting now.
-    pub fn waiting(&self) -> usize {
-        self.lock().len()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 16], Waiting>> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -18,10 +18,10 @@ use hush_protocol::limits::{
 use hush_protocol::{DeviceId, ErrorCode, ErrorDetail, GroupId, UserId, WireError};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::queue::{self, SendTimeoutError};
-use super::{Closer, Exit, Queued, encode, is_online, mls_check, rate_check};
+use super::{Closer, Exit, Queued, encode, mls_check, rate_check};
 use crate::bus::BusEvent;
 use crate::grouplog::ConnHandle;
+use crate::queue::{self, SendTimeoutError};
 use crate::state::{Shared, now_ms};
 use crate::store::{AppendOutcome, AppendRequest, GroupRecord, Membership};
 use hush_protocol::frame::CloseReason;
@@ -451,7 +451,7 @@ async fn presence(ctx: &Ctx, devices: Vec<DeviceId>) -> Result<Reply, WireError>
         out.push(PresenceUpdate {
             device: d,
             user: rec.user,
-            online: is_online(&ctx.shared, d),
+            online: ctx.shared.presence.is_online(d),
             last_seen_ms: store.last_seen(d).await?,
         });
     }
