@@ -54,6 +54,7 @@ mod writes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -116,6 +117,18 @@ impl EmbeddedOptions {
     }
 }
 
+/// Counters of the writer's work since the store was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriterStats {
+    /// Write requests taken from the queue.
+    pub requests: u64,
+    /// Syncs to disk that acknowledged a batch (one fdatasync each).
+    pub syncs: u64,
+    /// Durable commits of the database file.
+    pub checkpoints: u64,
+}
+
 /// The default [`Store`]: a redb database in a data directory, with group commit.
 ///
 /// Dropping it finishes the queued writes, stops the writer thread and closes
@@ -157,6 +170,16 @@ impl EmbeddedStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What the writer did since the store was opened (for benchmarks and tests).
+    pub fn stats(&self) -> WriterStats {
+        let c = self.writer.counters();
+        WriterStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs `f` in a read transaction on a blocking thread: a large read must not

@@ -14,6 +14,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -89,19 +90,36 @@ type Job = Box<dyn for<'t> FnOnce(&mut Tables<'t>) -> Result<Answer, Fatal> + Se
 pub(super) struct Writer {
     queue: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+/// What the writer thread did, for [`super::WriterStats`].
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub requests: AtomicU64,
+    pub syncs: AtomicU64,
+    pub checkpoints: AtomicU64,
 }
 
 impl Writer {
     /// Starts the writer thread.
     pub(super) fn start(db: Arc<Database>, queue_capacity: usize, max_batch: usize) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
         let thread = std::thread::Builder::new()
             .name("hush-store-writer".into())
-            .spawn(move || run(&db, rx, max_batch.max(1)))?;
+            .spawn(move || run(&db, rx, max_batch.max(1), &thread_counters))?;
         Ok(Writer {
             queue: Some(tx),
             thread: Some(thread),
+            counters,
         })
+    }
+
+    /// The writer's counters.
+    pub(super) fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Runs `op` in the next batch and returns its result once the batch is durable.
@@ -149,7 +167,7 @@ fn stopped() -> StoreError {
     StoreError::Backend("store writer has stopped".into())
 }
 
-fn run(db: &Database, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+fn run(db: &Database, mut rx: mpsc::Receiver<Job>, max_batch: usize, counters: &Counters) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut previous = Previous::default();
     while rx.blocking_recv_many(&mut batch, max_batch) > 0 {
@@ -163,6 +181,9 @@ fn run(db: &Database, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
         if catch_unwind(AssertUnwindSafe(|| commit_batch(db, jobs))).is_err() {
             tracing::error!("store writer: a batch panicked and was aborted");
         }
+        counters.requests.fetch_add(size as u64, Ordering::Relaxed);
+        counters.syncs.fetch_add(1, Ordering::Relaxed);
+        counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         previous = Previous {
             size,
             took: started.elapsed(),
