@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! cargo build --release -p hush-bench --bin disk
-//! ./target/release/disk                 # every scenario, 10 s each
+//! ./target/release/disk                 # every scenario, 10 s each, both store modes
 //! ./target/release/disk 20 rate100 max  # 20 s each, only those scenarios
+//! ./target/release/disk 10 --modes commit,wal:1,wal:5 rate100
 //! ```
 //!
 //! Scenarios, each on a fresh store in a temporary directory (on the same disk
@@ -24,7 +25,10 @@
 //! be sent to the storage layer) read before the load starts and after the
 //! store is closed, so the final checkpoint of the database file is counted.
 //! Syncs are the store's own count of the fdatasyncs that acknowledged batches.
-//! Output is Markdown, for `BENCHMARKS.md`.
+//! Each scenario runs once per store mode (`--modes`, default `commit,wal`):
+//! `commit` is a durable redb commit per batch (the store before its
+//! write-ahead log), `wal` the write-ahead log with a checkpoint at most every
+//! 5 s, `wal:S` every S seconds. Output is Markdown, for `BENCHMARKS.md`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -250,8 +254,42 @@ async fn closed_loop(options: EmbeddedOptions, callers: usize, in_flight: usize,
     Ok(run)
 }
 
+/// A store configuration under test.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// A durable redb commit per batch (the store before the write-ahead log).
+    Commit,
+    /// The write-ahead log, with a checkpoint at most every `.0` seconds.
+    Wal(f64),
+}
+
+impl Mode {
+    fn parse(s: &str) -> anyhow::Result<Mode> {
+        match s.split_once(':') {
+            None if s == "commit" => Ok(Mode::Commit),
+            None if s == "wal" => Ok(Mode::Wal(5.0)),
+            Some(("wal", secs)) => Ok(Mode::Wal(secs.parse().context("checkpoint seconds")?)),
+            _ => anyhow::bail!("unknown mode {s}: commit, wal or wal:SECONDS"),
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Mode::Commit => "durable commit per batch".into(),
+            Mode::Wal(secs) => format!("WAL, checkpoint ≤ {secs} s"),
+        }
+    }
+
+    fn options(self) -> EmbeddedOptions {
+        match self {
+            Mode::Commit => EmbeddedOptions::default().write_ahead_log(false),
+            Mode::Wal(secs) => EmbeddedOptions::default().checkpoint_interval(Duration::from_secs_f64(secs)),
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    let usage = "usage: disk [SECONDS] [rate100|rate1000|max]...";
+    let usage = "usage: disk [SECONDS] [--modes commit,wal,wal:SECS] [rate100|rate1000|max]...";
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let seconds: u64 = match args.first().map(|a| a.parse()) {
         Some(Ok(n)) => {
@@ -260,24 +298,32 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Err(_)) | None => 10,
     };
+    let mut modes = vec![Mode::Commit, Mode::Wal(5.0)];
+    if let Some(at) = args.iter().position(|a| a == "--modes") {
+        let list = args.get(at + 1).context(usage)?.clone();
+        modes = list.split(',').map(Mode::parse).collect::<anyhow::Result<_>>()?;
+        args.drain(at..at + 2);
+    }
     if args.is_empty() {
         args = vec!["rate100".into(), "rate1000".into(), "max".into()];
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     println!("{seconds} s per run, {PAYLOAD_BYTES}-byte payloads.\n");
     println!(
-        "| scenario | accepted | appends/s | MB written | bytes/msg | syncs/s | msgs/sync | checkpoints | p50 ms | p99 ms |"
+        "| scenario | store | accepted | appends/s | MB written | bytes/msg | syncs/s | msgs/sync | checkpoints | p50 ms | p99 ms |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for scenario in &args {
-        let options = EmbeddedOptions::default();
-        let mut run = match scenario.as_str() {
-            "rate100" => runtime.block_on(open_loop(options, 100, 1, seconds))?,
-            "rate1000" => runtime.block_on(open_loop(options, 1_000, 10, seconds))?,
-            "max" => runtime.block_on(closed_loop(options, 64, 16, seconds))?,
-            other => anyhow::bail!("unknown scenario {other}; {usage}"),
-        };
-        run.print(scenario);
+        for &mode in &modes {
+            let options = mode.options();
+            let mut run = match scenario.as_str() {
+                "rate100" => runtime.block_on(open_loop(options, 100, 1, seconds))?,
+                "rate1000" => runtime.block_on(open_loop(options, 1_000, 10, seconds))?,
+                "max" => runtime.block_on(closed_loop(options, 64, 16, seconds))?,
+                other => anyhow::bail!("unknown scenario {other}; {usage}"),
+            };
+            run.print(&format!("{scenario} | {}", mode.label()));
+        }
     }
     Ok(())
 }
