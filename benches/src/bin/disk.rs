@@ -282,7 +282,11 @@ impl Mode {
 
     fn options(self) -> EmbeddedOptions {
         match self {
-            Mode::Commit => EmbeddedOptions::default().write_ahead_log(false),
+            // With the batch limit and queue the store had before its log.
+            Mode::Commit => EmbeddedOptions::default()
+                .write_ahead_log(false)
+                .max_batch(256)
+                .queue_capacity(4096),
             Mode::Wal(secs) => EmbeddedOptions::default().checkpoint_interval(Duration::from_secs_f64(secs)),
         }
     }
