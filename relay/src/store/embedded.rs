@@ -281,8 +281,8 @@ impl EmbeddedStore {
     }
 
     /// Queues `op` for the writer; `pick` takes the answer of the kind it expects.
-    async fn write<T>(&self, op: WriteOp, pick: fn(Outcome) -> Result<T, Outcome>) -> StoreResult<T> {
-        pick(self.writer.write(op).await?).map_err(|other| mismatch(&other))
+    async fn write<T>(&self, op: WriteOp, pick: fn(Outcome) -> Option<T>) -> StoreResult<T> {
+        pick(self.writer.write(op).await?).ok_or_else(mismatch)
     }
 
     /// Runs `f` in a read transaction on a blocking thread: a large read must not
@@ -344,17 +344,17 @@ fn init(db: &Database) -> StoreResult<()> {
     Ok(())
 }
 
-fn done(o: Outcome) -> Result<(), Outcome> {
+fn done(o: Outcome) -> Option<()> {
     match o {
-        Outcome::Done => Ok(()),
-        other => Err(other),
+        Outcome::Done => Some(()),
+        _ => None,
     }
 }
 
-fn seq(o: Outcome) -> Result<u64, Outcome> {
+fn seq(o: Outcome) -> Option<u64> {
     match o {
-        Outcome::Seq(n) => Ok(n),
-        other => Err(other),
+        Outcome::Seq(n) => Some(n),
+        _ => None,
     }
 }
 
@@ -362,8 +362,8 @@ fn seq(o: Outcome) -> Result<u64, Outcome> {
 impl Store for EmbeddedStore {
     async fn register_device(&self, record: DeviceRecord) -> StoreResult<RegisterOutcome> {
         self.write(WriteOp::RegisterDevice(record.into()), |o| match o {
-            Outcome::Registered(r) => Ok(r),
-            other => Err(other),
+            Outcome::Registered(r) => Some(r),
+            _ => None,
         })
         .await
     }
@@ -410,8 +410,8 @@ impl Store for EmbeddedStore {
             now_ms,
         };
         self.write(WriteOp::CreateGroup(new), |o| match o {
-            Outcome::Group(g) => Ok(g),
-            other => Err(other),
+            Outcome::Group(g) => Some(g),
+            _ => None,
         })
         .await
     }
@@ -447,8 +447,8 @@ impl Store for EmbeddedStore {
 
     async fn append(&self, req: AppendRequest) -> StoreResult<AppendOutcome> {
         self.write(WriteOp::Append(req.into()), |o| match o {
-            Outcome::Appended(a) => Ok(a),
-            other => Err(other),
+            Outcome::Appended(a) => Some(a),
+            _ => None,
         })
         .await
     }
@@ -492,16 +492,16 @@ impl Store for EmbeddedStore {
             last_resort,
         };
         self.write(op, |o| match o {
-            Outcome::KeyPackages(count, last_resort) => Ok((count, last_resort)),
-            other => Err(other),
+            Outcome::KeyPackages(count, last_resort) => Some((count, last_resort)),
+            _ => None,
         })
         .await
     }
 
     async fn claim_key_packages(&self, devices: Vec<DeviceId>) -> StoreResult<Vec<ClaimedKeyPackage>> {
         self.write(WriteOp::ClaimKeyPackages(devices), |o| match o {
-            Outcome::Claimed(c) => Ok(c),
-            other => Err(other),
+            Outcome::Claimed(c) => Some(c),
+            _ => None,
         })
         .await
     }
@@ -548,8 +548,8 @@ impl Store for EmbeddedStore {
             delete_acknowledged,
         };
         self.write(WriteOp::Prune(req), |o| match o {
-            Outcome::Pruned(r) => Ok(r),
-            other => Err(other),
+            Outcome::Pruned(r) => Some(r),
+            _ => None,
         })
         .await
     }

@@ -96,8 +96,8 @@ pub(super) fn apply(t: &mut Tables<'_>, op: WriteOp) -> Result<StoreResult<Outco
 }
 
 /// An answer of the wrong kind: a bug in the store, never the caller's fault.
-pub(super) fn mismatch(outcome: &Outcome) -> StoreError {
-    StoreError::Backend(format!("store writer answered {outcome:?} to the wrong request"))
+pub(super) fn mismatch() -> StoreError {
+    StoreError::Backend("store writer answered a request with another request's kind of outcome".into())
 }
 
 /// [`DeviceRecord`] as logged.

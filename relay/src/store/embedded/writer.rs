@@ -477,8 +477,8 @@ pub(super) struct Recovered {
 /// a gap between the database and the log, is refused: acknowledged writes
 /// would be lost.
 pub(super) fn recover(db: &Database, wal_path: &std::path::Path) -> StoreResult<Recovered> {
-    let (mut wal, contents) =
-        Wal::open(wal_path).map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", wal_path.display())))?;
+    let io_error = |e: std::io::Error| StoreError::Backend(format!("write-ahead log {}: {e}", wal_path.display()));
+    let contents = Wal::read(wal_path).map_err(io_error)?;
     let mut lsn: u64 = layout::get(&db.begin_read()?.open_table(layout::META)?, layout::APPLIED_LSN_KEY)?.unwrap_or(0);
     let mut replayed = 0usize;
     for record in wal::records(&contents) {
@@ -516,7 +516,8 @@ pub(super) fn recover(db: &Database, wal_path: &std::path::Path) -> StoreResult<
         tracing::info!(records = replayed, lsn, "store: replayed the write-ahead log");
     }
     checkpoint(db, lsn)?;
-    wal.reset();
+    // Every record is in the database now; the log starts over in a new file.
+    let wal = Wal::create(wal_path).map_err(io_error)?;
     Ok(Recovered { wal, lsn })
 }
 
