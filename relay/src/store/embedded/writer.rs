@@ -284,7 +284,9 @@ fn run(mut engine: Engine, runtime: &tokio::runtime::Runtime, mut rx: mpsc::Rece
         };
     }
     // The queue is closed and drained: make everything durable in the file.
-    if engine.unflushed {
+    // Not after a failure: a checkpoint would record as applied a record
+    // whose transaction did not commit, and the next open would skip it.
+    if engine.unflushed && engine.failed.is_none() {
         engine.checkpoint();
     }
 }
