@@ -1,24 +1,58 @@
-//! The embedded store: one redb file in the relay's data directory.
+//! The embedded store: a redb file and its write-ahead log in the relay's data
+//! directory.
 //!
 //! ```text
-//!  callers (async)             writer thread (one)                    redb file
-//!  append ─┐                   ┌──────────────────────────────┐
-//!  append ─┼─► bounded queue ─►│ take up to `max_batch` jobs  │
-//!  ack    ─┘                   │ one write transaction:       │
-//!     ▲                        │   check + apply each job     │──► commit (fsync)
-//!     └──── oneshot answers ◄──│ answer every job             │
-//!                              └──────────────────────────────┘
+//!  callers (async)            writer thread (one)                      data directory
+//!  append ─┐                  ┌───────────────────────────────────┐
+//!  append ─┼─► bounded queue ─►│ take up to `max_batch` ops        │
+//!  ack    ─┘   (WriteOp data) │ one redb write transaction:       │
+//!     ▲                       │   check + apply each op           │
+//!     │                       │ ops that wrote → one log record ──┼──► hush.wal  append + fdatasync
+//!     │                       │ commit (Durability::None)         │    (one sync per batch)
+//!     └─── oneshot answers ◄──│ answer every op                   │
+//!                             │ every 5 s / 32 MiB of log:        │
+//!                             │   durable commit (checkpoint) ────┼──► hush.redb (fsync), log starts over
+//!                             └───────────────────────────────────┘
 //!  reads ──► spawn_blocking ──► read transaction (a snapshot; never waits for writes)
+//!  open  ──► replay the log records the database does not hold yet, checkpoint
 //! ```
 //!
 //! **Group commit.** Every write goes through one writer thread, which applies
-//! all queued requests in one transaction and commits once, so concurrent
-//! appends share an fsync (see `BENCHMARKS.md`). A caller is answered only after
-//! the commit returned, and redb's default durability (`Immediate`) makes that
-//! commit durable. Each request is checked before it writes anything, so a
-//! request that breaks a rule leaves the batch untouched; requests later in a
-//! batch see the writes of earlier ones (two appends get consecutive seqs, the
-//! second of two commits for one epoch is stale).
+//! all queued requests in one transaction and syncs once, so concurrent
+//! appends share an fdatasync (see `BENCHMARKS.md`). Each request is checked
+//! before it writes anything, so a request that breaks a rule leaves the batch
+//! untouched; requests later in a batch see the writes of earlier ones (two
+//! appends get consecutive seqs, the second of two commits for one epoch is
+//! stale).
+//!
+//! **Durability.** A caller is answered only after its batch is on disk. The
+//! writer thread serializes the requests of the batch that wrote something
+//! ([`WriteOp`](ops::WriteOp), plain data with every input such as timestamps
+//! in it) into one framed, checksummed record, appends it to the write-ahead
+//! log and waits for `fdatasync`; only then does it commit the redb
+//! transaction, with `Durability::None`: the commit is visible to readers (so
+//! a read never sees a write that could still be lost) but redb keeps its
+//! pages in memory. Every [`EmbeddedOptions::checkpoint_interval`] (or when
+//! the log reaches [`EmbeddedOptions::checkpoint_bytes`]) a durable redb
+//! commit writes out every page changed since the last one, once, however many
+//! batches changed it, and the log starts over at its beginning. Every
+//! transaction records the sequence number of its log record in the `meta`
+//! table, so the file always says how far it got; at open the records after
+//! that are applied again in order, and reading stops at the first torn or
+//! corrupt record (one that was never acknowledged: its sync had not
+//! returned). Why this instead of a durable redb commit per batch: a redb
+//! commit copies on write every B-tree page it touches (log, idempotency,
+//! group head, allocator state, header), about 40 KB per batch of one 100-byte
+//! message; a log record costs one 4 KiB page per sync. The numbers are in
+//! `BENCHMARKS.md` ("Disk bytes per message"), the decision in
+//! `ARCHITECTURE.md`. [`EmbeddedOptions::write_ahead_log`]`(false)` brings
+//! back a durable redb commit per batch.
+//!
+//! A failure to write or sync the log (or to commit after the record is on
+//! disk) leaves the file and the log in doubt: the writer answers `Backend`
+//! to every later write until the store is opened again, which replays the
+//! log. Such a batch may or may not be there afterwards, as with any storage
+//! error after a write was sent; retries are idempotent.
 //!
 //! **Key layout.** All tables map bytes to bytes. `G` is a group id encoded as
 //! its length (1 byte) followed by its bytes (1..=255), which keeps keys of
@@ -29,6 +63,7 @@
 //! | table            | key                          | value                                         |
 //! |------------------|------------------------------|-----------------------------------------------|
 //! | `meta`           | `"format"`                   | layout version (`u64`)                        |
+//! | `meta`           | `"applied_lsn"`              | last write-ahead log record applied (`u64`)   |
 //! | `devices`        | `D`                          | user, public key, registered_ms               |
 //! | `user_devices`   | `len(user) ‖ user ‖ D`       | empty                                         |
 //! | `last_seen`      | `D`                          | ms (`u64`)                                    |
@@ -48,12 +83,16 @@
 //! the same whatever the group's size.
 
 mod layout;
+mod ops;
 mod reads;
+mod wal;
 mod writer;
 mod writes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -62,7 +101,8 @@ use hush_protocol::{DeviceId, GroupId, UserId};
 use redb::{Database, ReadTransaction, ReadableDatabase};
 
 use self::layout::GroupKey;
-use self::writer::Writer;
+use self::ops::{Outcome, WriteOp, mismatch};
+use self::writer::{Config, Durability, Writer};
 use self::writes::{NewGroup, NewInboxEntry, PruneRequest};
 use super::{
     AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, Membership, PendingAppend, PruneReport, RegisterOutcome,
@@ -71,6 +111,8 @@ use super::{
 
 /// Name of the database file inside the data directory.
 pub const FILE_NAME: &str = "hush.redb";
+/// Name of the write-ahead log inside the data directory.
+pub const WAL_FILE_NAME: &str = "hush.wal";
 
 /// Tuning of an [`EmbeddedStore`]. The defaults suit a single relay.
 #[derive(Clone, Debug)]
@@ -78,29 +120,35 @@ pub struct EmbeddedOptions {
     max_batch: usize,
     queue_capacity: usize,
     cache_bytes: usize,
+    write_ahead_log: bool,
+    checkpoint_interval: Duration,
+    checkpoint_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
-            max_batch: 256,
-            queue_capacity: 4096,
+            max_batch: 1024,
+            queue_capacity: 8192,
             cache_bytes: 256 << 20,
+            write_ahead_log: true,
+            checkpoint_interval: Duration::from_secs(5),
+            checkpoint_bytes: 32 << 20,
         }
     }
 }
 
 impl EmbeddedOptions {
-    /// Most write requests applied in one transaction (one fsync). Default 256.
+    /// Most write requests applied in one transaction (one sync). Default 1024.
     ///
-    /// Larger batches share an fsync among more requests but make the first
+    /// Larger batches share a sync among more requests but make the first
     /// request of a batch wait for the others to be applied.
     pub fn max_batch(mut self, n: usize) -> Self {
         self.max_batch = n.max(1);
         self
     }
 
-    /// Capacity of the writer's queue. Default 4096.
+    /// Capacity of the writer's queue. Default 8192.
     ///
     /// When it is full, writers wait (asynchronously) for room: the relay's
     /// sessions slow down rather than the store buffering without bound.
@@ -109,11 +157,68 @@ impl EmbeddedOptions {
         self
     }
 
-    /// Size of redb's page cache, in bytes. Default 256 MiB.
+    /// Size of redb's page cache, in bytes. Default 256 MiB. Pages written
+    /// since the last checkpoint are held in it too.
     pub fn cache_bytes(mut self, n: usize) -> Self {
         self.cache_bytes = n;
         self
     }
+
+    /// Whether batches are made durable by the write-ahead log (default, `true`)
+    /// or by a durable commit of the database file each (`false`).
+    ///
+    /// Both are durable on acknowledgement. The log writes one small record and
+    /// one fdatasync per batch; a durable database commit rewrites every page
+    /// it touches, about ten times as many bytes per message (`BENCHMARKS.md`,
+    /// "Disk bytes per message").
+    pub fn write_ahead_log(mut self, on: bool) -> Self {
+        self.write_ahead_log = on;
+        self
+    }
+
+    /// Longest time between checkpoints (durable commits of the database file,
+    /// after which the log starts over), while there are writes. Default 5 s.
+    ///
+    /// Longer means fewer bytes written per message (a page gathers more
+    /// writes before it is written out) and more log to replay after a crash.
+    pub fn checkpoint_interval(mut self, every: Duration) -> Self {
+        self.checkpoint_interval = every;
+        self
+    }
+
+    /// Size of the log at which a checkpoint is taken whatever the interval.
+    /// Default 32 MiB.
+    pub fn checkpoint_bytes(mut self, n: u64) -> Self {
+        self.checkpoint_bytes = n.max(1);
+        self
+    }
+
+    fn writer_config(&self) -> Config {
+        Config {
+            queue_capacity: self.queue_capacity,
+            max_batch: self.max_batch,
+            durability: if self.write_ahead_log {
+                Durability::Logged {
+                    checkpoint_interval: self.checkpoint_interval,
+                    checkpoint_bytes: self.checkpoint_bytes,
+                }
+            } else {
+                Durability::Committed
+            },
+        }
+    }
+}
+
+/// Counters of the writer's work since the store was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriterStats {
+    /// Write requests taken from the queue.
+    pub requests: u64,
+    /// Syncs to disk that acknowledged a batch (one fdatasync each).
+    pub syncs: u64,
+    /// Durable commits of the database file.
+    pub checkpoints: u64,
 }
 
 /// The default [`Store`]: a redb database in a data directory, with group commit.
@@ -140,16 +245,22 @@ impl EmbeddedStore {
     /// Opens the store in `dir`, creating the directory and the database file
     /// ([`FILE_NAME`]) if needed, and starts its writer thread.
     ///
+    /// Then replays the write-ahead log ([`WAL_FILE_NAME`]) into the database:
+    /// every write acknowledged before a crash is there once `open` returns.
+    ///
     /// Fails if another process (or another `EmbeddedStore`) has the file open,
-    /// or if the file was written by a newer layout.
+    /// if the file was written by a newer layout, or if the log does not
+    /// continue the database (a record missing between them).
     pub fn open(dir: &Path, opts: EmbeddedOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
         let db = Database::builder().set_cache_size(opts.cache_bytes).create(&path)?;
         init(&db)?;
+        // Whatever the mode, a log left by an earlier run is replayed first.
+        let recovered = writer::recover(&db, &dir.join(WAL_FILE_NAME))?;
         let db = Arc::new(db);
-        let writer = Writer::start(db.clone(), opts.queue_capacity, opts.max_batch)
+        let writer = Writer::start(db.clone(), opts.writer_config(), recovered)
             .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
         Ok(EmbeddedStore { writer, db, path })
     }
@@ -157,6 +268,21 @@ impl EmbeddedStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What the writer did since the store was opened (for benchmarks and tests).
+    pub fn stats(&self) -> WriterStats {
+        let c = self.writer.counters();
+        WriterStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queues `op` for the writer; `pick` takes the answer of the kind it expects.
+    async fn write<T>(&self, op: WriteOp, pick: fn(Outcome) -> Option<T>) -> StoreResult<T> {
+        pick(self.writer.write(op).await?).ok_or_else(mismatch)
     }
 
     /// Runs `f` in a read transaction on a blocking thread: a large read must not
@@ -202,6 +328,10 @@ fn init(db: &Database) -> StoreResult<()> {
                 meta.insert(layout::FORMAT_KEY, layout::encode(&layout::FORMAT_VERSION)?.as_slice())?;
             }
             Some(layout::FORMAT_VERSION) => {}
+            // Version 1 differs only in having no log.
+            Some(1) => {
+                meta.insert(layout::FORMAT_KEY, layout::encode(&layout::FORMAT_VERSION)?.as_slice())?;
+            }
             Some(other) => {
                 return Err(StoreError::Backend(format!(
                     "database layout version {other} is not supported (this relay writes {})",
@@ -214,10 +344,28 @@ fn init(db: &Database) -> StoreResult<()> {
     Ok(())
 }
 
+fn done(o: Outcome) -> Option<()> {
+    match o {
+        Outcome::Done => Some(()),
+        _ => None,
+    }
+}
+
+fn seq(o: Outcome) -> Option<u64> {
+    match o {
+        Outcome::Seq(n) => Some(n),
+        _ => None,
+    }
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn register_device(&self, record: DeviceRecord) -> StoreResult<RegisterOutcome> {
-        self.writer.write(move |t| writes::register_device(t, record)).await
+        self.write(WriteOp::RegisterDevice(record.into()), |o| match o {
+            Outcome::Registered(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 
     async fn device(&self, device: DeviceId) -> StoreResult<Option<DeviceRecord>> {
@@ -238,7 +386,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn set_last_seen(&self, device: DeviceId, ms: u64) -> StoreResult<()> {
-        self.writer.write(move |t| writes::set_last_seen(t, device, ms)).await
+        self.write(WriteOp::SetLastSeen { device, ms }, done).await
     }
 
     async fn last_seen(&self, device: DeviceId) -> StoreResult<u64> {
@@ -261,7 +409,11 @@ impl Store for EmbeddedStore {
             home_region,
             now_ms,
         };
-        self.writer.write(move |t| writes::create_group(t, new)).await
+        self.write(WriteOp::CreateGroup(new), |o| match o {
+            Outcome::Group(g) => Some(g),
+            _ => None,
+        })
+        .await
     }
 
     async fn group(&self, group: &GroupId) -> StoreResult<Option<GroupRecord>> {
@@ -279,9 +431,7 @@ impl Store for EmbeddedStore {
 
     async fn set_policy(&self, group: &GroupId, by: DeviceId, policy: Policy) -> StoreResult<()> {
         let group = group.clone();
-        self.writer
-            .write(move |t| writes::set_policy(t, group, by, policy))
-            .await
+        self.write(WriteOp::SetPolicy { group, by, policy }, done).await
     }
 
     async fn memberships(&self, device: DeviceId) -> StoreResult<Vec<Membership>> {
@@ -296,12 +446,21 @@ impl Store for EmbeddedStore {
     }
 
     async fn append(&self, req: AppendRequest) -> StoreResult<AppendOutcome> {
-        self.writer.write(move |t| writes::append(t, req)).await
+        self.write(WriteOp::Append(req.into()), |o| match o {
+            Outcome::Appended(a) => Some(a),
+            _ => None,
+        })
+        .await
     }
 
     async fn submit_append(&self, req: AppendRequest) -> StoreResult<PendingAppend> {
-        let pending = self.writer.submit(move |t| writes::append(t, req)).await?;
-        Ok(Box::pin(pending))
+        let pending = self.writer.submit(WriteOp::Append(req.into())).await?;
+        Ok(Box::pin(async move {
+            match pending.await? {
+                Outcome::Appended(a) => Ok(a),
+                _ => Err(mismatch()),
+            }
+        }))
     }
 
     async fn read_log(
@@ -321,14 +480,14 @@ impl Store for EmbeddedStore {
 
     async fn redact(&self, group: &GroupId, seq: u64, by: DeviceId) -> StoreResult<()> {
         let group = group.clone();
-        self.writer.write(move |t| writes::redact(t, group, seq, by)).await
+        self.write(WriteOp::Redact { group, seq, by }, done).await
     }
 
     async fn advance_cursors(&self, cursors: Vec<(DeviceId, GroupId, u64)>) -> StoreResult<()> {
         if cursors.is_empty() {
             return Ok(());
         }
-        self.writer.write(move |t| writes::advance_cursors(t, cursors)).await
+        self.write(WriteOp::AdvanceCursors(cursors), done).await
     }
 
     async fn upload_key_packages(
@@ -337,13 +496,24 @@ impl Store for EmbeddedStore {
         one_time: Vec<Bytes>,
         last_resort: Option<Bytes>,
     ) -> StoreResult<(u32, bool)> {
-        self.writer
-            .write(move |t| writes::upload_key_packages(t, device, one_time, last_resort))
-            .await
+        let op = WriteOp::UploadKeyPackages {
+            device,
+            one_time,
+            last_resort,
+        };
+        self.write(op, |o| match o {
+            Outcome::KeyPackages(count, last_resort) => Some((count, last_resort)),
+            _ => None,
+        })
+        .await
     }
 
     async fn claim_key_packages(&self, devices: Vec<DeviceId>) -> StoreResult<Vec<ClaimedKeyPackage>> {
-        self.writer.write(move |t| writes::claim_key_packages(t, devices)).await
+        self.write(WriteOp::ClaimKeyPackages(devices), |o| match o {
+            Outcome::Claimed(c) => Some(c),
+            _ => None,
+        })
+        .await
     }
 
     async fn inbox_push(
@@ -361,7 +531,7 @@ impl Store for EmbeddedStore {
             payload,
             now_ms,
         };
-        self.writer.write(move |t| writes::inbox_push(t, new)).await
+        self.write(WriteOp::InboxPush(new), seq).await
     }
 
     async fn inbox_read(&self, device: DeviceId, after_seq: u64, limit: usize) -> StoreResult<Vec<InboxEntry>> {
@@ -370,7 +540,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn inbox_ack(&self, device: DeviceId, seq: u64) -> StoreResult<u64> {
-        self.writer.write(move |t| writes::inbox_ack(t, device, seq)).await
+        self.write(WriteOp::InboxAck { device, seq }, self::seq).await
     }
 
     async fn inbox_state(&self, device: DeviceId) -> StoreResult<(u64, u64)> {
@@ -387,6 +557,10 @@ impl Store for EmbeddedStore {
             max_age_ms,
             delete_acknowledged,
         };
-        self.writer.write(move |t| writes::prune(t, req)).await
+        self.write(WriteOp::Prune(req), |o| match o {
+            Outcome::Pruned(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 }

@@ -37,7 +37,15 @@ pub(super) const INBOX_META: Def = TableDefinition::new("inbox_meta");
 /// Key of the format marker in [`META`].
 pub(super) const FORMAT_KEY: &[u8] = b"format";
 /// Version of this layout; a file written by a newer layout is refused at open.
-pub(super) const FORMAT_VERSION: u64 = 1;
+///
+/// 2: the database may be behind its write-ahead log (`hush.wal`), so a relay
+/// that does not replay the log must not open it. A version 1 file is upgraded
+/// in place (it has no log yet).
+pub(super) const FORMAT_VERSION: u64 = 2;
+/// Key in [`META`] of the sequence number (`u64`) of the last write-ahead log
+/// record whose writes the database contains, written in the same transaction
+/// as those writes.
+pub(super) const APPLIED_LSN_KEY: &[u8] = b"applied_lsn";
 
 // ---------------------------------------------------------------------------
 // Keys
@@ -259,7 +267,8 @@ backend_from!(
     redb::TableError,
     redb::TransactionError,
     redb::CommitError,
-    redb::DatabaseError
+    redb::DatabaseError,
+    redb::SetDurabilityError
 );
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use hush_protocol::frame::{ClaimedKeyPackage, InboxKind, MessageKind, Policy, Posters};
 use hush_protocol::{DeviceId, GroupId};
 use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
 
 use super::layout::{
     self, DeviceValue, EntryValue, GroupKey, GroupMeta, InboxValue, KeyPackageMeta, MemberValue, contains, device_seq,
@@ -40,7 +41,11 @@ fn checked<'t, P, T>(
     apply: impl FnOnce(&mut Tables<'t>, P) -> Result<T, Fatal>,
 ) -> Result<StoreResult<T>, Fatal> {
     match check(t) {
-        Ok(Checked::Write(plan)) => apply(t, plan).map(Ok),
+        Ok(Checked::Write(plan)) => {
+            // The write-ahead log records only requests that wrote.
+            t.wrote = true;
+            apply(t, plan).map(Ok)
+        }
         Ok(Checked::Answer(answer)) => Ok(Ok(answer)),
         Err(e) => Ok(Err(e)),
     }
@@ -114,6 +119,7 @@ pub(super) fn set_last_seen(t: &mut Tables<'_>, device: DeviceId, ms: u64) -> Re
 // -- groups --------------------------------------------------------------
 
 /// Arguments of [`create_group`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct NewGroup {
     pub group: GroupId,
     pub creator: DeviceId,
@@ -558,6 +564,7 @@ fn push_inbox(t: &mut Tables<'_>, device: DeviceId, value: &[u8]) -> Result<u64,
 }
 
 /// Arguments of [`inbox_push`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct NewInboxEntry {
     pub device: DeviceId,
     pub sender: DeviceId,
@@ -618,6 +625,7 @@ struct GroupPrune {
 }
 
 /// Arguments of [`prune`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct PruneRequest {
     pub now_ms: u64,
     pub max_age_ms: u64,

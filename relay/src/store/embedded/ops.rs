@@ -1,0 +1,175 @@
+//! Write requests as data: what the writer queues, logs and replays.
+//!
+//! Every write the store accepts is a [`WriteOp`]. The writer thread applies it
+//! (through the check-then-apply functions of `writes`), and the write-ahead log
+//! records the ops of each batch that wrote something, so that after a crash
+//! the same ops are applied again in the same order to the same state. Every
+//! input an op depends on (timestamps, the relay's clock for retention) is in
+//! the op itself, so re-applying it writes exactly what it wrote the first time.
+
+use bytes::Bytes;
+use hush_protocol::frame::{ClaimedKeyPackage, MessageKind, Policy, RosterChange};
+use hush_protocol::{ClientMsgId, DeviceId, GroupId, UserId};
+use serde::{Deserialize, Serialize};
+
+use super::writer::{Fatal, Tables};
+use super::writes::{self, NewGroup, NewInboxEntry, PruneRequest};
+use crate::store::{
+    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, PruneReport, RegisterOutcome, StoreError, StoreResult,
+};
+
+/// One write request. The variants mirror the `Store` write methods.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) enum WriteOp {
+    RegisterDevice(StoredDevice),
+    SetLastSeen {
+        device: DeviceId,
+        ms: u64,
+    },
+    CreateGroup(NewGroup),
+    SetPolicy {
+        group: GroupId,
+        by: DeviceId,
+        policy: Policy,
+    },
+    Append(StoredAppend),
+    Redact {
+        group: GroupId,
+        seq: u64,
+        by: DeviceId,
+    },
+    AdvanceCursors(Vec<(DeviceId, GroupId, u64)>),
+    UploadKeyPackages {
+        device: DeviceId,
+        one_time: Vec<Bytes>,
+        last_resort: Option<Bytes>,
+    },
+    ClaimKeyPackages(Vec<DeviceId>),
+    InboxPush(NewInboxEntry),
+    InboxAck {
+        device: DeviceId,
+        seq: u64,
+    },
+    Prune(PruneRequest),
+}
+
+/// What an op answers. Each `Store` method expects one variant.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    Registered(RegisterOutcome),
+    Done,
+    Group(GroupRecord),
+    Appended(AppendOutcome),
+    Seq(u64),
+    KeyPackages(u32, bool),
+    Claimed(Vec<ClaimedKeyPackage>),
+    Pruned(PruneReport),
+}
+
+/// Applies one op inside the batch's transaction. A rule error (`Ok(Err(..))`)
+/// means it wrote nothing.
+pub(super) fn apply(t: &mut Tables<'_>, op: WriteOp) -> Result<StoreResult<Outcome>, Fatal> {
+    fn map<T>(r: Result<StoreResult<T>, Fatal>, f: impl FnOnce(T) -> Outcome) -> Result<StoreResult<Outcome>, Fatal> {
+        r.map(|r| r.map(f))
+    }
+    match op {
+        WriteOp::RegisterDevice(d) => map(writes::register_device(t, d.into()), Outcome::Registered),
+        WriteOp::SetLastSeen { device, ms } => map(writes::set_last_seen(t, device, ms), |()| Outcome::Done),
+        WriteOp::CreateGroup(new) => map(writes::create_group(t, new), Outcome::Group),
+        WriteOp::SetPolicy { group, by, policy } => map(writes::set_policy(t, group, by, policy), |()| Outcome::Done),
+        WriteOp::Append(req) => map(writes::append(t, req.into()), Outcome::Appended),
+        WriteOp::Redact { group, seq, by } => map(writes::redact(t, group, seq, by), |()| Outcome::Done),
+        WriteOp::AdvanceCursors(cursors) => map(writes::advance_cursors(t, cursors), |()| Outcome::Done),
+        WriteOp::UploadKeyPackages {
+            device,
+            one_time,
+            last_resort,
+        } => map(
+            writes::upload_key_packages(t, device, one_time, last_resort),
+            |(count, last_resort)| Outcome::KeyPackages(count, last_resort),
+        ),
+        WriteOp::ClaimKeyPackages(devices) => map(writes::claim_key_packages(t, devices), Outcome::Claimed),
+        WriteOp::InboxPush(new) => map(writes::inbox_push(t, new), Outcome::Seq),
+        WriteOp::InboxAck { device, seq } => map(writes::inbox_ack(t, device, seq), Outcome::Seq),
+        WriteOp::Prune(req) => map(writes::prune(t, req), Outcome::Pruned),
+    }
+}
+
+/// An answer of the wrong kind: a bug in the store, never the caller's fault.
+pub(super) fn mismatch() -> StoreError {
+    StoreError::Backend("store writer answered a request with another request's kind of outcome".into())
+}
+
+/// [`DeviceRecord`] as logged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct StoredDevice {
+    device: DeviceId,
+    user: UserId,
+    key: [u8; 32],
+    registered_ms: u64,
+}
+
+impl From<DeviceRecord> for StoredDevice {
+    fn from(r: DeviceRecord) -> Self {
+        StoredDevice {
+            device: r.device,
+            user: r.user,
+            key: r.key,
+            registered_ms: r.registered_ms,
+        }
+    }
+}
+
+impl From<StoredDevice> for DeviceRecord {
+    fn from(r: StoredDevice) -> Self {
+        DeviceRecord {
+            device: r.device,
+            user: r.user,
+            key: r.key,
+            registered_ms: r.registered_ms,
+        }
+    }
+}
+
+/// [`AppendRequest`] as logged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct StoredAppend {
+    group: GroupId,
+    sender: DeviceId,
+    client_msg_id: ClientMsgId,
+    kind: MessageKind,
+    epoch: u64,
+    payload: Bytes,
+    roster: Option<RosterChange>,
+    now_ms: u64,
+}
+
+impl From<AppendRequest> for StoredAppend {
+    fn from(r: AppendRequest) -> Self {
+        StoredAppend {
+            group: r.group,
+            sender: r.sender,
+            client_msg_id: r.client_msg_id,
+            kind: r.kind,
+            epoch: r.epoch,
+            payload: r.payload,
+            roster: r.roster,
+            now_ms: r.now_ms,
+        }
+    }
+}
+
+impl From<StoredAppend> for AppendRequest {
+    fn from(r: StoredAppend) -> Self {
+        AppendRequest {
+            group: r.group,
+            sender: r.sender,
+            client_msg_id: r.client_msg_id,
+            kind: r.kind,
+            epoch: r.epoch,
+            payload: r.payload,
+            roster: r.roster,
+            now_ms: r.now_ms,
+        }
+    }
+}
