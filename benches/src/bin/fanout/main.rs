@@ -61,7 +61,7 @@ use crate::stats::{Global, Row, Stamp, now_ns, pct_ms};
 /// arrived for this long (what is missing then is reported as loss).
 const DRAIN_QUIET: Duration = Duration::from_secs(5);
 /// ...and at most this long after the last send.
-const DRAIN_MAX: Duration = Duration::from_secs(60);
+const DRAIN_MAX: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Debug)]
 struct Opts {
