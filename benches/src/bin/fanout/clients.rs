@@ -365,16 +365,12 @@ async fn hush_receiver(
             Some(_) => continue,
         };
         latest = latest.max(e.seq);
-        match e.kind {
-            MessageKind::Application => {
-                if let Some(s) = framing::private_message_body(&e.payload)
-                    .ok()
-                    .and_then(Stamp::from_binary)
-                {
-                    sink.record(s);
-                }
-            }
-            _ => {}
+        if e.kind == MessageKind::Application
+            && let Some(s) = framing::private_message_body(&e.payload)
+                .ok()
+                .and_then(Stamp::from_binary)
+        {
+            sink.record(s);
         }
         if latest > acked {
             unacked += 1;
