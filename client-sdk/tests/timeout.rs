@@ -39,11 +39,15 @@ async fn silent_relay() -> (String, Trust) {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
                 let mut hs = RelayHandshake::new(rand::random(), "silent", 1 << 20, 60_000);
                 while let Some(Ok(msg)) = ws.next().await {
                     let Message::Binary(b) = msg else { continue };
-                    let Ok(frame) = codec::decode::<ClientFrame>(&b) else { return };
+                    let Ok(frame) = codec::decode::<ClientFrame>(&b) else {
+                        return;
+                    };
                     let reply = match hs.on_frame(frame) {
                         RelayStep::Reply(f) => f,
                         RelayStep::Authenticated(d) => hush_protocol::frame::RelayFrame::Ready(Ready {
@@ -80,7 +84,10 @@ async fn a_wire_request_the_relay_never_answers_times_out() {
     let r = wire.request(Request::ListGroups).await;
     assert!(matches!(r, Err(ClientError::Timeout)), "{r:?}");
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]

@@ -120,7 +120,10 @@ pub(crate) enum Command {
     /// The groups this device has not left.
     Groups { answer: Answer<Vec<GroupSummary>> },
     /// The members of a group.
-    Members { group: GroupId, answer: Answer<Vec<Member>> },
+    Members {
+        group: GroupId,
+        answer: Answer<Vec<Member>>,
+    },
     /// The safety number with `user`, from a group both are in.
     SafetyNumber { user: UserId, answer: Answer<String> },
     /// Encrypts and sends a typing signal (live only).
@@ -144,7 +147,11 @@ pub(crate) enum Command {
     /// Leaves a group.
     Leave { group: GroupId, answer: Answer<()> },
     /// Raises a group's read mark.
-    MarkRead { group: GroupId, seq: u64, answer: Answer<()> },
+    MarkRead {
+        group: GroupId,
+        seq: u64,
+        answer: Answer<()>,
+    },
     /// Saves a setting.
     PutSetting {
         key: Vec<u8>,
@@ -333,7 +340,10 @@ impl Engine {
             // relay's log has it, discarded otherwise.
             for group in self.device.groups()? {
                 if self.device.has_pending_commit(&group)? {
-                    self.ops.entry(group.clone()).or_default().push_front(change::Op::resolve());
+                    self.ops
+                        .entry(group.clone())
+                        .or_default()
+                        .push_front(change::Op::resolve());
                     self.progress(now, &group)?;
                 }
             }
@@ -575,7 +585,10 @@ impl Engine {
 
     fn flow(&mut self, group: &GroupId) -> Result<&mut Flow, Error> {
         if !self.flows.contains_key(group) {
-            let cursor = self.local.get_staged(&self.staged.batch, &key::cursor(group))?.unwrap_or(0);
+            let cursor = self
+                .local
+                .get_staged(&self.staged.batch, &key::cursor(group))?
+                .unwrap_or(0);
             self.flows.insert(
                 group.clone(),
                 Flow {
@@ -686,7 +699,9 @@ impl Engine {
             while flow.queue.first_key_value().is_some_and(|(&s, _)| s <= cursor) {
                 flow.queue.pop_first();
             }
-            let Some((&seq, _)) = flow.queue.first_key_value() else { break };
+            let Some((&seq, _)) = flow.queue.first_key_value() else {
+                break;
+            };
             if seq != cursor + 1 {
                 if !flow.fetching && connected {
                     flow.fetching = true;
@@ -694,7 +709,9 @@ impl Engine {
                 }
                 break;
             }
-            let Some((_, entry)) = flow.queue.pop_first() else { break };
+            let Some((_, entry)) = flow.queue.pop_first() else {
+                break;
+            };
             self.apply(entry)?;
             if !self.joined(group)? {
                 // Removed by this entry: nothing after it is for us.
@@ -1121,16 +1138,14 @@ impl Engine {
                     Err(e) => self.answer(answer, Err(e.into())),
                 }
             }
-            Command::CreateGroup { group, meta, answer } => {
-                match self.device.create_group(&group) {
-                    Ok(()) => {
-                        self.staged.batch.put(key::group(&group), &meta)?;
-                        self.emit(Event::Joined { group });
-                        self.answer(answer, Ok(()));
-                    }
-                    Err(e) => self.answer(answer, Err(e.into())),
+            Command::CreateGroup { group, meta, answer } => match self.device.create_group(&group) {
+                Ok(()) => {
+                    self.staged.batch.put(key::group(&group), &meta)?;
+                    self.emit(Event::Joined { group });
+                    self.answer(answer, Ok(()));
                 }
-            }
+                Err(e) => self.answer(answer, Err(e.into())),
+            },
             Command::Change { group, change, answer } => {
                 if self.conn.is_none() {
                     let _ = answer.send(Err(Error::Offline));
@@ -1147,7 +1162,10 @@ impl Engine {
                     let _ = answer.send(Err(Error::Offline));
                     return Ok(());
                 }
-                self.ops.entry(group.clone()).or_default().push_back(change::Op::leave(answer));
+                self.ops
+                    .entry(group.clone())
+                    .or_default()
+                    .push_back(change::Op::leave(answer));
                 self.progress(now, &group)?;
             }
             Command::MarkRead { group, seq, answer } => {
@@ -1221,7 +1239,12 @@ impl Engine {
 
     fn safety_number(&mut self, partner: &UserId) -> Result<String, Error> {
         for group in self.device.groups()? {
-            if self.device.members(&group)?.iter().any(|m| m.credential.user == *partner) {
+            if self
+                .device
+                .members(&group)?
+                .iter()
+                .any(|m| m.credential.user == *partner)
+            {
                 return crate::client::safety_number_of(&mut self.device, &group, &self.user, partner);
             }
         }

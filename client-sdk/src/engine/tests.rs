@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use hush_crypto::content::{Content, Payload};
 use hush_crypto::{Device, DeviceConfig, MlsStore};
-use hush_protocol::frame::{
-    ClientFrame, InboxEntry, InboxKind, LogEntry, MessageKind, RelayFrame, Reply, Request,
-};
+use hush_protocol::frame::{ClientFrame, InboxEntry, InboxKind, LogEntry, MessageKind, RelayFrame, Reply, Request};
 use hush_protocol::{ErrorCode, ErrorDetail, GroupId, UserId, WireError};
 use tokio::sync::oneshot;
 
@@ -294,7 +292,11 @@ fn outbox_items_go_out_together_in_order_and_answers_may_come_in_any_order() {
         answers.push(rx);
     }
     p.bob.flush();
-    assert_eq!(p.bob.durable_commits() - before, 1, "five enqueued and sealed in one transaction");
+    assert_eq!(
+        p.bob.durable_commits() - before,
+        1,
+        "five enqueued and sealed in one transaction"
+    );
     for mut a in answers {
         assert!(matches!(a.try_recv(), Ok(Ok(()))));
     }
@@ -325,7 +327,11 @@ fn outbox_items_go_out_together_in_order_and_answers_may_come_in_any_order() {
     }
     p.bob.flush();
     assert!(p.bob.outbox.is_empty());
-    let sent = p.drain_events().iter().filter(|e| matches!(e, Event::Sent { .. })).count();
+    let sent = p
+        .drain_events()
+        .iter()
+        .filter(|e| matches!(e, Event::Sent { .. }))
+        .count();
     assert_eq!(sent, 5);
     let stored: Vec<(Vec<u8>, crate::outbox::OutboxItem)> =
         p.bob.local.scan(crate::store::key::OUTBOX, None, false, 100).unwrap();
@@ -346,7 +352,13 @@ fn a_rate_limited_item_is_sent_again_with_the_same_bytes_after_the_pause() {
     );
     p.bob.flush();
     let first = p.drain_transmits();
-    let [ClientFrame::Request { id, op: Request::Send(s1) }] = first.as_slice() else {
+    let [
+        ClientFrame::Request {
+            id,
+            op: Request::Send(s1),
+        },
+    ] = first.as_slice()
+    else {
         panic!("one Send: {first:?}")
     };
     p.reply(
@@ -362,7 +374,12 @@ fn a_rate_limited_item_is_sent_again_with_the_same_bytes_after_the_pause() {
     p.bob.handle_timeout(p.now + Duration::from_millis(300));
     p.bob.flush();
     let again = p.drain_transmits();
-    let [ClientFrame::Request { op: Request::Send(s2), .. }] = again.as_slice() else {
+    let [
+        ClientFrame::Request {
+            op: Request::Send(s2), ..
+        },
+    ] = again.as_slice()
+    else {
         panic!("sent again: {again:?}")
     };
     assert_eq!((s1.client_msg_id, &s1.payload), (s2.client_msg_id, &s2.payload));
@@ -390,7 +407,15 @@ fn a_message_typed_offline_waits_unsealed_and_goes_once_connected() {
     let sends = p
         .drain_transmits()
         .into_iter()
-        .filter(|f| matches!(f, ClientFrame::Request { op: Request::Send(_), .. }))
+        .filter(|f| {
+            matches!(
+                f,
+                ClientFrame::Request {
+                    op: Request::Send(_),
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(sends, 1);
     assert!(p.bob.outbox[0].item.sealed.is_some());
