@@ -149,21 +149,17 @@ async fn session(
         tokio::select! {
             frame = frames.recv() => {
                 let Some(frame) = frame else { break ("connection closed".to_owned(), Duration::ZERO) };
-                if let Some(delay) = closing_delay(inner, &frame) {
-                    if let RelayFrame::Closing(c) = &frame {
-                        break (format!("relay closed: {:?} {}", c.reason, c.message), delay);
-                    }
+                if let Some(closed) = relay_closing(inner, &frame) {
+                    break closed;
                 }
                 let now = Instant::now().into_std();
                 engine.handle_frame(now, frame);
                 let mut n = 1;
                 while n < MAX_BATCH {
                     let Ok(frame) = frames.try_recv() else { break };
-                    if let Some(delay) = closing_delay(inner, &frame) {
+                    if let Some(closed) = relay_closing(inner, &frame) {
                         engine.flush();
-                        if let RelayFrame::Closing(c) = &frame {
-                            break 'session (format!("relay closed: {:?} {}", c.reason, c.message), delay);
-                        }
+                        break 'session closed;
                     }
                     engine.handle_frame(now, frame);
                     n += 1;
@@ -201,15 +197,16 @@ async fn session(
     outcome
 }
 
-/// The relay's reconnect delay, if the frame is its `Closing`.
-fn closing_delay(inner: &Inner, frame: &RelayFrame) -> Option<Duration> {
+/// Why the relay closes and when to come back, if the frame is its `Closing`.
+fn relay_closing(inner: &Inner, frame: &RelayFrame) -> Option<(String, Duration)> {
     let RelayFrame::Closing(c) = frame else { return None };
     let delay = Duration::from_millis(c.reconnect_after_ms as u64);
-    Some(if c.reason == CloseReason::AuthFailed {
+    let delay = if c.reason == CloseReason::AuthFailed {
         delay.max(inner.timing.backoff_max)
     } else {
         delay
-    })
+    };
+    Some((format!("relay closed: {:?} {}", c.reason, c.message), delay))
 }
 
 /// Once pending commits are resolved and key packages stocked: a first

@@ -228,13 +228,17 @@ struct Conn {
     settled: bool,
 }
 
+/// An answer to a command, sent once its batch is durable (`None`) or
+/// failed (the error).
+type Release = Box<dyn FnOnce(Option<&str>) + std::marker::Send>;
+
 /// What a batch releases once it is durable.
 #[derive(Default)]
 struct Staged {
     batch: Batch,
     events: Vec<Event>,
     transmits: Vec<ClientFrame>,
-    answers: Vec<Box<dyn FnOnce(Option<&str>) + std::marker::Send>>,
+    answers: Vec<Release>,
 }
 
 /// The client's state machine. See the module docs for the order of calls.
