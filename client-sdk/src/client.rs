@@ -7,18 +7,21 @@ use std::time::Duration;
 use hush_crypto::content::{Content, MessageId, Payload};
 use hush_crypto::safety_number::SafetyNumber;
 use hush_crypto::{Device, DeviceConfig, DeviceIdentity, MlsStore};
-use hush_protocol::frame::{ClientFrame, Policy, Posters, Registration, Reply, Request};
+use hush_protocol::frame::{Policy, Posters, Registration, Reply, Request};
 use hush_protocol::{DeviceId, GroupId, UserId};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
-use crate::engine::{GroupMeta, State, now_ms};
+use crate::engine::{Answer, Change, Command, Engine, EngineConfig, GroupMeta, now_ms};
 use crate::error::Error;
 use crate::event::{Event, Member, Message};
 use crate::outbox::OutboxItem;
-use crate::store::{Batch, LocalStore, key};
+use crate::store::{LocalStore, key};
 use crate::transport::TransportConfig;
-use crate::wire::{self, Trust, WireClient};
+use crate::wire::{self, Trust};
+
+/// App calls waiting for the client's task; a caller beyond that waits.
+const COMMAND_QUEUE: usize = 1024;
 
 /// What is saved about this device in the data directory.
 #[derive(Serialize, Deserialize)]
@@ -38,6 +41,11 @@ pub struct Timing {
     /// Default 10 s. A connection with no frame from the relay for three
     /// intervals is treated as dead and replaced.
     pub heartbeat: Duration,
+    /// How long a request to the relay may wait for its answer. Default
+    /// 10 s. One that takes longer fails its call with [`Error::Timeout`]
+    /// and the connection is replaced (outbox items and other work in flight
+    /// are sent again on the next one).
+    pub request_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -46,6 +54,7 @@ impl Default for Timing {
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -134,7 +143,7 @@ impl ClientBuilder {
             .ok_or_else(|| Error::Config("data directory missing".into()))?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
         let db = crate::store::open_database(&dir)?;
-        let local = LocalStore::open_in(db.clone())?;
+        let local = Arc::new(LocalStore::open_in(db.clone())?);
         let mls = MlsStore::open_in(db).map_err(hush_crypto::Error::from)?;
         let saved: Option<IdentityRecord> = local.get(key::IDENTITY)?;
         let (record, device) = match saved {
@@ -167,8 +176,17 @@ impl ClientBuilder {
         let (events, _) = broadcast::channel(4096);
         let (connected, _) = watch::channel(false);
         let (shutdown, _) = watch::channel(false);
-        let (commit_proposals, proposals_rx) = mpsc::unbounded_channel();
-        let (replenish, replenish_rx) = mpsc::unbounded_channel();
+        let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+        let engine = Engine::new(
+            device,
+            local.clone(),
+            identity.user.clone(),
+            EngineConfig {
+                request_timeout: self.timing.request_timeout,
+                heartbeat: self.timing.heartbeat,
+                ..EngineConfig::default()
+            },
+        )?;
         let inner = Arc::new(Inner {
             relay,
             trust,
@@ -179,19 +197,12 @@ impl ClientBuilder {
             registration: Mutex::new(self.registration.unwrap_or(Registration::None)),
             timing: self.timing,
             transport: self.transport,
-            state: tokio::sync::Mutex::new(State {
-                device,
-                waiting: Default::default(),
-            }),
             local,
-            conn: Mutex::new(None),
+            commands,
             events,
-            outbox: Notify::new(),
             connected,
             shutdown,
             reconnect: Notify::new(),
-            commit_proposals,
-            replenish,
             settled: watch::channel(false).0,
             transport_state: Default::default(),
             current_transport: Mutex::new(None),
@@ -199,7 +210,7 @@ impl ClientBuilder {
         let stream = EventStream {
             rx: inner.events.subscribe(),
         };
-        let task = tokio::spawn(crate::session::run(inner.clone(), proposals_rx, replenish_rx));
+        let task = tokio::spawn(crate::session::run(inner.clone(), engine, commands_rx));
         let client = Client {
             inner,
             task: Arc::new(Mutex::new(Some(task))),
@@ -219,16 +230,15 @@ pub(crate) struct Inner {
     pub registration: Mutex<Registration>,
     pub timing: Timing,
     pub transport: TransportConfig,
-    pub state: tokio::sync::Mutex<State>,
-    pub local: LocalStore,
-    pub conn: Mutex<Option<Arc<WireClient>>>,
+    /// Reads of committed records (history, outbox length, settings); every
+    /// write goes through the engine.
+    pub local: Arc<LocalStore>,
+    /// App calls to the client's task, which owns the engine.
+    pub commands: mpsc::Sender<Command>,
     pub events: broadcast::Sender<Event>,
-    pub outbox: Notify,
     pub connected: watch::Sender<bool>,
     pub shutdown: watch::Sender<bool>,
     pub reconnect: Notify,
-    pub commit_proposals: mpsc::UnboundedSender<GroupId>,
-    pub replenish: mpsc::UnboundedSender<()>,
     /// Set once this connection resolved pending commits and stocked key packages.
     pub settled: watch::Sender<bool>,
     pub transport_state: crate::transport::TransportState,
@@ -245,12 +255,13 @@ impl Inner {
             .map(|(k, _)| GroupId(k[2..].to_vec())))
     }
 
-    pub(crate) fn wire(&self) -> Result<Arc<WireClient>, Error> {
-        self.conn
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or(Error::Offline)
+    pub(crate) fn emit(&self, event: Event) {
+        // No subscriber is fine: history is in the database.
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn group_meta(&self, group: &GroupId) -> Result<Option<GroupMeta>, Error> {
+        self.local.get(&key::group(group))
     }
 }
 
@@ -385,8 +396,25 @@ impl Client {
         }
     }
 
-    fn wire(&self) -> Result<Arc<WireClient>, Error> {
-        self.inner.wire()
+    /// Hands a command to the client's task and waits for its answer.
+    pub(crate) async fn call<T>(&self, make: impl FnOnce(Answer<T>) -> Command) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.commands.send(make(tx)).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// A request to the relay through the engine (with its timeout).
+    pub(crate) async fn request(&self, request: Request) -> Result<Reply, Error> {
+        self.call(|answer| Command::Request { request, answer }).await
+    }
+
+    async fn change(&self, group: &GroupId, change: Change) -> Result<Option<u64>, Error> {
+        self.call(|answer| Command::Change {
+            group: group.clone(),
+            change,
+            answer,
+        })
+        .await
     }
 
     /// Creates a group with `users` (all their devices) and this user's other
@@ -412,9 +440,8 @@ impl Client {
         direct_with: Option<String>,
         own_devices: bool,
     ) -> Result<GroupId, Error> {
-        let wire = self.wire()?;
         let group = GroupId(rand::random::<[u8; 16]>().to_vec());
-        let reply = wire
+        let reply = self
             .request(Request::CreateGroup {
                 group: group.clone(),
                 policy: Policy {
@@ -427,36 +454,40 @@ impl Client {
         if !matches!(reply, Reply::GroupCreated { .. }) {
             return Err(Error::Connection(format!("unexpected reply {reply:?}")));
         }
-        let mut st = self.inner.state.lock().await;
-        st.device.create_group(&group)?;
         let meta = GroupMeta {
             name: name.to_owned(),
             direct_with,
             own_devices,
             ..Default::default()
         };
-        self.inner.local.put(key::group(&group), &meta)?;
-        self.inner.emit(Event::Joined { group: group.clone() });
-        let mut packages = self.claim_own_other_devices(&wire).await?;
+        self.call(|answer| Command::CreateGroup {
+            group: group.clone(),
+            meta,
+            answer,
+        })
+        .await?;
+        let mut packages = self.claim_own_other_devices().await?;
         for u in users {
             if *u == self.inner.user.0 {
                 continue;
             }
-            packages.extend(claim(&wire, u, None).await?);
+            packages.extend(claim(self, u, None).await?);
         }
         if !packages.is_empty() {
-            self.inner
-                .commit_change(&mut st, &wire, &group, |d| {
-                    let refs: Vec<&[u8]> = packages.iter().map(Vec::as_slice).collect();
-                    Ok(Some(d.add_members(&group, &refs)?))
-                })
-                .await?;
+            self.change(
+                &group,
+                Change::Add {
+                    packages,
+                    unless_member: None,
+                },
+            )
+            .await?;
         }
         Ok(group)
     }
 
-    async fn claim_own_other_devices(&self, wire: &WireClient) -> Result<Vec<Vec<u8>>, Error> {
-        let Reply::Devices(devices) = wire
+    async fn claim_own_other_devices(&self) -> Result<Vec<Vec<u8>>, Error> {
+        let Reply::Devices(devices) = self
             .request(Request::ListDevices {
                 user: self.inner.user.clone(),
             })
@@ -467,7 +498,7 @@ impl Client {
         let mut out = Vec::new();
         for d in devices {
             if d.device != self.inner.device_id {
-                match claim(wire, &self.inner.user.0, Some(d.device)).await {
+                match claim(self, &self.inner.user.0, Some(d.device)).await {
                     Ok(p) => out.extend(p),
                     Err(Error::NoDevices(_)) => {}
                     Err(e) => return Err(e),
@@ -479,58 +510,35 @@ impl Client {
 
     /// Adds every device of `user` to the group. Needs a connection.
     pub async fn add_user(&self, group: &GroupId, user: &str) -> Result<(), Error> {
-        let wire = self.wire()?;
-        let mut st = self.inner.state.lock().await;
-        let present: Vec<DeviceId> = st.device.members(group)?.iter().map(|m| m.credential.device).collect();
-        let packages: Vec<Vec<u8>> = claim_filtered(&wire, user, &present).await?;
+        let present: Vec<DeviceId> = self.members(group).await?.iter().map(|m| m.device).collect();
+        let packages: Vec<Vec<u8>> = claim_filtered(self, user, &present).await?;
         if packages.is_empty() {
             return Err(Error::NoDevices(user.to_owned()));
         }
-        self.inner
-            .commit_change(&mut st, &wire, group, |d| {
-                let refs: Vec<&[u8]> = packages.iter().map(Vec::as_slice).collect();
-                Ok(Some(d.add_members(group, &refs)?))
-            })
-            .await?;
+        self.change(
+            group,
+            Change::Add {
+                packages,
+                unless_member: None,
+            },
+        )
+        .await?;
         Ok(())
     }
 
     /// Removes every device of `user` from the group. Needs a connection.
     pub async fn remove_user(&self, group: &GroupId, user: &str) -> Result<(), Error> {
-        let wire = self.wire()?;
-        let mut st = self.inner.state.lock().await;
-        let target = UserId(user.to_owned());
-        self.inner
-            .commit_change(&mut st, &wire, group, |d| {
-                let devices: Vec<DeviceId> = d
-                    .members(group)?
-                    .into_iter()
-                    .filter(|m| m.credential.user == target)
-                    .map(|m| m.credential.device)
-                    .collect();
-                if devices.is_empty() {
-                    return Ok(None);
-                }
-                Ok(Some(d.remove_members(group, &devices)?))
-            })
-            .await?;
+        self.change(group, Change::RemoveUser(UserId(user.to_owned()))).await?;
         Ok(())
     }
 
     /// Removes one device from every group of this device that contains it
     /// (for example a lost phone of this user). Needs a connection.
     pub async fn remove_device(&self, device: DeviceId) -> Result<(), Error> {
-        let wire = self.wire()?;
-        let mut st = self.inner.state.lock().await;
-        for group in st.device.groups()? {
-            self.inner
-                .commit_change(&mut st, &wire, &group, |d| {
-                    if !d.members(&group)?.iter().any(|m| m.credential.device == device) {
-                        return Ok(None);
-                    }
-                    Ok(Some(d.remove_members(&group, &[device])?))
-                })
-                .await?;
+        for g in self.groups().await? {
+            if g.members.iter().any(|m| m.device == device) {
+                self.change(&g.group, Change::RemoveDevice(device)).await?;
+            }
         }
         Ok(())
     }
@@ -538,69 +546,25 @@ impl Client {
     /// Leaves a group: asks the other members to remove this device (the
     /// next commit of one of them does) and stops showing the group.
     pub async fn leave(&self, group: &GroupId) -> Result<(), Error> {
-        let wire = self.wire()?;
-        let mut st = self.inner.state.lock().await;
-        self.inner.catch_up(&mut st, &wire, group).await?;
-        let epoch = st.device.epoch(group)?;
-        let proposal = st.device.leave(group)?;
-        wire.request(Request::Send(hush_protocol::frame::Send {
+        self.call(|answer| Command::Leave {
             group: group.clone(),
-            client_msg_id: rand::random(),
-            kind: hush_protocol::frame::MessageKind::Proposal,
-            epoch,
-            payload: proposal.into(),
-            roster: None,
-        }))
-        .await?;
-        let mut batch = Batch::default();
-        self.inner.mark_left(&mut batch, group)?;
-        self.inner.local.commit(batch)?;
-        self.inner.emit(Event::Removed { group: group.clone() });
-        Ok(())
+            answer,
+        })
+        .await
     }
 
     /// This device's groups (those it has not left).
     pub async fn groups(&self) -> Result<Vec<GroupSummary>, Error> {
-        let mut st = self.inner.state.lock().await;
-        let mut out = Vec::new();
-        for group in st.device.groups()? {
-            let meta = self.inner.group_meta(&group)?.unwrap_or_default();
-            if meta.left {
-                continue;
-            }
-            let members = st
-                .device
-                .members(&group)?
-                .into_iter()
-                .map(|m| Member {
-                    user: m.credential.user,
-                    device: m.credential.device,
-                })
-                .collect();
-            out.push(GroupSummary {
-                seq: self.inner.local.cursor(&group)?,
-                group,
-                name: meta.name,
-                direct_with: meta.direct_with,
-                own_devices: meta.own_devices,
-                members,
-            });
-        }
-        Ok(out)
+        self.call(|answer| Command::Groups { answer }).await
     }
 
     /// The members of a group.
     pub async fn members(&self, group: &GroupId) -> Result<Vec<Member>, Error> {
-        let mut st = self.inner.state.lock().await;
-        Ok(st
-            .device
-            .members(group)?
-            .into_iter()
-            .map(|m| Member {
-                user: m.credential.user,
-                device: m.credential.device,
-            })
-            .collect())
+        self.call(|answer| Command::Members {
+            group: group.clone(),
+            answer,
+        })
+        .await
     }
 
     /// A page of a group's decrypted history, newest first: up to `limit`
@@ -636,29 +600,14 @@ impl Client {
     }
 
     async fn synced(&self) -> Result<bool, Error> {
-        if self.outbox_len()? > 0 || !*self.inner.settled.borrow() {
+        if !*self.inner.settled.borrow() {
             return Ok(false);
         }
-        let Ok(wire) = self.wire() else {
+        let Ok(Reply::Groups(groups)) = self.request(Request::ListGroups).await else {
             return Ok(false);
         };
-        let Reply::Groups(groups) = (match wire.request(Request::ListGroups).await {
-            Ok(r) => r,
-            Err(_) => return Ok(false),
-        }) else {
-            return Ok(false);
-        };
-        let st = self.inner.state.lock().await;
-        let known = st.device.groups()?;
-        for g in groups {
-            if !known.contains(&g.group) {
-                return Ok(false);
-            }
-            if self.inner.local.cursor(&g.group)? < g.head_seq {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        let heads = groups.into_iter().map(|g| (g.group, g.head_seq)).collect();
+        self.call(|answer| Command::Synced { heads, answer }).await
     }
 
     /// Messages waiting in the outbox (not yet stored by the relay).
@@ -685,14 +634,14 @@ impl Client {
     }
 
     pub(crate) async fn enqueue(&self, group: &GroupId, content: Content) -> Result<String, Error> {
-        let st = self.inner.state.lock().await;
-        if !st.device.groups()?.contains(group) {
-            return Err(Error::UnknownGroup(group.to_hex()));
-        }
-        drop(st);
         let payload = Payload::new(content, now_ms());
         let id = hex::encode(payload.id.0);
-        crate::outbox::push(&self.inner, group, payload)?;
+        self.call(|answer| Command::Enqueue {
+            group: group.clone(),
+            payload,
+            answer,
+        })
+        .await?;
         Ok(id)
     }
 
@@ -769,9 +718,12 @@ impl Client {
         if !unread.is_empty() {
             self.enqueue(group, Content::ReadReceipt { messages: unread }).await?;
         }
-        let mut meta = meta;
-        meta.read_up_to = head;
-        self.inner.local.put(key::group(group), &meta)?;
+        self.call(|answer| Command::MarkRead {
+            group: group.clone(),
+            seq: head,
+            answer,
+        })
+        .await?;
         if let Some(own) = self.own_devices_group().await? {
             self.enqueue(
                 &own,
@@ -789,7 +741,14 @@ impl Client {
     /// private group of the user's devices, on every other device of the user
     /// ([`Event::SettingChanged`] there). Works offline (outbox).
     pub async fn set_setting(&self, name: &str, value: serde_json::Value) -> Result<(), Error> {
-        self.inner.local.put(key::setting(&format!("user/{name}")), &value)?;
+        let k = key::setting(&format!("user/{name}"));
+        let v = value.clone();
+        self.call(|answer| Command::PutSetting {
+            key: k,
+            value: v,
+            answer,
+        })
+        .await?;
         if let Some(own) = self.own_devices_group().await? {
             self.enqueue(
                 &own,
@@ -816,37 +775,27 @@ impl Client {
     /// Tells the group's members who are online now that this user is (or
     /// stopped) typing. Ephemeral: never stored, dropped when offline.
     pub async fn typing(&self, group: &GroupId, active: bool) -> Result<(), Error> {
-        let wire = self.wire()?;
-        let payload = Payload::new(Content::Typing { active }, now_ms());
-        let ciphertext = {
-            let mut st = self.inner.state.lock().await;
-            st.device.send(group, &payload)?
-        };
-        wire.send(&ClientFrame::Ephemeral {
+        self.call(|answer| Command::Typing {
             group: group.clone(),
-            payload: ciphertext.into(),
+            active,
+            answer,
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     /// The safety number between this user and `user` (60 digits, the same
     /// on both sides), from a group both are in.
     pub async fn safety_number(&self, user: &str) -> Result<String, Error> {
-        let partner = UserId(user.to_owned());
-        let mut st = self.inner.state.lock().await;
-        for group in st.device.groups()? {
-            if st.device.members(&group)?.iter().any(|m| m.credential.user == partner) {
-                return safety_number_of(&mut st.device, &group, &self.inner.user, &partner);
-            }
-        }
-        Err(Error::NoDevices(user.to_owned()))
+        self.call(|answer| Command::SafetyNumber {
+            user: UserId(user.to_owned()),
+            answer,
+        })
+        .await
     }
 
     /// The devices of `user` registered at the relay. Needs a connection.
     pub async fn devices(&self, user: &str) -> Result<Vec<hush_protocol::frame::DeviceInfo>, Error> {
         match self
-            .wire()?
             .request(Request::ListDevices {
                 user: UserId(user.to_owned()),
             })
@@ -866,7 +815,7 @@ impl Client {
             .map(|m| m.device)
             .filter(|d| *d != self.inner.device_id)
             .collect();
-        match self.wire()?.request(Request::GetPresence { devices }).await? {
+        match self.request(Request::GetPresence { devices }).await? {
             Reply::Presence(p) => Ok(p),
             other => Err(Error::Connection(format!("unexpected reply {other:?}"))),
         }
@@ -908,8 +857,8 @@ fn parse_id(id: &str) -> Result<MessageId, Error> {
 }
 
 /// Claims one key package per device of `user` (or only `device`).
-pub(crate) async fn claim(wire: &WireClient, user: &str, device: Option<DeviceId>) -> Result<Vec<Vec<u8>>, Error> {
-    match wire
+pub(crate) async fn claim(client: &Client, user: &str, device: Option<DeviceId>) -> Result<Vec<Vec<u8>>, Error> {
+    match client
         .request(Request::ClaimKeyPackages {
             user: UserId(user.to_owned()),
             device,
@@ -926,13 +875,13 @@ pub(crate) async fn claim(wire: &WireClient, user: &str, device: Option<DeviceId
         {
             Err(Error::NoDevices(user.to_owned()))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
 /// Claims key packages for the devices of `user` not in `present`.
-async fn claim_filtered(wire: &WireClient, user: &str, present: &[DeviceId]) -> Result<Vec<Vec<u8>>, Error> {
-    let Reply::Devices(devices) = wire
+async fn claim_filtered(client: &Client, user: &str, present: &[DeviceId]) -> Result<Vec<Vec<u8>>, Error> {
+    let Reply::Devices(devices) = client
         .request(Request::ListDevices {
             user: UserId(user.to_owned()),
         })
@@ -943,7 +892,7 @@ async fn claim_filtered(wire: &WireClient, user: &str, present: &[DeviceId]) -> 
     let mut out = Vec::new();
     for d in devices {
         if !present.contains(&d.device) {
-            match claim(wire, user, Some(d.device)).await {
+            match claim(client, user, Some(d.device)).await {
                 Ok(p) => out.extend(p),
                 Err(Error::NoDevices(_)) => {}
                 Err(e) => return Err(e),

@@ -19,6 +19,10 @@ pub enum Error {
     /// The connection failed during the call.
     #[error("connection: {0}")]
     Connection(String),
+    /// The relay did not answer a request in time; the connection is
+    /// replaced (what was in flight is sent again on the next one).
+    #[error("the relay did not answer in time")]
+    Timeout,
     /// An MLS operation failed.
     #[error("MLS: {0}")]
     Crypto(#[from] hush_crypto::Error),
@@ -61,6 +65,7 @@ impl From<ClientError> for Error {
         match e {
             ClientError::Relay(w) => Error::Relay(w),
             ClientError::Config(c) => Error::Config(c),
+            ClientError::Timeout => Error::Timeout,
             other => Error::Connection(other.to_string()),
         }
     }

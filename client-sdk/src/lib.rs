@@ -38,10 +38,12 @@
 //! The data directory holds one redb database, `device.redb`, with two
 //! tables: hush-crypto's MLS state (the device key, key packages, groups) and
 //! the SDK's records (the device identity record, outbox, per-group cursors,
-//! decrypted history, group labels, read state, settings). Every change is
-//! one fsynced transaction, and processing a message changes both tables in
-//! the same transaction. A client reopened on the same directory continues
-//! where it stopped. (Directories of earlier versions, with `mls.redb` and
+//! decrypted history, group labels, read state, settings). Processing a
+//! message changes both tables in the same transaction, and a burst of
+//! delivered messages (a catch-up, a busy group) is processed as a batch:
+//! one fsynced transaction for the whole run of entries, after which their
+//! events are emitted and one acknowledgement goes to the relay. A client
+//! reopened on the same directory continues where it stopped. (Directories of earlier versions, with `mls.redb` and
 //! `sdk.redb`, are moved into `device.redb` when opened.)
 //!
 //! # The event model
@@ -55,6 +57,17 @@
 //! the events it missed. `Typing` and `Presence` are live only. `Connection`
 //! reports the connection state; `Truncated` says the relay no longer had
 //! messages this device never received (retention), which are lost.
+//!
+//! # Inside
+//!
+//! One task per client owns all of its state: a sans-IO engine (frames,
+//! replies, app calls and timer ticks in; frames, events and one
+//! transaction per batch out; see `engine/mod.rs`), pumped by a thin loop
+//! over the connection. App calls are messages to that task with an answer
+//! channel; no lock is held across a round trip. Every request to the relay
+//! has a deadline ([`Timing::request_timeout`]): a call whose request is not
+//! answered in time fails with [`Error::Timeout`] and the connection is
+//! replaced. Up to 32 outbox items are in flight at once, in order.
 //!
 //! # Delivery guarantees
 //!

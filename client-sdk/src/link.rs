@@ -359,7 +359,6 @@ impl Client {
     /// device, the own-devices group first. Returns how many groups it was
     /// added to.
     pub(crate) async fn add_own_device(&self, device: DeviceId) -> Result<usize, Error> {
-        let wire = self.inner.wire()?;
         if self.own_devices_group().await?.is_none() {
             // Created with every registered device of the user, the new one too.
             self.create_own_devices_group().await?;
@@ -371,16 +370,15 @@ impl Client {
             if g.members.iter().any(|m| m.device == device) {
                 continue;
             }
-            let packages = crate::client::claim(&wire, &self.inner.user.0, Some(device)).await?;
-            let mut st = self.inner.state.lock().await;
+            let packages = crate::client::claim(self, &self.inner.user.0, Some(device)).await?;
             let seq = self
-                .inner
-                .commit_change(&mut st, &wire, &g.group, |d| {
-                    if d.members(&g.group)?.iter().any(|m| m.credential.device == device) {
-                        return Ok(None);
-                    }
-                    let refs: Vec<&[u8]> = packages.iter().map(Vec::as_slice).collect();
-                    Ok(Some(d.add_members(&g.group, &refs)?))
+                .call(|answer| crate::engine::Command::Change {
+                    group: g.group.clone(),
+                    change: crate::engine::Change::Add {
+                        packages,
+                        unless_member: Some(device),
+                    },
+                    answer,
                 })
                 .await?;
             added += usize::from(seq.is_some());

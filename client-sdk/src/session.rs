@@ -1,34 +1,31 @@
-//! The background task of a client: connect, run one session, reconnect
-//! with exponential backoff and jitter, forever (until closed).
+//! The one task of a client: it owns the [`Engine`] and pumps it. Connect,
+//! run one session, reconnect with exponential backoff and jitter, forever
+//! (until closed); app calls arrive as [`Command`]s, also while offline.
 //!
-//! One session: authenticate (resuming each group after the local cursor),
-//! then concurrently (a) process every frame the relay sends, in order,
-//! (b) ping every heartbeat and drop the connection when nothing has arrived
-//! for three heartbeats, (c) resolve commits left pending by a lost
-//! connection, keep key packages stocked, and drain the outbox.
+//! One turn of the loop: wait for the next input (a frame, a command, the
+//! engine's timer), feed it and every other input already waiting (up to
+//! [`MAX_BATCH`]) to the engine, flush the engine (one transaction for all
+//! of them), then hand its frames to the connection and its events to the
+//! app. No lock is held anywhere: the engine belongs to this task alone.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hush_protocol::GroupId;
-use hush_protocol::frame::{ClientFrame, CloseReason, Notice, Registration, RelayFrame, Reply, Request};
+use hush_protocol::frame::{CloseReason, Registration, RelayFrame};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::client::Inner;
-use crate::error::Error;
-use crate::event::{ConnectionState, Event, Member};
+use crate::engine::{Command, Engine};
+use crate::event::{ConnectionState, Event};
 use crate::wire::WireClient;
 
-/// Key packages kept at the relay.
-const KEY_PACKAGES_LOW: u32 = 10;
-const KEY_PACKAGES_BATCH: usize = 30;
+/// Inputs fed to the engine before one flush: a burst of deliveries (a
+/// catch-up) becomes batches of up to this many entries, each one
+/// transaction.
+const MAX_BATCH: usize = 512;
 
-pub(crate) async fn run(
-    inner: Arc<Inner>,
-    mut proposals: mpsc::UnboundedReceiver<GroupId>,
-    mut replenish: mpsc::UnboundedReceiver<()>,
-) {
+pub(crate) async fn run(inner: Arc<Inner>, mut engine: Engine, mut commands: mpsc::Receiver<Command>) {
     let mut shutdown = inner.shutdown.subscribe();
     let mut attempt: u32 = 0;
     loop {
@@ -38,17 +35,23 @@ pub(crate) async fn run(
         attempt = attempt.saturating_add(1);
         inner.emit(Event::Connection(ConnectionState::Connecting { attempt }));
         let connect = crate::transport::connect(&inner);
-        let result = tokio::select! {
-            r = connect => r,
-            _ = closing(&mut shutdown) => return,
+        tokio::pin!(connect);
+        let result = loop {
+            tokio::select! {
+                r = &mut connect => break r,
+                Some(c) = commands.recv() => offline(&inner, &mut engine, c),
+                _ = closing(&mut shutdown) => return,
+            }
         };
         let (reason, min_delay) = match result {
             Ok((wire, transport)) => {
                 attempt = 0;
-                session(&inner, wire, transport, &mut proposals, &mut replenish).await
+                session(&inner, &mut engine, &mut commands, wire, transport).await
             }
             Err(e) => (e.to_string(), Duration::ZERO),
         };
+        engine.handle_disconnected();
+        release(&inner, &mut engine);
         let _ = inner.connected.send_replace(false);
         if *shutdown.borrow() {
             return;
@@ -58,11 +61,32 @@ pub(crate) async fn run(
             reason,
             retry_in_ms: delay.as_millis() as u64,
         }));
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = inner.reconnect.notified() => {}
-            _ = closing(&mut shutdown) => return,
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => break,
+                _ = inner.reconnect.notified() => break,
+                Some(c) = commands.recv() => offline(&inner, &mut engine, c),
+                _ = closing(&mut shutdown) => return,
+            }
         }
+    }
+}
+
+/// A command while there is no connection (reads, the outbox).
+fn offline(inner: &Inner, engine: &mut Engine, command: Command) {
+    engine.handle_command(Instant::now().into_std(), command);
+    release(inner, engine);
+}
+
+/// Flushes the engine and emits its events; frames are dropped (there is no
+/// connection to carry them; the engine sends what matters again).
+fn release(inner: &Inner, engine: &mut Engine) {
+    engine.flush();
+    while engine.poll_transmit().is_some() {}
+    while let Some(e) = engine.poll_event() {
+        inner.emit(e);
     }
 }
 
@@ -76,17 +100,14 @@ fn backoff(t: &crate::client::Timing, attempt: u32) -> Duration {
 
 async fn session(
     inner: &Arc<Inner>,
+    engine: &mut Engine,
+    commands: &mut mpsc::Receiver<Command>,
     mut wire: WireClient,
     transport: &'static str,
-    proposals: &mut mpsc::UnboundedReceiver<GroupId>,
-    replenish: &mut mpsc::UnboundedReceiver<()>,
 ) -> (String, Duration) {
     let mut frames = wire.take_events();
     let relay_hb = Duration::from_millis(wire.challenge().heartbeat_ms.max(100) as u64);
-    let ping_every = inner.timing.heartbeat.min(relay_hb);
     let ready = wire.ready().clone();
-    let wire = Arc::new(wire);
-    *inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(wire.clone());
     *inner.current_transport.lock().unwrap_or_else(|p| p.into_inner()) = Some(transport);
     // Linked devices were approved by another device: that device adds them
     // to the groups. A first device starts the private group of its user.
@@ -95,178 +116,113 @@ async fn session(
             *inner.registration.lock().unwrap_or_else(|p| p.into_inner()),
             Registration::Linked { .. }
         );
+    engine.handle_connected(Instant::now().into_std(), relay_hb);
     let _ = inner.connected.send_replace(true);
     inner.emit(Event::Connection(ConnectionState::Connected {
         transport: transport.to_owned(),
     }));
 
-    let worker = {
-        let inner = inner.clone();
-        let wire = wire.clone();
-        tokio::spawn(async move {
-            if let Err(e) = background(&inner, &wire, first_device).await {
-                tracing::debug!(error = %e, "session worker stopped");
-            }
-        })
-    };
-
     let mut shutdown = inner.shutdown.subscribe();
-    let mut ticker = tokio::time::interval(ping_every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_rx = Instant::now();
-    let mut nonce = 0u64;
-    let outcome = loop {
+    // Work that is a sequence of app calls (it talks to this loop through
+    // commands, so it runs beside it).
+    let mut helper: Option<tokio::task::JoinHandle<()>> = None;
+    let outcome = 'session: loop {
+        engine.flush();
+        while let Some(e) = engine.poll_event() {
+            inner.emit(e);
+        }
+        while let Some(f) = engine.poll_transmit() {
+            if let Err(e) = wire.send(&f).await {
+                break 'session (e.to_string(), Duration::ZERO);
+            }
+        }
+        if let Some(reason) = engine.poll_close() {
+            break (reason, Duration::ZERO);
+        }
+        if engine.poll_settled() {
+            helper = Some(settle(inner.clone(), first_device));
+        }
+        let deadline = engine
+            .poll_timeout()
+            .map(Instant::from_std)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             frame = frames.recv() => {
                 let Some(frame) = frame else { break ("connection closed".to_owned(), Duration::ZERO) };
-                last_rx = Instant::now();
-                if let RelayFrame::Closing(c) = &frame {
-                    let delay = Duration::from_millis(c.reconnect_after_ms as u64);
-                    let delay = if c.reason == CloseReason::AuthFailed { delay.max(inner.timing.backoff_max) } else { delay };
-                    break (format!("relay closed: {:?} {}", c.reason, c.message), delay);
+                if let Some(closed) = relay_closing(inner, &frame) {
+                    break closed;
                 }
-                if let Err(e) = handle(inner, &wire, frame).await {
-                    tracing::warn!(error = %e, "processing a frame failed");
-                    if matches!(e, Error::Connection(_)) {
-                        break (e.to_string(), Duration::ZERO);
+                let now = Instant::now().into_std();
+                engine.handle_frame(now, frame);
+                let mut n = 1;
+                while n < MAX_BATCH {
+                    let Ok(frame) = frames.try_recv() else { break };
+                    if let Some(closed) = relay_closing(inner, &frame) {
+                        engine.flush();
+                        break 'session closed;
                     }
+                    engine.handle_frame(now, frame);
+                    n += 1;
+                }
+                while n < MAX_BATCH {
+                    let Ok(c) = commands.try_recv() else { break };
+                    engine.handle_command(now, c);
+                    n += 1;
                 }
             }
-            _ = ticker.tick() => {
-                if last_rx.elapsed() > ping_every * 3 {
-                    break ("no answer to heartbeats".to_owned(), Duration::ZERO);
-                }
-                nonce += 1;
-                let _ = wire.send(&ClientFrame::Ping { nonce }).await;
-            }
-            Some(group) = proposals.recv() => {
-                let mut st = inner.state.lock().await;
-                let r = inner.commit_change(&mut st, &wire, &group, |d| Ok(Some(d.self_update(&group)?))).await;
-                if let Err(e) = r { tracing::debug!(error = %e, "committing a leave request failed"); }
-            }
-            Some(()) = replenish.recv() => {
-                if let Err(e) = key_packages(inner, &wire).await {
-                    tracing::debug!(error = %e, "key package upload failed");
+            Some(c) = commands.recv() => {
+                let now = Instant::now().into_std();
+                engine.handle_command(now, c);
+                let mut n = 1;
+                while n < MAX_BATCH {
+                    let Ok(c) = commands.try_recv() else { break };
+                    engine.handle_command(now, c);
+                    n += 1;
                 }
             }
+            _ = tokio::time::sleep_until(deadline) => engine.handle_timeout(Instant::now().into_std()),
             _ = inner.reconnect.notified() => break ("reconnect requested".to_owned(), Duration::ZERO),
             _ = closing(&mut shutdown) => break ("closed".to_owned(), Duration::ZERO),
         }
     };
-    worker.abort();
-    // Wait for it to end, so a closed client holds no reference to its state.
-    let _ = worker.await;
+    if let Some(h) = helper {
+        h.abort();
+        // Wait for it to end, so a closed client holds no reference to its state.
+        let _ = h.await;
+    }
     inner.settled.send_replace(false);
-    *inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
     *inner.current_transport.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let _ = inner.connected.send_replace(false);
-    if let Ok(w) = Arc::try_unwrap(wire) {
-        w.close().await;
-    }
+    wire.close().await;
     outcome
 }
 
-/// Work that needs a connection but not the frame loop.
-async fn background(inner: &Arc<Inner>, wire: &WireClient, first_device: bool) -> Result<(), Error> {
-    {
-        let mut st = inner.state.lock().await;
-        inner.resolve_pending(&mut st, wire).await?;
-    }
-    key_packages(inner, wire).await?;
-    if first_device && inner.own_devices_group_id()?.is_none() {
-        let client = crate::client::Client::from_inner(inner.clone());
-        client.create_own_devices_group().await?;
-    }
-    inner.settled.send_replace(true);
-    loop {
-        crate::outbox::drain(inner, wire).await?;
-        inner.outbox.notified().await;
-    }
+/// Why the relay closes and when to come back, if the frame is its `Closing`.
+fn relay_closing(inner: &Inner, frame: &RelayFrame) -> Option<(String, Duration)> {
+    let RelayFrame::Closing(c) = frame else { return None };
+    let delay = Duration::from_millis(c.reconnect_after_ms as u64);
+    let delay = if c.reason == CloseReason::AuthFailed {
+        delay.max(inner.timing.backoff_max)
+    } else {
+        delay
+    };
+    Some((format!("relay closed: {:?} {}", c.reason, c.message), delay))
 }
 
-async fn key_packages(inner: &Inner, wire: &WireClient) -> Result<(), Error> {
-    let count = wire
-        .request(Request::UploadKeyPackages {
-            one_time: Vec::new(),
-            last_resort: None,
-        })
-        .await?;
-    let Reply::KeyPackageCount { one_time, last_resort } = count else {
-        return Ok(());
-    };
-    if one_time >= KEY_PACKAGES_LOW && last_resort {
-        return Ok(());
-    }
-    let mut packages = {
-        let mut st = inner.state.lock().await;
-        st.device
-            .generate_key_packages(KEY_PACKAGES_BATCH, usize::from(!last_resort))?
-    };
-    let last = if last_resort { None } else { packages.pop() };
-    wire.request(Request::UploadKeyPackages {
-        one_time: packages.into_iter().map(Into::into).collect(),
-        last_resort: last.map(Into::into),
+/// Once pending commits are resolved and key packages stocked: a first
+/// device creates the private group of its user's devices, then the client
+/// counts as settled.
+fn settle(inner: Arc<Inner>, first_device: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if first_device && matches!(inner.own_devices_group_id(), Ok(None)) {
+            let client = crate::client::Client::from_inner(inner.clone());
+            if let Err(e) = client.create_own_devices_group().await {
+                tracing::debug!(error = %e, "creating the own-devices group failed");
+                return;
+            }
+        }
+        inner.settled.send_replace(true);
     })
-    .await?;
-    Ok(())
-}
-
-async fn handle(inner: &Inner, wire: &WireClient, frame: RelayFrame) -> Result<(), Error> {
-    match frame {
-        RelayFrame::Deliver(entry) => {
-            let mut st = inner.state.lock().await;
-            inner.on_entry(&mut st, wire, entry).await?;
-        }
-        RelayFrame::Inbox(entry) => {
-            let mut st = inner.state.lock().await;
-            inner.on_inbox(&mut st, wire, entry).await?;
-        }
-        RelayFrame::Ephemeral { group, payload, .. } => {
-            let mut st = inner.state.lock().await;
-            if let Ok(hush_crypto::Processed::Application { sender, plaintext, .. }) = st.device.process(&payload)
-                && let Ok(p) = hush_crypto::content::Payload::decode(&plaintext)
-                && let hush_crypto::content::Content::Typing { active } = p.content
-            {
-                inner.emit(Event::Typing {
-                    group,
-                    by: Member {
-                        user: sender.user,
-                        device: sender.device,
-                    },
-                    active,
-                });
-            }
-        }
-        RelayFrame::Presence(p) => inner.emit(Event::Presence {
-            member: Member {
-                user: p.user,
-                device: p.device,
-            },
-            online: p.online,
-            last_seen_ms: p.last_seen_ms,
-        }),
-        RelayFrame::Notice(Notice::Truncated { group, first_available }) => {
-            let _st = inner.state.lock().await;
-            inner.truncated(&group, first_available)?;
-        }
-        RelayFrame::Notice(Notice::Removed { group, .. }) => {
-            let mut st = inner.state.lock().await;
-            let meta = inner.group_meta(&group)?;
-            if meta.as_ref().is_some_and(|m| !m.left) {
-                let mut batch = crate::store::Batch::default();
-                inner.mark_left(&mut batch, &group)?;
-                inner.local.commit(batch)?;
-                if st.device.groups()?.contains(&group) {
-                    st.device.forget_group(&group)?;
-                }
-                inner.emit(Event::Removed { group });
-            }
-        }
-        RelayFrame::Notice(_) | RelayFrame::Pong { .. } => {}
-        RelayFrame::Error(e) => tracing::warn!(error = %e, "relay error"),
-        other => tracing::debug!(frame = ?other, "unexpected frame"),
-    }
-    Ok(())
 }
 
 /// Resolves once the client is being closed, also when that was requested

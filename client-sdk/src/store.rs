@@ -86,6 +86,15 @@ pub(crate) mod key {
         k
     }
 
+    /// The number of an outbox item's key (0 for a key that is not one).
+    pub fn outbox_number(k: &[u8]) -> u64 {
+        let mut b = [0u8; 8];
+        if k.len() == 9 {
+            b.copy_from_slice(&k[1..9]);
+        }
+        u64::from_be_bytes(b)
+    }
+
     /// Prefix of every outbox item.
     pub const OUTBOX: &[u8] = b"o";
 

@@ -85,6 +85,7 @@ pub(crate) async fn connect(inner: &Inner) -> Result<(WireClient, &'static str),
     ws_opts.registration = inner.registration.lock().unwrap_or_else(|p| p.into_inner()).clone();
     ws_opts.resume = resume;
     ws_opts.timeout = inner.transport.connect_timeout;
+    ws_opts.request_timeout = inner.timing.request_timeout;
 
     let wt_url = match &inner.transport.webtransport_url {
         Some(u) if u.is_empty() => None,

@@ -125,6 +125,8 @@ pub struct ConnectOptions {
     pub event_buffer: usize,
     /// Connect + handshake deadline.
     pub timeout: Duration,
+    /// How long [`WireClient::request`] waits for a response.
+    pub request_timeout: Duration,
 }
 
 impl ConnectOptions {
@@ -138,6 +140,7 @@ impl ConnectOptions {
             client_name: concat!("hush-sdk/", env!("CARGO_PKG_VERSION")).into(),
             event_buffer: 4096,
             timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -226,6 +229,7 @@ pub struct WireClient {
     datagrams: Arc<DatagramCounts>,
     reader: tokio::task::JoinHandle<()>,
     writer: tokio::task::JoinHandle<()>,
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for WireClient {
@@ -365,15 +369,20 @@ async fn handshake(
 }
 
 /// Hands a received frame to its request or to the event queue; false once
-/// nobody listens any more.
+/// nobody listens any more. A response to a request not made through
+/// [`WireClient::request`] (one sent with [`WireClient::send`] by a caller
+/// that matches responses itself) goes to the event queue.
 async fn dispatch(frame: RelayFrame, pending: &Pending, events: &mpsc::Sender<RelayFrame>) -> bool {
     match frame {
         RelayFrame::Response { id, result } => {
             let tx = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-            if let Some(tx) = tx {
-                let _ = tx.send(result);
+            match tx {
+                Some(tx) => {
+                    let _ = tx.send(result);
+                    true
+                }
+                None => events.send(RelayFrame::Response { id, result }).await.is_ok(),
             }
-            true
         }
         other => events.send(other).await.is_ok(),
     }
@@ -408,7 +417,7 @@ impl WireClient {
         })
         .await
         .map_err(|_| ClientError::Timeout)?
-        .map(Self::assemble)
+        .map(|e| Self::assemble(e, opts.request_timeout))
     }
 
     /// Connects over WebTransport through `endpoint`, so that many connections
@@ -422,11 +431,12 @@ impl WireClient {
         tokio::time::timeout(opts.timeout, webtransport::connect(identity, &opts, endpoint))
             .await
             .map_err(|_| ClientError::Timeout)?
-            .map(Self::assemble)
+            .map(|e| Self::assemble(e, opts.request_timeout))
     }
 
-    fn assemble(e: Established) -> Self {
+    fn assemble(e: Established, request_timeout: Duration) -> Self {
         WireClient {
+            request_timeout,
             out: e.out,
             pending: e.pending,
             next_id: AtomicU32::new(1),
@@ -527,17 +537,28 @@ impl WireClient {
         &self.challenge
     }
 
-    /// Sends a request and waits for its response.
+    /// Sends a request and waits for its response, at most the connection's
+    /// [`ConnectOptions::request_timeout`] ([`ClientError::Timeout`] then).
+    /// Ids are allocated from 1 upward; a caller that sends requests of its
+    /// own with [`WireClient::send`] should use ids from `0x8000_0000`, whose
+    /// responses arrive through [`WireClient::next_event`].
     pub async fn request(&self, op: Request) -> Result<Reply, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
-        self.send(&ClientFrame::Request { id, op }).await?;
-        match rx.await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => Err(ClientError::Relay(e)),
-            Err(_) => Err(ClientError::Connection("connection closed before the response".into())),
+        let sent = async {
+            self.send(&ClientFrame::Request { id, op }).await?;
+            match rx.await {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(e)) => Err(ClientError::Relay(e)),
+                Err(_) => Err(ClientError::Connection("connection closed before the response".into())),
+            }
+        };
+        let r = tokio::time::timeout(self.request_timeout, sent).await;
+        if r.is_err() {
+            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         }
+        r.map_err(|_| ClientError::Timeout)?
     }
 
     /// Sends a frame that has no response (Ack, Ephemeral, Ping). Over

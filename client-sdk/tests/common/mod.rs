@@ -94,6 +94,7 @@ pub fn fast_timing() -> Timing {
         backoff_base: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         heartbeat: Duration::from_millis(500),
+        ..Timing::default()
     }
 }
 

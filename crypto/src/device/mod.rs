@@ -149,6 +149,12 @@ impl Device {
         }
     }
 
+    /// Durable transactions made through this device's store since it was
+    /// opened (see [`MlsStore::durable_commits`]).
+    pub fn durable_commits(&self) -> u64 {
+        self.provider.store.durable_commits()
+    }
+
     /// Closes the device and returns its store (everything in it is durable).
     pub fn into_store(self) -> MlsStore {
         self.provider.store
@@ -168,7 +174,9 @@ impl Device {
     /// successful operations leave their writes staged instead of committing
     /// them, so the caller can make its own record of the result (say, the
     /// decrypted message and the cursor past it) durable in the same
-    /// transaction. A failing operation still drops everything staged.
+    /// transaction. A failing operation drops only its own writes, so many
+    /// operations (a batch of delivered messages) can be held and made
+    /// durable in one transaction.
     pub fn hold_commits(&mut self) {
         self.hold = true;
     }
@@ -202,13 +210,17 @@ impl Device {
         op: impl FnOnce(&mut Self) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let result = op(self).and_then(|value| {
-            if !self.hold {
+            if self.hold {
+                self.provider.store.hold();
+            } else {
                 self.provider.store.commit()?;
             }
             Ok(value)
         });
         if result.is_err() {
-            self.provider.store.rollback();
+            // Only this operation's writes: those of operations that
+            // succeeded while commits are held stay staged.
+            self.provider.store.rollback_operation();
             match group {
                 Some(g) => {
                     self.groups.remove(&g.0);

@@ -68,8 +68,14 @@ pub struct SideWrites {
 struct State {
     /// What is durable (or, in memory, what was committed).
     committed: HashMap<Vec<u8>, Vec<u8>>,
+    /// Writes of operations that succeeded while commits are held
+    /// ([`Device::hold_commits`](crate::Device::hold_commits)), waiting for
+    /// the one transaction that makes them durable together.
+    held: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Writes (`Some`) and deletions (`None`) of the operation in progress.
     pending: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Durable transactions made so far.
+    commits: u64,
 }
 
 /// A device's MLS state: a key-value map staged in memory and committed
@@ -116,7 +122,7 @@ impl MlsStore {
             db: Some(db),
             state: Mutex::new(State {
                 committed,
-                pending: HashMap::new(),
+                ..State::default()
             }),
         })
     }
@@ -137,7 +143,7 @@ impl MlsStore {
             db: None,
             state: Mutex::new(State {
                 committed: self.lock().committed.clone(),
-                pending: HashMap::new(),
+                ..State::default()
             }),
         }
     }
@@ -155,7 +161,7 @@ impl MlsStore {
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         let state = self.lock();
-        match state.pending.get(key) {
+        match state.pending.get(key).or_else(|| state.held.get(key)) {
             Some(staged) => staged.clone(),
             None => state.committed.get(key).cloned(),
         }
@@ -174,40 +180,50 @@ impl MlsStore {
         self.commit_with(&SideWrites::default())
     }
 
-    /// Makes every staged write and `side` durable in one transaction, all or
-    /// none. An in-memory store drops `side`.
+    /// Makes every staged write (held and in progress) and `side` durable in
+    /// one transaction, all or none. An in-memory store drops `side`.
     pub(crate) fn commit_with(&self, side: &SideWrites) -> Result<(), StoreError> {
         let mut state = self.lock();
-        if state.pending.is_empty() && side.ops.is_empty() {
+        if state.pending.is_empty() && state.held.is_empty() && side.ops.is_empty() {
             return Ok(());
         }
+        let mut staged = std::mem::take(&mut state.held);
+        staged.extend(std::mem::take(&mut state.pending));
         if let Some(db) = &self.db {
-            let txn = db.begin_write().map_err(StoreError::db)?;
-            {
-                let mut table = txn.open_table(TABLE).map_err(StoreError::db)?;
-                for (k, v) in &state.pending {
-                    match v {
-                        Some(v) => table.insert(k.as_slice(), v.as_slice()).map(drop),
-                        None => table.remove(k.as_slice()).map(drop),
+            let written = (|| {
+                let txn = db.begin_write().map_err(StoreError::db)?;
+                {
+                    let mut table = txn.open_table(TABLE).map_err(StoreError::db)?;
+                    for (k, v) in &staged {
+                        match v {
+                            Some(v) => table.insert(k.as_slice(), v.as_slice()).map(drop),
+                            None => table.remove(k.as_slice()).map(drop),
+                        }
+                        .map_err(StoreError::db)?;
                     }
-                    .map_err(StoreError::db)?;
                 }
-            }
-            if !side.ops.is_empty() {
-                let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(side.table);
-                let mut table = txn.open_table(def).map_err(StoreError::db)?;
-                for (k, v) in &side.ops {
-                    match v {
-                        Some(v) => table.insert(k.as_slice(), v.as_slice()).map(drop),
-                        None => table.remove(k.as_slice()).map(drop),
+                if !side.ops.is_empty() {
+                    let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(side.table);
+                    let mut table = txn.open_table(def).map_err(StoreError::db)?;
+                    for (k, v) in &side.ops {
+                        match v {
+                            Some(v) => table.insert(k.as_slice(), v.as_slice()).map(drop),
+                            None => table.remove(k.as_slice()).map(drop),
+                        }
+                        .map_err(StoreError::db)?;
                     }
-                    .map_err(StoreError::db)?;
                 }
+                txn.commit().map_err(StoreError::db)
+            })();
+            if let Err(e) = written {
+                // Nothing reached the disk: keep the writes staged, so the
+                // caller's rollback drops them (or a retry commits them).
+                state.held = staged;
+                return Err(e);
             }
-            txn.commit().map_err(StoreError::db)?;
+            state.commits += 1;
         }
-        let pending = std::mem::take(&mut state.pending);
-        for (k, v) in pending {
+        for (k, v) in staged {
             match v {
                 Some(v) => state.committed.insert(k, v),
                 None => state.committed.remove(&k),
@@ -216,9 +232,31 @@ impl MlsStore {
         Ok(())
     }
 
-    /// Drops every staged write.
-    pub(crate) fn rollback(&self) {
+    /// Keeps the writes of the operation that just succeeded staged with the
+    /// held ones, for one later [`MlsStore::commit_with`]; a later failing
+    /// operation then drops only its own writes.
+    pub(crate) fn hold(&self) {
+        let mut state = self.lock();
+        let pending = std::mem::take(&mut state.pending);
+        state.held.extend(pending);
+    }
+
+    /// Drops the writes of the operation in progress (not the held ones).
+    pub(crate) fn rollback_operation(&self) {
         self.lock().pending.clear();
+    }
+
+    /// Drops every staged write, held ones too.
+    pub(crate) fn rollback(&self) {
+        let mut state = self.lock();
+        state.pending.clear();
+        state.held.clear();
+    }
+
+    /// Durable transactions this store has made since it was opened (none
+    /// for an in-memory store): lets tests count what a batch costs.
+    pub fn durable_commits(&self) -> u64 {
+        self.lock().commits
     }
 
     /// Number of committed entries and their total size in bytes.
@@ -255,6 +293,34 @@ mod tests {
         assert_eq!(store.get(b"a"), Some(b"1".to_vec()));
         assert_eq!(store.get(b"b"), None);
         assert_eq!(store.get(b"c"), None);
+    }
+
+    #[test]
+    fn a_failing_operation_while_held_drops_only_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let store = MlsStore::open(&path).unwrap();
+            let opened = store.durable_commits();
+            // Operation 1 succeeds and is held.
+            store.put(b"a".to_vec(), b"1".to_vec());
+            store.hold();
+            // Operation 2 fails: only its writes go.
+            store.put(b"b".to_vec(), b"2".to_vec());
+            store.put(b"a".to_vec(), b"changed".to_vec());
+            store.rollback_operation();
+            assert_eq!(store.get(b"a"), Some(b"1".to_vec()));
+            assert_eq!(store.get(b"b"), None);
+            // Operation 3 succeeds; both held ones become durable together.
+            store.put(b"c".to_vec(), b"3".to_vec());
+            store.hold();
+            store.commit().unwrap();
+            assert_eq!(store.durable_commits() - opened, 1);
+        }
+        let store = MlsStore::open(&path).unwrap();
+        assert_eq!(store.get(b"a"), Some(b"1".to_vec()));
+        assert_eq!(store.get(b"b"), None);
+        assert_eq!(store.get(b"c"), Some(b"3".to_vec()));
     }
 
     #[test]

@@ -1,0 +1,422 @@
+//! The engine driven with no sockets: frames and replies are built here,
+//! time is passed in, and what the engine sends is read from `poll_transmit`.
+//! Bob's device lives in a real redb file (so commits are counted for real);
+//! Alice, who only encrypts, keeps hers in memory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hush_crypto::content::{Content, Payload};
+use hush_crypto::{Device, DeviceConfig, MlsStore};
+use hush_protocol::frame::{ClientFrame, InboxEntry, InboxKind, LogEntry, MessageKind, RelayFrame, Reply, Request};
+use hush_protocol::{ErrorCode, ErrorDetail, GroupId, UserId, WireError};
+use tokio::sync::oneshot;
+
+use super::{Command, Engine, EngineConfig};
+use crate::error::Error;
+use crate::event::Event;
+use crate::store::LocalStore;
+
+struct Pair {
+    _dir: tempfile::TempDir,
+    alice: Device,
+    bob: Engine,
+    group: GroupId,
+    now: Instant,
+    /// The next seq of the group's log.
+    seq: u64,
+}
+
+fn text(t: &str) -> Payload {
+    Payload::new(
+        Content::Text {
+            text: t.to_owned(),
+            reply_to: None,
+        },
+        1,
+    )
+}
+
+impl Pair {
+    /// Alice and Bob in a group of two; Bob's engine connected and joined
+    /// (the Welcome processed, the key package check answered).
+    fn new(config: EngineConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::open_database(dir.path()).unwrap();
+        let local = Arc::new(LocalStore::open_in(db.clone()).unwrap());
+        let bob_device = Device::create(
+            MlsStore::open_in(db).unwrap(),
+            UserId("bob".into()),
+            DeviceConfig::default(),
+        )
+        .unwrap();
+        let mut bob_device = bob_device;
+        let kp = bob_device.generate_key_packages(1, 0).unwrap();
+        let mut alice = Device::create(MlsStore::in_memory(), UserId("alice".into()), DeviceConfig::default()).unwrap();
+        let group = GroupId(vec![7; 16]);
+        alice.create_group(&group).unwrap();
+        let commit = alice.add_members(&group, &[kp[0].as_slice()]).unwrap();
+        alice.merge_pending_commit(&group).unwrap();
+        let mut bob = Engine::new(bob_device, local, UserId("bob".into()), config).unwrap();
+        let now = Instant::now();
+        bob.handle_connected(now, Duration::from_secs(10));
+        bob.flush();
+        let mut pair = Pair {
+            _dir: dir,
+            alice,
+            bob,
+            group: group.clone(),
+            now,
+            seq: 2,
+        };
+        // The key package check: the relay has plenty.
+        let id = pair.expect_request(|r| matches!(r, Request::UploadKeyPackages { .. }));
+        pair.reply(
+            id,
+            Ok(Reply::KeyPackageCount {
+                one_time: 50,
+                last_resort: true,
+            }),
+        );
+        pair.bob.handle_frame(
+            now,
+            RelayFrame::Inbox(InboxEntry {
+                seq: 1,
+                sender: pair.alice.device_id(),
+                kind: InboxKind::Welcome { group, commit_seq: 1 },
+                timestamp_ms: 1,
+                payload: commit.welcome.unwrap().into(),
+            }),
+        );
+        pair.bob.flush();
+        pair.drain_events();
+        assert!(pair.bob.poll_settled());
+        pair.drain_transmits();
+        pair
+    }
+
+    /// The next log entry: a text from Alice.
+    fn entry(&mut self, t: &str) -> LogEntry {
+        let payload = self.alice.send(&self.group, &text(t)).unwrap();
+        let seq = self.seq;
+        self.seq += 1;
+        LogEntry {
+            group: self.group.clone(),
+            seq,
+            sender: self.alice.device_id(),
+            client_msg_id: seq,
+            kind: MessageKind::Application,
+            epoch: 1,
+            timestamp_ms: 1,
+            payload: payload.into(),
+        }
+    }
+
+    fn reply(&mut self, id: u32, result: Result<Reply, WireError>) {
+        self.bob.handle_frame(self.now, RelayFrame::Response { id, result });
+    }
+
+    fn drain_transmits(&mut self) -> Vec<ClientFrame> {
+        std::iter::from_fn(|| self.bob.poll_transmit()).collect()
+    }
+
+    fn drain_events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.bob.poll_event()).collect()
+    }
+
+    /// Flushes and returns the id of the one request sent matching `pick`.
+    fn expect_request(&mut self, pick: impl Fn(&Request) -> bool) -> u32 {
+        self.bob.flush();
+        let frames = self.drain_transmits();
+        let ids: Vec<u32> = frames
+            .iter()
+            .filter_map(|f| match f {
+                ClientFrame::Request { id, op } if pick(op) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "one matching request in {frames:?}");
+        ids[0]
+    }
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn acks(frames: &[ClientFrame]) -> Vec<u64> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            ClientFrame::Ack { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_of_delivered_entries_is_one_transaction_one_ack_and_then_its_events() {
+    let mut p = Pair::new(EngineConfig::default());
+    let entries: Vec<LogEntry> = (0..50).map(|i| p.entry(&format!("m{i}"))).collect();
+    let before = p.bob.durable_commits();
+    for e in entries {
+        p.bob.handle_frame(p.now, RelayFrame::Deliver(e));
+    }
+    // Nothing leaves before the batch is durable.
+    assert!(p.bob.poll_event().is_none());
+    assert!(p.bob.poll_transmit().is_none());
+    p.bob.flush();
+    assert_eq!(p.bob.durable_commits() - before, 1, "50 entries, one transaction");
+    let events = p.drain_events();
+    let want: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts(&events), want);
+    assert_eq!(acks(&p.drain_transmits()), vec![51], "one Ack, for the latest seq");
+    // Delivered again (a reconnect): nothing new.
+    assert_eq!(p.bob.flows[&p.group].cursor, 51);
+}
+
+#[test]
+fn a_batch_survives_reopening_and_redelivery_is_ignored() {
+    let mut p = Pair::new(EngineConfig::default());
+    let e1 = p.entry("one");
+    let e2 = p.entry("two");
+    p.bob.handle_frame(p.now, RelayFrame::Deliver(e1.clone()));
+    p.bob.handle_frame(p.now, RelayFrame::Deliver(e2.clone()));
+    p.bob.flush();
+    assert_eq!(texts(&p.drain_events()), vec!["one", "two"]);
+    let before = p.bob.durable_commits();
+    p.bob.handle_frame(p.now, RelayFrame::Deliver(e1));
+    p.bob.handle_frame(p.now, RelayFrame::Deliver(e2));
+    p.bob.flush();
+    assert!(texts(&p.drain_events()).is_empty());
+    assert_eq!(p.bob.durable_commits(), before, "nothing to write");
+    let stored: u64 = p.bob.local.cursor(&p.group).unwrap();
+    assert_eq!(stored, 3);
+}
+
+#[test]
+fn an_undecryptable_entry_in_a_batch_keeps_the_others_and_moves_past() {
+    let mut p = Pair::new(EngineConfig::default());
+    let a = p.entry("a");
+    let mut bad = p.entry("bad");
+    bad.payload = vec![1, 2, 3].into();
+    let c = p.entry("c");
+    for e in [a, bad, c] {
+        p.bob.handle_frame(p.now, RelayFrame::Deliver(e));
+    }
+    p.bob.flush();
+    assert_eq!(texts(&p.drain_events()), vec!["a", "c"]);
+    assert_eq!(p.bob.local.cursor(&p.group).unwrap(), 4);
+    // The MLS state of "a" and "c" is durable too: the next one decrypts
+    // after a reload of the group from disk.
+    p.bob.device.discard_held();
+    p.bob.device.hold_commits();
+    let d = p.entry("d");
+    p.bob.handle_frame(p.now, RelayFrame::Deliver(d));
+    p.bob.flush();
+    assert_eq!(texts(&p.drain_events()), vec!["d"]);
+}
+
+#[test]
+fn a_gap_is_filled_from_history_before_later_entries() {
+    let mut p = Pair::new(EngineConfig::default());
+    let e2 = p.entry("2");
+    let e3 = p.entry("3");
+    let e4 = p.entry("4");
+    let e5 = p.entry("5");
+    p.bob.handle_frame(p.now, RelayFrame::Deliver(e2));
+    p.bob.handle_frame(p.now, RelayFrame::Deliver(e5));
+    let id = p.expect_request(|r| matches!(r, Request::History { from_seq: 3, .. }));
+    assert_eq!(texts(&p.drain_events()), vec!["2"]);
+    p.reply(
+        id,
+        Ok(Reply::History {
+            entries: vec![e3, e4],
+            next_from: None,
+        }),
+    );
+    p.bob.flush();
+    assert_eq!(texts(&p.drain_events()), vec!["3", "4", "5"]);
+    assert_eq!(acks(&p.drain_transmits()), vec![5]);
+}
+
+#[test]
+fn an_unanswered_request_fails_with_timeout_and_replaces_the_connection() {
+    let mut p = Pair::new(EngineConfig {
+        request_timeout: Duration::from_secs(2),
+        ..EngineConfig::default()
+    });
+    let (tx, mut rx) = oneshot::channel();
+    p.bob.handle_command(
+        p.now,
+        Command::Request {
+            request: Request::ListGroups,
+            answer: tx,
+        },
+    );
+    p.bob.flush();
+    assert!(matches!(p.drain_transmits().as_slice(), [ClientFrame::Request { .. }]));
+    let due = p.bob.poll_timeout().unwrap();
+    assert!(due <= p.now + Duration::from_secs(2));
+    p.bob.handle_timeout(p.now + Duration::from_secs(1));
+    assert!(rx.try_recv().is_err(), "not yet");
+    assert!(p.bob.poll_close().is_none());
+    p.bob.handle_timeout(p.now + Duration::from_secs(2));
+    assert!(matches!(rx.try_recv(), Ok(Err(Error::Timeout))));
+    assert!(p.bob.poll_close().is_some());
+}
+
+#[test]
+fn outbox_items_go_out_together_in_order_and_answers_may_come_in_any_order() {
+    let mut p = Pair::new(EngineConfig::default());
+    let before = p.bob.durable_commits();
+    let mut answers = Vec::new();
+    for i in 0..5 {
+        let (tx, rx) = oneshot::channel();
+        p.bob.handle_command(
+            p.now,
+            Command::Enqueue {
+                group: p.group.clone(),
+                payload: text(&format!("o{i}")),
+                answer: tx,
+            },
+        );
+        answers.push(rx);
+    }
+    p.bob.flush();
+    assert_eq!(
+        p.bob.durable_commits() - before,
+        1,
+        "five enqueued and sealed in one transaction"
+    );
+    for mut a in answers {
+        assert!(matches!(a.try_recv(), Ok(Ok(()))));
+    }
+    let sends: Vec<(u32, u64)> = p
+        .drain_transmits()
+        .into_iter()
+        .filter_map(|f| match f {
+            ClientFrame::Request {
+                id,
+                op: Request::Send(s),
+            } => Some((id, s.client_msg_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sends.len(), 5, "all five in flight before any answer");
+    let ids: Vec<u64> = p.bob.outbox.iter().map(|q| q.item.client_msg_id).collect();
+    assert_eq!(sends.iter().map(|s| s.1).collect::<Vec<_>>(), ids, "in outbox order");
+    // Answers in reverse order, one batch.
+    for (k, (id, _)) in sends.iter().enumerate().rev() {
+        p.reply(
+            *id,
+            Ok(Reply::Sent {
+                seq: 10 + k as u64,
+                epoch: 1,
+                duplicate: false,
+            }),
+        );
+    }
+    p.bob.flush();
+    assert!(p.bob.outbox.is_empty());
+    let sent = p
+        .drain_events()
+        .iter()
+        .filter(|e| matches!(e, Event::Sent { .. }))
+        .count();
+    assert_eq!(sent, 5);
+    let stored: Vec<(Vec<u8>, crate::outbox::OutboxItem)> =
+        p.bob.local.scan(crate::store::key::OUTBOX, None, false, 100).unwrap();
+    assert!(stored.is_empty());
+}
+
+#[test]
+fn a_rate_limited_item_is_sent_again_with_the_same_bytes_after_the_pause() {
+    let mut p = Pair::new(EngineConfig::default());
+    let (tx, _rx) = oneshot::channel();
+    p.bob.handle_command(
+        p.now,
+        Command::Enqueue {
+            group: p.group.clone(),
+            payload: text("x"),
+            answer: tx,
+        },
+    );
+    p.bob.flush();
+    let first = p.drain_transmits();
+    let [
+        ClientFrame::Request {
+            id,
+            op: Request::Send(s1),
+        },
+    ] = first.as_slice()
+    else {
+        panic!("one Send: {first:?}")
+    };
+    p.reply(
+        *id,
+        Err(WireError {
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            detail: ErrorDetail::RetryAfterMs(300),
+        }),
+    );
+    p.bob.flush();
+    assert!(p.drain_transmits().is_empty(), "waits");
+    p.bob.handle_timeout(p.now + Duration::from_millis(300));
+    p.bob.flush();
+    let again = p.drain_transmits();
+    let [
+        ClientFrame::Request {
+            op: Request::Send(s2), ..
+        },
+    ] = again.as_slice()
+    else {
+        panic!("sent again: {again:?}")
+    };
+    assert_eq!((s1.client_msg_id, &s1.payload), (s2.client_msg_id, &s2.payload));
+}
+
+#[test]
+fn a_message_typed_offline_waits_unsealed_and_goes_once_connected() {
+    let mut p = Pair::new(EngineConfig::default());
+    p.bob.handle_disconnected();
+    let (tx, mut rx) = oneshot::channel();
+    p.bob.handle_command(
+        p.now,
+        Command::Enqueue {
+            group: p.group.clone(),
+            payload: text("offline"),
+            answer: tx,
+        },
+    );
+    p.bob.flush();
+    assert!(matches!(rx.try_recv(), Ok(Ok(()))));
+    assert!(p.drain_transmits().is_empty());
+    assert!(p.bob.outbox[0].item.sealed.is_none());
+    p.bob.handle_connected(p.now, Duration::from_secs(10));
+    p.bob.flush();
+    let sends = p
+        .drain_transmits()
+        .into_iter()
+        .filter(|f| {
+            matches!(
+                f,
+                ClientFrame::Request {
+                    op: Request::Send(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(sends, 1);
+    assert!(p.bob.outbox[0].item.sealed.is_some());
+}
