@@ -256,6 +256,10 @@ async fn fanout(members: usize, rate: u64, secs: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The relay runs in this process: the same allocator as its binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
