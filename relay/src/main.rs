@@ -171,7 +171,7 @@ async fn run() -> anyhow::Result<()> {
         tracing::info!("shutting down: closing connections with GoingAway");
         handle.shutdown();
     });
-    relay.run().await
+    Ok(relay.run().await?)
 }
 
 /// SIGHUP: read the certificate files again; new connections get the new
