@@ -5,9 +5,11 @@
 use hush_relay::{Config, Relay, RelayError};
 
 fn config(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.data_dir = dir.to_path_buf();
-    c.listen = "127.0.0.1:0".parse().unwrap();
+    let mut c = Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
     c.quic.enabled = false;
     c.dev_http.enabled = Some(false);
     c
