@@ -7,8 +7,9 @@
 //! is durable on disk.
 //!
 //! Implementations: [`embedded::EmbeddedStore`] (the default, a file in the data
-//! directory) and, behind the `fdb` feature, FoundationDB. Both must pass
-//! [`conformance`].
+//! directory) and, behind the `fdb` feature, FoundationDB. Both must pass the
+//! conformance suite (the `hush-store-conformance` crate in
+//! `relay/conformance/`, used only by tests).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,7 +18,6 @@ use hush_protocol::frame::{
 };
 use hush_protocol::{ClientMsgId, DeviceId, ErrorCode, ErrorDetail, GroupId, UserId, WireError};
 
-pub mod conformance;
 pub mod embedded;
 
 /// A registered device.

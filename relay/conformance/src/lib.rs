@@ -1,13 +1,15 @@
 //! The conformance suite every [`Store`] backend must pass.
 //!
-//! It is ordinary code, not `cfg(test)`, so that each backend's tests (the
-//! embedded one here, FoundationDB behind its feature) run the very same cases.
-//! A backend provides a [`Backend`]: how to open an empty store and how to close
-//! a store and open its data again. Then:
+//! A crate of its own, used only by tests (`publish = false`, nothing in the
+//! relay depends on it), so that the relay's build holds no test code while
+//! every backend's tests (the embedded one in `tests/embedded.rs`, a
+//! FoundationDB one later) run the very same cases. A backend provides a
+//! [`Backend`]: how to open an empty store and how to close a store and open
+//! its data again. Then:
 //!
 //! ```no_run
-//! # async fn demo<B: hush_relay::store::conformance::Backend>(mut backend: B) {
-//! hush_relay::store::conformance::run_all(&mut backend).await;
+//! # async fn demo<B: hush_store_conformance::Backend>(mut backend: B) {
+//! hush_store_conformance::run_all(&mut backend).await;
 //! # }
 //! ```
 //!
@@ -23,7 +25,7 @@ use bytes::Bytes;
 use hush_protocol::frame::{Direction, InboxKind, LogEntry, MessageKind, Policy, Posters, RosterChange};
 use hush_protocol::{ClientMsgId, DeviceId, GroupId, UserId};
 
-use super::{AppendOutcome, AppendRequest, DeviceRecord, Membership, RegisterOutcome, Store, StoreError};
+use hush_relay::store::{AppendOutcome, AppendRequest, DeviceRecord, Membership, RegisterOutcome, Store, StoreError};
 
 /// How the suite gets stores of one backend.
 pub trait Backend {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hush_protocol::frame::{Direction, InboxKind, Policy};
 use hush_protocol::{DeviceId, GroupId};
-use hush_relay::store::conformance::{self, Backend, device_record, group_of};
+use hush_store_conformance::{self as conformance, Backend, device_record, group_of};
 use hush_relay::store::embedded::{EmbeddedOptions, EmbeddedStore, FILE_NAME};
 use hush_relay::store::{AppendOutcome, AppendRequest, Store, StoreError};
 use tempfile::TempDir;
