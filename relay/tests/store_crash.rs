@@ -185,7 +185,7 @@ fn parse_ack(line: &str) -> Option<(u64, u64)> {
 async fn log_of(dir: &Path) -> BTreeMap<u64, u64> {
     let store = EmbeddedStore::open(dir, EmbeddedOptions::default()).unwrap();
     let log = store
-        .read_log(&group(), 1, Direction::Forward, usize::MAX)
+        .read_log(&group(), 1, Direction::Forward, usize::MAX, usize::MAX)
         .await
         .unwrap();
     assert!(log.iter().zip(1..).all(|(e, seq)| e.seq == seq), "the log has a gap");
@@ -416,7 +416,7 @@ async fn a_log_is_replayed_when_reopened_without_one() {
     let committed = EmbeddedOptions::default().write_ahead_log(false);
     let store = EmbeddedStore::open(&dir, committed).unwrap();
     let log = store
-        .read_log(&group(), 1, Direction::Forward, usize::MAX)
+        .read_log(&group(), 1, Direction::Forward, usize::MAX, usize::MAX)
         .await
         .unwrap();
     let log: BTreeMap<u64, u64> = log.into_iter().map(|e| (e.seq, e.client_msg_id)).collect();

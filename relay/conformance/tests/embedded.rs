@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use hush_protocol::frame::RosterChange;
 use hush_protocol::frame::{Direction, InboxKind, Policy};
 use hush_protocol::{DeviceId, GroupId};
-use hush_store_conformance::{self as conformance, Backend, device_record, group_of};
+use hush_protocol::{ErrorCode, ErrorDetail, WireError};
 use hush_relay::store::embedded::{EmbeddedOptions, EmbeddedStore, FILE_NAME};
-use hush_relay::store::{AppendOutcome, AppendRequest, Store, StoreError};
+use hush_relay::store::{AppendOutcome, AppendRequest, OpToken, Store, StoreError};
+use hush_store_conformance::{self as conformance, Backend, device_record, group_of};
 use tempfile::TempDir;
 
 /// Each store in its own temporary directory, removed when the test ends.
@@ -108,7 +110,7 @@ async fn concurrent_appends_get_gapless_unique_seqs() {
     let store = Arc::into_inner(store).expect("sole handle");
     let store = backend.reopen(store).await;
     let log = store
-        .read_log(&b, 1, Direction::Forward, usize::MAX)
+        .read_log(&b, 1, Direction::Forward, usize::MAX, usize::MAX)
         .await
         .expect("read");
     assert_eq!(log.len() as u64, per_group);
@@ -146,7 +148,7 @@ async fn refused_requests_do_not_disturb_their_batch() {
     accepted.sort_unstable();
     assert_eq!(accepted, (1..=accepted.len() as u64).collect::<Vec<_>>());
     let log = store
-        .read_log(&group, 1, Direction::Forward, 1_000)
+        .read_log(&group, 1, Direction::Forward, 1_000, usize::MAX)
         .await
         .expect("read");
     assert_eq!(log.len(), accepted.len());
@@ -163,7 +165,7 @@ async fn the_database_is_a_file_in_the_directory_and_is_locked() {
     // A second relay on the same directory would break every rule at once.
     assert!(matches!(
         EmbeddedStore::open(&dir, EmbeddedOptions::default()),
-        Err(StoreError::Backend(_))
+        Err(StoreError::Unavailable(_))
     ));
     drop(store);
     open(&dir);
@@ -191,7 +193,7 @@ async fn cursors_stop_at_the_head_and_inboxes_need_a_device() {
         .expect("member");
     assert_eq!(member.cursor, 1);
     store.append(send(&group, devices[0], 1)).await.expect("append");
-    let report = store.prune(10, u64::MAX, true).await.expect("prune");
+    let report = conformance::prune(&store, 10, u64::MAX, true).await.expect("prune");
     assert_eq!(
         report.acknowledged, 1,
         "the entry appended after the acknowledgement stays"
@@ -200,12 +202,228 @@ async fn cursors_stop_at_the_head_and_inboxes_need_a_device() {
     let unknown = DeviceId([0x77; 16]);
     assert!(matches!(
         store
-            .inbox_push(unknown, devices[0], InboxKind::Direct, Bytes::new(), 0)
+            .inbox_push(
+                OpToken::random(),
+                unknown,
+                devices[0],
+                InboxKind::Direct,
+                Bytes::new(),
+                0
+            )
             .await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        store.upload_key_packages(unknown, vec![Bytes::new()], None).await,
+        store
+            .upload_key_packages(OpToken::random(), unknown, vec![Bytes::new()], None)
+            .await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// Opens the store in `dir` with `opts`.
+fn open_with(dir: &std::path::Path, opts: EmbeddedOptions) -> EmbeddedStore {
+    EmbeddedStore::open(dir, opts).expect("open store")
+}
+
+/// A commit adding three devices with one Welcome stores the Welcome once in
+/// the file, counted by the inbox entries that refer to it; acknowledgements
+/// count it down and the last one deletes it. The count survives a restart
+/// (the write-ahead log replays it).
+#[tokio::test]
+async fn a_welcome_is_stored_once_for_every_added_device_and_freed_by_the_last_ack() {
+    let mut backend = Embedded::default();
+    let dir = backend.fresh_dir();
+    let store = open(&dir);
+    let (group, d) = group_of(&store, 1).await;
+    let added: Vec<DeviceId> = (2..=4u8)
+        .map(|n| device_record(n, &format!("user-{n}")).device)
+        .collect();
+    for n in 2..=4u8 {
+        store
+            .register_device(device_record(n, &format!("user-{n}")))
+            .await
+            .expect("register");
+    }
+    let commit = AppendRequest {
+        kind: hush_protocol::frame::MessageKind::Commit,
+        roster: Some(RosterChange {
+            add: added.clone(),
+            remove: vec![],
+            welcome: Some(Bytes::from(vec![0x57; 4096])),
+        }),
+        ..conformance::message(&group, d[0], 99, "commit")
+    };
+    let seq = match store.append(commit).await.expect("commit") {
+        AppendOutcome::Appended { entry, .. } => entry.seq,
+        other => panic!("expected Appended, got {other:?}"),
+    };
+    assert_eq!(store.stored_welcomes().await, Ok(vec![(group.clone(), seq, 3)]));
+
+    store.inbox_ack(added[0], 1).await.expect("ack");
+    assert_eq!(store.stored_welcomes().await, Ok(vec![(group.clone(), seq, 2)]));
+    // A repeated acknowledgement releases nothing more.
+    store.inbox_ack(added[0], 1).await.expect("ack");
+    assert_eq!(store.stored_welcomes().await, Ok(vec![(group.clone(), seq, 2)]));
+
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(store.stored_welcomes().await, Ok(vec![(group.clone(), seq, 2)]));
+    let inbox = store.inbox_read(added[2], 0, 10).await.expect("inbox");
+    assert_eq!(inbox[0].payload.len(), 4096);
+
+    store.inbox_ack(added[1], 1).await.expect("ack");
+    store.inbox_ack(added[2], 5).await.expect("ack");
+    assert_eq!(
+        store.stored_welcomes().await,
+        Ok(vec![]),
+        "freed by the last acknowledgement"
+    );
+}
+
+/// Tokens are remembered up to the count bound: past it the oldest are
+/// forgotten (a repeat of it is a new push), the newest still answer.
+#[tokio::test]
+async fn operation_tokens_are_forgotten_oldest_first_past_the_bound() {
+    let mut backend = Embedded::default();
+    let store = open_with(&backend.fresh_dir(), EmbeddedOptions::default().op_token_max(4));
+    let devices = [device_record(1, "a"), device_record(2, "b")];
+    for d in &devices {
+        store.register_device(d.clone()).await.expect("register");
+    }
+    let (to, from) = (devices[0].device, devices[1].device);
+    let tokens: Vec<OpToken> = (0..6).map(|_| OpToken::random()).collect();
+    for (n, token) in (1..).zip(&tokens) {
+        let seq = store
+            .inbox_push(*token, to, from, InboxKind::Direct, Bytes::from("x"), 0)
+            .await;
+        assert_eq!(seq, Ok(n));
+    }
+    assert_eq!(store.remembered_tokens().await, Ok(4));
+    let push = |token| store.inbox_push(token, to, from, InboxKind::Direct, Bytes::from("x"), 0);
+    assert_eq!(push(tokens[5]).await, Ok(6), "the newest is remembered");
+    assert_eq!(push(tokens[2]).await, Ok(3), "the fourth newest too");
+    assert_eq!(push(tokens[0]).await, Ok(7), "the oldest was forgotten");
+    assert_eq!(store.remembered_tokens().await, Ok(4));
+}
+
+/// A token remembered for one kind of operation is refused for another.
+#[tokio::test]
+async fn a_token_reused_for_another_operation_is_refused() {
+    let mut backend = Embedded::default();
+    let store = open(&backend.fresh_dir());
+    let d = device_record(1, "a");
+    store.register_device(d.clone()).await.expect("register");
+    let token = OpToken::random();
+    store
+        .inbox_push(token, d.device, d.device, InboxKind::Direct, Bytes::from("x"), 0)
+        .await
+        .expect("push");
+    assert!(matches!(
+        store.claim_key_packages(token, vec![d.device]).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+/// Store failures reach the client as `Unavailable` with a retry hint: short
+/// for a transient failure, longer when the backend is down.
+#[test]
+fn store_failures_map_to_unavailable_with_a_retry_hint() {
+    let transient = WireError::from(StoreError::Transient("conflict".into()));
+    let down = WireError::from(StoreError::Unavailable("disk".into()));
+    assert_eq!(transient.code, ErrorCode::Unavailable);
+    assert_eq!(down.code, ErrorCode::Unavailable);
+    assert_eq!(
+        transient.detail,
+        ErrorDetail::RetryAfterMs(hush_relay::store::TRANSIENT_RETRY_MS)
+    );
+    assert_eq!(
+        down.detail,
+        ErrorDetail::RetryAfterMs(hush_relay::store::UNAVAILABLE_RETRY_MS)
+    );
+    assert!(hush_relay::store::TRANSIENT_RETRY_MS < hush_relay::store::UNAVAILABLE_RETRY_MS);
+    assert!(
+        !down.message.contains("disk"),
+        "the backend's words stay in the relay's log"
+    );
+}
+
+/// `retrying` makes a call again while it fails transiently (up to three
+/// tries), never after another error.
+#[tokio::test]
+async fn transient_failures_are_retried_and_others_are_not() {
+    let tries = std::sync::atomic::AtomicU32::new(0);
+    let flaky = hush_relay::store::retrying(|| {
+        let n = tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            if n < 2 {
+                Err(StoreError::Transient("conflict".into()))
+            } else {
+                Ok(n)
+            }
+        }
+    })
+    .await;
+    assert_eq!(flaky, Ok(2));
+    tries.store(0, std::sync::atomic::Ordering::SeqCst);
+    let down: Result<u32, _> = hush_relay::store::retrying(|| {
+        tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { Err(StoreError::Unavailable("down".into())) }
+    })
+    .await;
+    assert!(matches!(down, Err(StoreError::Unavailable(_))));
+    assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 1);
+    tries.store(0, std::sync::atomic::Ordering::SeqCst);
+    let always: Result<u32, _> = hush_relay::store::retrying(|| {
+        tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { Err(StoreError::Transient("conflict".into())) }
+    })
+    .await;
+    assert!(always.is_err());
+    assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+/// A retention pass over more groups than fit in one page and more entries
+/// than fit in one step deletes everything it should, in many transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_pass_pages_groups_and_steps_within_a_group() {
+    use hush_relay::store::{PRUNE_PAGE_GROUPS, PRUNE_STEP_ENTRIES};
+    let mut backend = Embedded::default();
+    let store = Arc::new(open(&backend.fresh_dir()));
+    let (big, d) = group_of(store.as_ref(), 1).await;
+    let entries = PRUNE_STEP_ENTRIES as u64 * 2 + 10;
+    let mut pending = Vec::new();
+    for n in 1..=entries {
+        pending.push(store.submit_append(send(&big, d[0], n)).await.expect("queue"));
+    }
+    for p in pending {
+        p.await.expect("append");
+    }
+    for n in 0..PRUNE_PAGE_GROUPS + 3 {
+        let g = GroupId(format!("small-{n}").into_bytes());
+        store
+            .create_group(g.clone(), d[0], Policy::default(), "eu".into(), 0)
+            .await
+            .expect("create");
+        store.append(send(&g, d[0], 1)).await.expect("append");
+    }
+    let mut moved = Vec::new();
+    let rule = hush_relay::store::RetentionRule {
+        now_ms: u64::MAX,
+        max_age_ms: 1,
+        delete_acknowledged: false,
+    };
+    let report = hush_relay::store::prune_all(store.as_ref(), rule, |g, first| moved.push((g.clone(), first)))
+        .await
+        .expect("pass");
+    let small = (PRUNE_PAGE_GROUPS + 3) as u64;
+    assert_eq!(report.expired, entries + small);
+    assert_eq!(report.groups_moved, small + 1);
+    // Two pages of groups, three steps for the big group, one per small one.
+    assert!(report.steps >= 2 + 3 + small, "{report:?}");
+    let big_moves: Vec<u64> = moved.iter().filter(|(g, _)| *g == big).map(|(_, f)| *f).collect();
+    assert_eq!(big_moves.len(), 3, "one call per step of the big group");
+    assert_eq!(big_moves.last(), Some(&(entries + 1)));
+    let record = store.group(&big).await.expect("group").expect("exists");
+    assert_eq!(record.first_seq, record.head_seq + 1);
 }
