@@ -341,7 +341,7 @@ fn store_failures_map_to_unavailable_with_a_retry_hint() {
         down.detail,
         ErrorDetail::RetryAfterMs(hush_relay::store::UNAVAILABLE_RETRY_MS)
     );
-    assert!(hush_relay::store::TRANSIENT_RETRY_MS < hush_relay::store::UNAVAILABLE_RETRY_MS);
+    const { assert!(hush_relay::store::TRANSIENT_RETRY_MS < hush_relay::store::UNAVAILABLE_RETRY_MS) };
     assert!(
         !down.message.contains("disk"),
         "the backend's words stay in the relay's log"
