@@ -690,3 +690,109 @@ fn tokened(token: OpToken) -> Tokened {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     Tokened { token, now_ms }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::layout::{InboxValue, encode};
+    use super::ops::WriteOp;
+    use super::writes::PruneRequest;
+    use super::*;
+
+    /// A layout-2 file (Welcomes inline in inboxes) with a write-ahead log of
+    /// layout-2 write requests (no tokens, retention of every group at once)
+    /// opens: the log replays, the inline Welcome is read as it is, and
+    /// acknowledging it works.
+    #[tokio::test]
+    async fn a_layout_2_file_and_its_log_open_and_replay() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("data");
+        let device = DeviceRecord {
+            device: DeviceId([7; 16]),
+            user: UserId::from("old"),
+            key: [7; 32],
+            registered_ms: 1,
+        };
+        let group = GroupId(b"old".to_vec());
+        {
+            let store = EmbeddedStore::open(&dir, EmbeddedOptions::default()).expect("open");
+            store.register_device(device.clone()).await.expect("register");
+            store
+                .create_group(group.clone(), device.device, Policy::default(), "eu".into(), 0)
+                .await
+                .expect("create");
+        }
+        // Make it look like layout 2: format 2 and a Welcome inline in the inbox.
+        let db = Database::create(dir.join(FILE_NAME)).expect("db");
+        let txn = db.begin_write().expect("txn");
+        let lsn: u64 = {
+            let mut meta = txn.open_table(layout::META).expect("meta");
+            meta.insert(layout::FORMAT_KEY, encode(&2u64).expect("encode").as_slice())
+                .expect("format");
+            let mut inbox = txn.open_table(layout::INBOX).expect("inbox");
+            let welcome = InboxValue {
+                sender: device.device,
+                kind: InboxKind::Welcome {
+                    group: group.clone(),
+                    commit_seq: 9,
+                },
+                timestamp_ms: 3,
+                payload: Bytes::from_static(b"inline welcome"),
+            };
+            inbox
+                .insert(
+                    layout::device_seq(device.device, 1).as_slice(),
+                    encode(&welcome).expect("encode").as_slice(),
+                )
+                .expect("inbox");
+            let mut inbox_meta = txn.open_table(layout::INBOX_META).expect("inbox meta");
+            let counters = layout::InboxMeta { acked: 0, head: 1 };
+            inbox_meta
+                .insert(
+                    device.device.0.as_slice(),
+                    encode(&counters).expect("encode").as_slice(),
+                )
+                .expect("inbox meta");
+            layout::get(&meta, layout::APPLIED_LSN_KEY).expect("lsn").unwrap_or(0)
+        };
+        txn.commit().expect("commit");
+        drop(db);
+        // One log record of layout-2 requests after what the file holds.
+        let legacy = [
+            WriteOp::InboxPush(super::writes::NewInboxEntry {
+                device: device.device,
+                sender: device.device,
+                kind: InboxKind::Direct,
+                payload: Bytes::from_static(b"replayed"),
+                now_ms: 4,
+            }),
+            WriteOp::Prune(PruneRequest {
+                now_ms: 10,
+                max_age_ms: 1,
+                delete_acknowledged: true,
+            }),
+        ];
+        let mut frame = vec![0u8; wal::HEADER_LEN];
+        for op in &legacy {
+            wal::push_op(&mut frame, &encode(op).expect("encode"));
+        }
+        wal::seal(&mut frame, lsn + 1);
+        let mut log = wal::Wal::create(&dir.join(WAL_FILE_NAME)).expect("log");
+        log.append(&frame).expect("append");
+        drop(log);
+
+        let store = EmbeddedStore::open(&dir, EmbeddedOptions::default()).expect("reopen");
+        let inbox = store.inbox_read(device.device, 0, 10).await.expect("inbox");
+        let payloads: Vec<_> = inbox.iter().map(|e| (e.seq, e.payload.clone())).collect();
+        assert_eq!(
+            payloads,
+            vec![
+                (1, Bytes::from_static(b"inline welcome")),
+                (2, Bytes::from_static(b"replayed"))
+            ]
+        );
+        assert_eq!(store.inbox_ack(device.device, 2).await, Ok(2));
+        assert_eq!(store.inbox_read(device.device, 0, 10).await, Ok(vec![]));
+        let record = store.group(&group).await.expect("group").expect("exists");
+        assert_eq!(record.first_seq, 1);
+    }
+}

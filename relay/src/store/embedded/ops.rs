@@ -221,3 +221,50 @@ impl From<StoredAppend> for AppendRequest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::layout;
+
+    /// Logs written by layout 2 replay only if its write requests keep their
+    /// positions (the codec writes the variant's position first).
+    #[test]
+    fn layout_2_write_requests_keep_their_positions() {
+        let device = DeviceId([1; 16]);
+        let entry = NewInboxEntry {
+            device,
+            sender: device,
+            kind: hush_protocol::frame::InboxKind::Direct,
+            payload: Bytes::new(),
+            now_ms: 0,
+        };
+        let prune = PruneRequest {
+            now_ms: 0,
+            max_age_ms: 0,
+            delete_acknowledged: true,
+        };
+        let cases = [
+            (WriteOp::SetLastSeen { device, ms: 0 }, 1u8),
+            (WriteOp::AdvanceCursors(vec![]), 6),
+            (
+                WriteOp::UploadKeyPackages {
+                    device,
+                    one_time: vec![],
+                    last_resort: None,
+                },
+                7,
+            ),
+            (WriteOp::ClaimKeyPackages(vec![]), 8),
+            (WriteOp::InboxPush(entry), 9),
+            (WriteOp::InboxAck { device, seq: 0 }, 10),
+            (WriteOp::Prune(prune), 11),
+        ];
+        for (op, position) in cases {
+            let bytes = layout::encode(&op).expect("encode");
+            assert_eq!(bytes.first(), Some(&position), "{op:?}");
+            let back: WriteOp = layout::decode(&bytes).expect("decode");
+            assert_eq!(format!("{back:?}"), format!("{op:?}"));
+        }
+    }
+}
