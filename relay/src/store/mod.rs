@@ -6,10 +6,12 @@
 //! observe or create a half-applied state. A successful return means the change
 //! is durable on disk.
 //!
-//! Implementations: [`embedded::EmbeddedStore`] (the default, a file in the data
-//! directory) and, behind the `fdb` feature, FoundationDB. Both must pass the
-//! conformance suite (the `hush-store-conformance` crate in
-//! `relay/conformance/`, used only by tests).
+//! Implementations: [`embedded::EmbeddedStore`] (a file in the data
+//! directory). The trait is shaped so that a distributed backend
+//! (FoundationDB) can serve each method in one bounded transaction; see
+//! [`Store`]. Every backend must pass the conformance suite (the
+//! `hush-store-conformance` crate in `relay/conformance/`, used only by
+//! tests, so the relay's build holds none of it).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -173,7 +175,9 @@ pub struct PruneReport {
 /// the same token to every try of the store call that serves it. A backend
 /// remembers a token with the outcome it produced for at least
 /// [`OP_TOKEN_TTL_MS`], and at most the newest [`OP_TOKEN_MAX`] of them; a
-/// call with a remembered token returns that outcome and writes nothing.
+/// call with a remembered token returns that outcome and writes nothing. A
+/// token names one operation: using it for another kind of call may be
+/// refused with `Invalid`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct OpToken(pub [u8; 16]);
 
@@ -558,8 +562,9 @@ where
 /// that moved a group's first retained seq.
 ///
 /// Each step is atomic, so a pass may be stopped between any two (the next
-/// one starts over). A group that fails is logged and skipped; a failure to
-/// list groups ends the pass with that error.
+/// one starts over). A step that fails transiently is tried again
+/// ([`retrying`]); a group whose step fails otherwise is logged and skipped;
+/// `Unavailable`, or a failure to list groups, ends the pass with that error.
 pub async fn prune_all<S: Store + ?Sized>(
     store: &S,
     rule: RetentionRule,
@@ -574,8 +579,12 @@ pub async fn prune_all<S: Store + ?Sized>(
             let mut group_moved = false;
             loop {
                 tokio::task::yield_now().await;
-                let step = match store.prune_group(group, rule, PRUNE_STEP_ENTRIES).await {
+                // A step is naturally idempotent (it deletes what the rule
+                // allows now), so a transient failure is simply tried again.
+                let step = match retrying(|| store.prune_group(group, rule, PRUNE_STEP_ENTRIES)).await {
                     Ok(step) => step,
+                    // The backend is down: every other group would fail too.
+                    Err(e @ StoreError::Unavailable(_)) => return Err(e),
                     Err(e) => {
                         tracing::warn!(group = %hex::encode(&group.0), error = %e, "retention step failed");
                         break;
