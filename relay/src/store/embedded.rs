@@ -49,7 +49,7 @@
 //! back a durable redb commit per batch.
 //!
 //! A failure to write or sync the log (or to commit after the record is on
-//! disk) leaves the file and the log in doubt: the writer answers `Backend`
+//! disk) leaves the file and the log in doubt: the writer answers `Unavailable`
 //! to every later write until the store is opened again, which replays the
 //! log. Such a batch may or may not be there afterwards, as with any storage
 //! error after a write was sent; retries are idempotent.

@@ -25,7 +25,7 @@
 //! A job that breaks a rule writes nothing (its check runs before its first
 //! write) and answers with its own error; the others in the batch go on. A
 //! failure of redb itself aborts the transaction and every caller in the batch
-//! gets `Backend`. A failure to write or sync the log, or to commit after the
+//! gets `Unavailable`. A failure to write or sync the log, or to commit after the
 //! log record is on disk, leaves the database and the log in doubt: the writer
 //! then refuses every further write until the store is opened again (which
 //! replays the log).
