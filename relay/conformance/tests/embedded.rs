@@ -427,3 +427,30 @@ async fn a_retention_pass_pages_groups_and_steps_within_a_group() {
     let record = store.group(&big).await.expect("group").expect("exists");
     assert_eq!(record.first_seq, record.head_seq + 1);
 }
+
+/// Tokens are forgotten once older than the time bound: with a bound of
+/// zero, a token is gone as soon as a later tokened write comes a
+/// millisecond after it, and its repeat is then a new push.
+#[tokio::test]
+async fn operation_tokens_are_forgotten_past_the_time_bound() {
+    let mut backend = Embedded::default();
+    let opts = EmbeddedOptions::default().op_token_ttl(std::time::Duration::ZERO);
+    let store = open_with(&backend.fresh_dir(), opts);
+    let d = device_record(1, "a");
+    store.register_device(d.clone()).await.expect("register");
+    let push = |token| store.inbox_push(token, d.device, d.device, InboxKind::Direct, Bytes::from("x"), 0);
+    let first = OpToken::random();
+    assert_eq!(push(first).await, Ok(1));
+    // Each push takes a sync; the clock moves on within a few of them.
+    let mut seq = 1;
+    while store.remembered_tokens().await != Ok(1) || seq == 1 {
+        seq += 1;
+        assert_eq!(push(OpToken::random()).await, Ok(seq));
+        assert!(seq < 5_000, "tokens never expired");
+    }
+    assert_eq!(
+        push(first).await,
+        Ok(seq + 1),
+        "the expired token's repeat is a new push"
+    );
+}
