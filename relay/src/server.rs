@@ -479,15 +479,22 @@ async fn retention_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
             _ = stopped(&mut shutdown) => return,
         }
         shared.rate.sweep(Instant::now());
-        match shared
+        // A pass is many small store transactions (a page of groups, then
+        // bounded steps per group); stopping between two of them is safe.
+        let pass = shared
             .log
-            .prune(now_ms(), r.max_age_secs.saturating_mul(1000), r.delete_acknowledged)
-            .await
-        {
+            .prune(now_ms(), r.max_age_secs.saturating_mul(1000), r.delete_acknowledged);
+        let result = tokio::select! {
+            result = pass => result,
+            _ = stopped(&mut shutdown) => return,
+        };
+        match result {
             Ok(rep) if rep.acknowledged + rep.expired > 0 => {
                 tracing::info!(
                     acknowledged = rep.acknowledged,
                     expired = rep.expired,
+                    groups = rep.groups_moved,
+                    steps = rep.steps,
                     "retention deleted entries"
                 );
             }

@@ -25,7 +25,7 @@
 //! A job that breaks a rule writes nothing (its check runs before its first
 //! write) and answers with its own error; the others in the batch go on. A
 //! failure of redb itself aborts the transaction and every caller in the batch
-//! gets `Backend`. A failure to write or sync the log, or to commit after the
+//! gets `Unavailable`. A failure to write or sync the log, or to commit after the
 //! log record is on disk, leaves the database and the log in doubt: the writer
 //! then refuses every further write until the store is opened again (which
 //! replays the log).
@@ -60,13 +60,18 @@ pub(super) struct Tables<'txn> {
     pub kp_meta: Table<'txn, &'static [u8], &'static [u8]>,
     pub inbox: Table<'txn, &'static [u8], &'static [u8]>,
     pub inbox_meta: Table<'txn, &'static [u8], &'static [u8]>,
+    pub welcomes: Table<'txn, &'static [u8], &'static [u8]>,
+    pub op_tokens: Table<'txn, &'static [u8], &'static [u8]>,
+    pub op_token_order: Table<'txn, &'static [u8], &'static [u8]>,
+    /// How long and how many operation tokens are remembered.
+    pub token_bounds: TokenBounds,
     /// Set when an op passed its check and went on to write: only such ops
     /// are logged.
     pub wrote: bool,
 }
 
 impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::TableError> {
+    fn open(txn: &'txn WriteTransaction, token_bounds: TokenBounds) -> Result<Self, redb::TableError> {
         let open = |def: Def| txn.open_table(def);
         Ok(Tables {
             meta: open(layout::META)?,
@@ -83,6 +88,10 @@ impl<'txn> Tables<'txn> {
             kp_meta: open(layout::KP_META)?,
             inbox: open(layout::INBOX)?,
             inbox_meta: open(layout::INBOX_META)?,
+            welcomes: open(layout::WELCOMES)?,
+            op_tokens: open(layout::OP_TOKENS)?,
+            op_token_order: open(layout::OP_TOKEN_ORDER)?,
+            token_bounds,
             wrote: false,
         })
     }
@@ -125,12 +134,22 @@ pub(super) enum Durability {
     Committed,
 }
 
+/// How long and how many operation tokens are remembered (see
+/// `crate::store::OpToken`). A store must be reopened with the same bounds
+/// for a replay to forget exactly what the first run forgot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct TokenBounds {
+    pub ttl_ms: u64,
+    pub max: u64,
+}
+
 /// The writer's settings.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Config {
     pub queue_capacity: usize,
     pub max_batch: usize,
     pub durability: Durability,
+    pub token_bounds: TokenBounds,
 }
 
 /// One queued write and where its answer goes.
@@ -213,7 +232,7 @@ impl Writer {
         // A closed answer channel means the batch was aborted before this job ran.
         Ok(async move {
             rx.await
-                .unwrap_or_else(|_| Err(StoreError::Backend("write abandoned: its batch failed".into())))
+                .unwrap_or_else(|_| Err(StoreError::Transient("write abandoned: its batch was aborted".into())))
         })
     }
 }
@@ -231,7 +250,7 @@ impl Drop for Writer {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Backend("store writer has stopped".into())
+    StoreError::Unavailable("store writer has stopped".into())
 }
 
 /// The writer thread's state.
@@ -287,7 +306,7 @@ fn run(mut engine: Engine, runtime: &tokio::runtime::Runtime, mut rx: mpsc::Rece
         if catch_unwind(AssertUnwindSafe(|| engine.commit_batch(batch.drain(..)))).is_err() {
             tracing::error!("store writer: a batch panicked and was aborted");
             if engine.in_doubt {
-                engine.fail(StoreError::Backend("store writer panicked during a commit".into()));
+                engine.fail(StoreError::Unavailable("store writer panicked during a commit".into()));
             }
         }
         engine.counters.requests.fetch_add(size as u64, Ordering::Relaxed);
@@ -307,7 +326,7 @@ fn run(mut engine: Engine, runtime: &tokio::runtime::Runtime, mut rx: mpsc::Rece
 impl Engine {
     fn fail(&mut self, e: StoreError) {
         tracing::error!(error = %e, "store writer: refusing further writes until the store is reopened");
-        self.failed = Some(StoreError::Backend(format!(
+        self.failed = Some(StoreError::Unavailable(format!(
             "store writer stopped after a failure ({e}); reopen the store"
         )));
     }
@@ -401,7 +420,7 @@ impl Engine {
         let mut wrote = false;
         let lsn = self.lsn + 1;
         {
-            let mut tables = Tables::open(&txn)?;
+            let mut tables = Tables::open(&txn, self.config.token_bounds)?;
             for job in jobs.by_ref() {
                 let mark = self.frame.len();
                 if logged {
@@ -442,7 +461,7 @@ impl Engine {
             self.in_doubt = true;
             if let Err(e) = wal.append(&self.frame) {
                 // The record may be on disk in part or in whole: in doubt.
-                let e = StoreError::Backend(format!("write-ahead log: {e}"));
+                let e = StoreError::Unavailable(format!("write-ahead log: {e}"));
                 self.fail(e.clone());
                 return Err(e);
             }
@@ -491,8 +510,8 @@ pub(super) struct Recovered {
 /// the next one. A record whose checksum holds but whose ops do not decode, or
 /// a gap between the database and the log, is refused: acknowledged writes
 /// would be lost.
-pub(super) fn recover(db: &Database, wal_path: &std::path::Path) -> StoreResult<Recovered> {
-    let io_error = |e: std::io::Error| StoreError::Backend(format!("write-ahead log {}: {e}", wal_path.display()));
+pub(super) fn recover(db: &Database, wal_path: &std::path::Path, token_bounds: TokenBounds) -> StoreResult<Recovered> {
+    let io_error = |e: std::io::Error| StoreError::Unavailable(format!("write-ahead log {}: {e}", wal_path.display()));
     let contents = Wal::read(wal_path).map_err(io_error)?;
     let mut lsn: u64 = layout::get(&db.begin_read()?.open_table(layout::META)?, layout::APPLIED_LSN_KEY)?.unwrap_or(0);
     let mut replayed = 0usize;
@@ -501,7 +520,7 @@ pub(super) fn recover(db: &Database, wal_path: &std::path::Path) -> StoreResult<
             continue;
         }
         if record.lsn != lsn + 1 {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::Unavailable(format!(
                 "write-ahead log starts at record {} but the database holds records up to {lsn}",
                 record.lsn
             )));
@@ -510,7 +529,7 @@ pub(super) fn recover(db: &Database, wal_path: &std::path::Path) -> StoreResult<
         let mut txn = db.begin_write()?;
         txn.set_durability(redb::Durability::None)?;
         {
-            let mut tables = Tables::open(&txn)?;
+            let mut tables = Tables::open(&txn, token_bounds)?;
             for op in ops {
                 let op: WriteOp = layout::decode(op).map_err(|_| corrupt_record(record.lsn))?;
                 match ops::apply(&mut tables, op) {
@@ -537,7 +556,7 @@ pub(super) fn recover(db: &Database, wal_path: &std::path::Path) -> StoreResult<
 }
 
 fn corrupt_record(lsn: u64) -> StoreError {
-    StoreError::Backend(format!("write-ahead log record {lsn} is corrupt"))
+    StoreError::Unavailable(format!("write-ahead log record {lsn} is corrupt"))
 }
 
 /// The batch before this one.
