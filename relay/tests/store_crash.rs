@@ -425,3 +425,24 @@ async fn a_log_is_replayed_when_reopened_without_one() {
     drop(store);
     assert_eq!(log_of(&dir).await.len(), log.len() + 1);
 }
+
+/// A record damaged in the middle of the log (records after it are whole) is
+/// not taken for a torn tail: the store refuses to open, saying so, instead
+/// of dropping the acknowledged appends of every later record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_in_the_middle_of_the_log_refuses_to_open() {
+    let (_tmp, dir, _acked, wal) = crashed_with_log().await;
+    let spans = record_spans(&wal);
+    assert!(spans.len() >= 3, "need records after the damaged one: {}", spans.len());
+    let (at, len) = spans[spans.len() / 2];
+    let mut bad = wal.clone();
+    bad[at + len - 1] ^= 0x01;
+    std::fs::write(dir.join(WAL_FILE_NAME), &bad).unwrap();
+    match EmbeddedStore::open(&dir, EmbeddedOptions::default()) {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("damaged"), "{m}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("opened a log damaged in the middle"),
+    }
+    // The log is left as it was, for an operator to look at.
+    assert_eq!(std::fs::read(dir.join(WAL_FILE_NAME)).unwrap(), bad);
+}

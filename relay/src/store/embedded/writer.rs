@@ -508,14 +508,23 @@ pub(super) struct Recovered {
 /// The database's `applied_lsn` says which record its last durable commit
 /// contains. Records up to it are skipped; the first record after it must be
 /// the next one. A record whose checksum holds but whose ops do not decode, or
-/// a gap between the database and the log, is refused: acknowledged writes
-/// would be lost.
+/// a gap between the database and the log, or a damaged record with newer
+/// ones after it, is refused: acknowledged writes would be lost.
 pub(super) fn recover(db: &Database, wal_path: &std::path::Path, token_bounds: TokenBounds) -> StoreResult<Recovered> {
     let io_error = |e: std::io::Error| StoreError::Unavailable(format!("write-ahead log {}: {e}", wal_path.display()));
     let contents = Wal::read(wal_path).map_err(io_error)?;
     let mut lsn: u64 = layout::get(&db.begin_read()?.open_table(layout::META)?, layout::APPLIED_LSN_KEY)?.unwrap_or(0);
     let mut replayed = 0usize;
-    for record in wal::records(&contents) {
+    let (chain, end) = wal::records(&contents);
+    let newest = chain.last().map_or(0, |r| r.lsn).max(lsn);
+    if let Some(later) = wal::newer_record_after(&contents, end, newest + 1) {
+        return Err(StoreError::Unavailable(format!(
+            "write-ahead log {} is damaged: the record after {newest} is unreadable but record {later} \
+             follows it; refusing to open rather than lose acknowledged writes",
+            wal_path.display()
+        )));
+    }
+    for record in chain {
         if record.lsn <= lsn {
             continue;
         }
