@@ -19,6 +19,14 @@ struct Proc {
     cert: [u8; 32],
 }
 
+/// A failed assertion must not leave a relay running after the test.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn spawn_relay(dir: &std::path::Path) -> Proc {
     // The default rate limit (50/s per device) would throttle the stream.
     let config = dir.join("relay.toml");
