@@ -283,6 +283,13 @@ pub(super) fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
     codec::encode(value).map_err(|e| StoreError::Invalid(format!("record cannot be stored: {e}")))
 }
 
+/// Encodes a record at the end of `out`.
+pub(super) fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> StoreResult<()> {
+    codec::encode_into(value, out)
+        .map(|_| ())
+        .map_err(|e| StoreError::Invalid(format!("record cannot be stored: {e}")))
+}
+
 /// Decodes a stored record; a record that does not decode is corruption.
 pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
     codec::decode(bytes).map_err(|e| corrupt(&e.to_string()))

@@ -207,7 +207,25 @@ pub(super) fn newer_record_after(contents: &[u8], from: usize, min_lsn: u64) -> 
     })
 }
 
+/// Appends one op to a record's body, encoded by `encode` in place after its
+/// length; on error the body is left as it was.
+pub(super) fn push_op_with<E>(
+    frame: &mut Vec<u8>,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mark = frame.len();
+    frame.extend_from_slice(&[0; 4]);
+    if let Err(e) = encode(frame) {
+        frame.truncate(mark);
+        return Err(e);
+    }
+    let len = u32::try_from(frame.len() - mark - 4).unwrap_or(u32::MAX);
+    frame[mark..mark + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
 /// Appends one op (already encoded) to a record's body.
+#[cfg(test)]
 pub(super) fn push_op(frame: &mut Vec<u8>, op: &[u8]) {
     let len = u32::try_from(op.len()).unwrap_or(u32::MAX);
     frame.extend_from_slice(&len.to_le_bytes());
@@ -312,6 +330,29 @@ mod tests {
         let (found, end) = records(&file);
         assert_eq!(found.len(), 1);
         assert_eq!(newer_record_after(&file, end, 5), None);
+    }
+
+    #[test]
+    fn ops_encoded_in_place_read_back_and_a_failed_one_leaves_nothing() {
+        let mut f = vec![0u8; HEADER_LEN];
+        push_op(&mut f, b"one");
+        push_op_with(&mut f, |b| {
+            b.extend_from_slice(b"two!");
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        let before = f.len();
+        assert!(
+            push_op_with(&mut f, |b| {
+                b.extend_from_slice(b"half");
+                Err(())
+            })
+            .is_err()
+        );
+        assert_eq!(f.len(), before);
+        seal(&mut f, 3);
+        let (found, _) = records(&f);
+        assert_eq!(ops(found[0].body), Some(vec![&b"one"[..], &b"two!"[..]]));
     }
 
     #[test]
