@@ -70,6 +70,26 @@ pub async fn request_loop(ctx: Ctx, mut rx: queue::Receiver<Queued>) {
         let Some((id, op, permit)) = next else { break };
         match *op {
             Request::Send(send) => {
+                // Over its rate, a device's send waits for budget instead of
+                // being refused: a refusal in the middle of a pipeline would
+                // let the sends behind it overtake it when it is retried
+                // (PROTOCOL.md 7.7). Meanwhile nothing more is read from the
+                // connection, and the sends in flight are still answered.
+                while let Err(ms) = ctx.shared.rate.check(ctx.conn.device, std::time::Instant::now()) {
+                    let pause = tokio::time::sleep(std::time::Duration::from_millis(u64::from(ms.max(1))));
+                    tokio::pin!(pause);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            Some(r) = inflight.next(), if !inflight.is_empty() => {
+                                if r.is_err() {
+                                    return;
+                                }
+                            }
+                            _ = &mut pause => break,
+                        }
+                    }
+                }
                 let done = Box::pin(start_send(&ctx, id, send, permit)).await;
                 inflight.push(done);
             }
@@ -89,11 +109,11 @@ pub async fn request_loop(ctx: Ctx, mut rx: queue::Receiver<Queued>) {
     while inflight.next().await.is_some() {}
 }
 
-/// Checks a send and queues its append; returns what finishes it: waiting
-/// for durability and queueing the response.
+/// Checks a send (its rate was checked by the caller) and queues its
+/// append; returns what finishes it: waiting for durability and queueing the
+/// response.
 async fn start_send(ctx: &Ctx, id: u32, send: Send, permit: OwnedSemaphorePermit) -> Completion {
     let queued = async {
-        rate_check(&ctx.shared, ctx.conn.device)?;
         let req = check_send(ctx, send)?;
         Ok::<_, WireError>(ctx.shared.log.append(req).await?)
     }
