@@ -32,7 +32,7 @@ struct TestRelay {
     dev_http: std::net::SocketAddr,
     cert: [u8; 32],
     handle: hush_relay::ShutdownHandle,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<hush_relay::RelayResult<()>>,
     _dir: tempfile::TempDir,
 }
 

@@ -223,3 +223,31 @@ fn two_people_chat_in_the_full_screen_client() {
     );
     rt.block_on(relay.stop());
 }
+
+/// The README's one-shot commands, as a script would use them: `hush send
+/// USER TEXT` starts the direct conversation, and the partner reads it.
+#[test]
+fn one_shot_send_to_a_user_starts_the_conversation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let relay = rt.block_on(TestRelay::start(&tmp.path().join("relay")));
+    let cert = hex::encode(relay.cert);
+    let url = relay.url();
+    let (alice_dir, bob_dir) = (tmp.path().join("alice"), tmp.path().join("bob"));
+    for (dir, name) in [(&alice_dir, "alice"), (&bob_dir, "bob")] {
+        hush(dir, &["init", "--name", name, "--relay", &url, "--cert", &cert]);
+    }
+    hush(&alice_dir, &["send", "bob", "hello from a script"]);
+    let read = hush(&bob_dir, &["read", "--json"]);
+    assert!(
+        read.lines()
+            .any(|l| l.contains("hello from a script") && l.contains("alice")),
+        "bob read:\n{read}"
+    );
+    // And back, by name: the same conversation, not a second one.
+    hush(&bob_dir, &["send", "alice", "hello back"]);
+    let read = hush(&alice_dir, &["read", "--json"]);
+    assert!(read.contains("hello back"), "alice read:\n{read}");
+    let groups = hush(&alice_dir, &["groups"]);
+    assert_eq!(groups.lines().filter(|l| l.contains("bob")).count(), 1, "{groups}");
+}

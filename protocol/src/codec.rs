@@ -75,6 +75,20 @@ pub fn encode<T: Serialize>(frame: &T) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
+/// Encodes a frame at the end of `out` (no buffer of its own); returns the
+/// encoded length. On error `out` may hold part of the frame: truncate it.
+pub fn encode_into<T: Serialize>(frame: &T, out: &mut Vec<u8>) -> Result<usize, CodecError> {
+    let len =
+        bincode::serde::encode_into_std_write(frame, out, config()).map_err(|e| CodecError::Encode(e.to_string()))?;
+    if len > MAX_FRAME_LEN {
+        return Err(CodecError::FrameTooLarge {
+            len,
+            max: MAX_FRAME_LEN,
+        });
+    }
+    Ok(len)
+}
+
 /// Encodes a frame into shared bytes (encode once, send to many).
 pub fn encode_bytes<T: Serialize>(frame: &T) -> Result<Bytes, CodecError> {
     encode(frame).map(Bytes::from)

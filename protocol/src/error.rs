@@ -76,7 +76,8 @@ error_codes! {
     Truncated = 16,
     /// No key package is available for the device.
     NoKeyPackage = 17,
-    /// The relay is at capacity or shutting down.
+    /// The relay is at capacity or shutting down, or its storage is busy or
+    /// down; retry (after the `RetryAfterMs` detail when given).
     Unavailable = 18,
     /// The relay failed internally; the request may be retried.
     Internal = 19,
@@ -108,7 +109,8 @@ pub enum ErrorDetail {
     None,
     /// The group's current epoch (with [`ErrorCode::StaleEpoch`]).
     CurrentEpoch(u64),
-    /// Wait this many milliseconds before retrying (with [`ErrorCode::RateLimited`]).
+    /// Wait this many milliseconds before retrying (with [`ErrorCode::RateLimited`]
+    /// or [`ErrorCode::Unavailable`]).
     RetryAfterMs(u32),
     /// The relay's supported version range (with [`ErrorCode::UnsupportedVersion`]).
     Versions {

@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 /// Everything the relay can be told.
@@ -275,13 +274,21 @@ impl Default for RetentionConfig {
 
 impl Config {
     /// Reads a TOML file (unknown keys are an error).
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    pub fn from_file(path: &Path) -> Result<Self, crate::RelayError> {
+        let fail = |reason: String| crate::RelayError::ConfigFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+        toml::from_str(&text).map_err(|e| fail(e.to_string()))
     }
 
     /// Checks values that would make the relay misbehave.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> Result<(), crate::RelayError> {
+        self.check().map_err(|e| crate::RelayError::Config(e.to_string()))
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
         let l = &self.limits;
         anyhow::ensure!(l.max_connections > 0, "limits.max_connections must be > 0");
         anyhow::ensure!(

@@ -18,6 +18,7 @@
 pub mod bus;
 pub mod config;
 mod devhttp;
+mod error;
 pub mod grouplog;
 mod presence;
 mod queue;
@@ -32,6 +33,7 @@ pub mod token;
 mod transport;
 
 pub use config::Config;
+pub use error::{RelayError, RelayResult};
 pub use server::{Relay, ShutdownHandle, Stats};
 pub use state::now_ms;
 pub use tls::{CertHandle, TlsMaterial};

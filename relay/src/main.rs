@@ -65,6 +65,11 @@ struct Args {
 /// threads than this would only add context switches on a small machine.
 const BLOCKING_THREADS: usize = 8;
 
+/// glibc's allocator took about a third of a request worker's time under
+/// load (BENCHMARKS.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -166,7 +171,7 @@ async fn run() -> anyhow::Result<()> {
         tracing::info!("shutting down: closing connections with GoingAway");
         handle.shutdown();
     });
-    relay.run().await
+    Ok(relay.run().await?)
 }
 
 /// SIGHUP: read the certificate files again; new connections get the new

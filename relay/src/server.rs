@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::bus::{Bus, InProcessBus};
 use crate::config::Config;
+use crate::error::{RelayError, RelayResult};
 use crate::grouplog::{GroupLog, LocalLog};
 use crate::ratelimit::RateLimiter;
 use crate::shutdown::stopped;
@@ -120,27 +121,31 @@ fn bind_pair(addr: SocketAddr, with_udp: bool) -> anyhow::Result<(std::net::TcpL
 
 impl Relay {
     /// Opens the data directory and store, prepares TLS and binds the listeners.
-    pub async fn load(config: Config) -> anyhow::Result<Relay> {
+    pub async fn load(config: Config) -> RelayResult<Relay> {
         config.validate()?;
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let data_dir = |reason: String| RelayError::DataDir {
+            dir: config.data_dir.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| data_dir(format!("cannot create it: {e}")))?;
         let store: Arc<dyn Store> = Arc::new(
             EmbeddedStore::open(&config.data_dir.join("store"), EmbeddedOptions::default())
-                .map_err(|e| anyhow::anyhow!("opening the store in {}: {e}", config.data_dir.display()))?,
+                .map_err(|e| data_dir(format!("cannot open the store in it: {e}")))?,
         );
         Self::with_parts(config, store, Arc::new(InProcessBus::new()))
     }
 
     /// Assembles a relay from parts (tests use other stores or buses) and binds
     /// its listeners. Needs a Tokio runtime.
-    pub fn with_parts(config: Config, store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> anyhow::Result<Relay> {
+    pub fn with_parts(config: Config, store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> RelayResult<Relay> {
+        config.validate()?;
         let (source, tls) = match (&config.tls.cert, &config.tls.key) {
             (Some(c), Some(k)) => (
                 CertSource::Pem {
                     cert: c.clone(),
                     key: k.clone(),
                 },
-                load_pem(c, k)?,
+                load_pem(c, k).map_err(RelayError::tls)?,
             ),
             _ => {
                 let certs = DevCerts {
@@ -149,7 +154,7 @@ impl Relay {
                     validity: Duration::from_secs(config.tls.dev_validity_secs),
                     renew_before: Duration::from_secs(config.tls.dev_renew_before_secs),
                 };
-                let state = certs.load(time::OffsetDateTime::now_utc())?;
+                let state = certs.load(time::OffsetDateTime::now_utc()).map_err(RelayError::tls)?;
                 let tls = state.serving.clone();
                 (
                     CertSource::Dev {
@@ -160,22 +165,30 @@ impl Relay {
                 )
             }
         };
-        let store_certs = CertStore::new(&tls)?;
+        let store_certs = CertStore::new(&tls).map_err(RelayError::tls)?;
         if let CertSource::Dev { state, .. } = &source {
-            store_certs.replace(state.serving.clone(), state.published())?;
+            store_certs
+                .replace(state.serving.clone(), state.published())
+                .map_err(RelayError::tls)?;
         }
         let certs = CertHandle {
             store: store_certs,
             source: Arc::new(Mutex::new(source)),
         };
 
-        let (tcp, udp) = bind_pair(config.listen, config.quic.enabled)?;
-        tcp.set_nonblocking(true)?;
-        let listener = TcpListener::from_std(tcp)?;
+        let (tcp, udp) =
+            bind_pair(config.listen, config.quic.enabled).map_err(|e| RelayError::listen(format!("{e:#}")))?;
+        tcp.set_nonblocking(true).map_err(RelayError::listen)?;
+        let listener = TcpListener::from_std(tcp).map_err(RelayError::listen)?;
         let quic = match udp {
             Some(udp) => {
-                let transport = quic::transport_config(&config.quic, &config.limits)?;
-                Some(Arc::new(quic::endpoint(udp, certs.store.quic_config()?, transport)?))
+                let transport = quic::transport_config(&config.quic, &config.limits)
+                    .map_err(|e| RelayError::Config(format!("{e:#}")))?;
+                let tls = certs.store.quic_config().map_err(RelayError::tls)?;
+                Some(Arc::new(
+                    quic::endpoint(udp, tls, transport)
+                        .map_err(|e| RelayError::listen(format!("WebTransport: {e:#}")))?,
+                ))
             }
             None => None,
         };
@@ -276,7 +289,7 @@ impl Relay {
     }
 
     /// Accepts and serves connections until shut down.
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self) -> RelayResult<()> {
         let Relay {
             shared,
             listener,
@@ -287,7 +300,9 @@ impl Relay {
             stats,
             shutdown_tx,
         } = self;
-        let acceptor = Arc::new(TlsAcceptor::from(Arc::new(certs.store.tcp_config()?)));
+        let acceptor = Arc::new(TlsAcceptor::from(Arc::new(
+            certs.store.tcp_config().map_err(RelayError::tls)?,
+        )));
         // Every connection task holds a clone; when all are gone, draining is done.
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let spawner = Spawner {
@@ -464,15 +479,22 @@ async fn retention_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
             _ = stopped(&mut shutdown) => return,
         }
         shared.rate.sweep(Instant::now());
-        match shared
+        // A pass is many small store transactions (a page of groups, then
+        // bounded steps per group); stopping between two of them is safe.
+        let pass = shared
             .log
-            .prune(now_ms(), r.max_age_secs.saturating_mul(1000), r.delete_acknowledged)
-            .await
-        {
+            .prune(now_ms(), r.max_age_secs.saturating_mul(1000), r.delete_acknowledged);
+        let result = tokio::select! {
+            result = pass => result,
+            _ = stopped(&mut shutdown) => return,
+        };
+        match result {
             Ok(rep) if rep.acknowledged + rep.expired > 0 => {
                 tracing::info!(
                     acknowledged = rep.acknowledged,
                     expired = rep.expired,
+                    groups = rep.groups_moved,
+                    steps = rep.steps,
                     "retention deleted entries"
                 );
             }

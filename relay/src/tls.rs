@@ -439,7 +439,11 @@ impl CertHandle {
     /// Reads the PEM files again and serves them to new connections (SIGHUP).
     /// Open connections keep going. A development relay has no files to
     /// read: this is a no-op there.
-    pub async fn reload(&self) -> anyhow::Result<()> {
+    pub async fn reload(&self) -> crate::RelayResult<()> {
+        self.reload_pem().await.map_err(crate::RelayError::tls)
+    }
+
+    async fn reload_pem(&self) -> anyhow::Result<()> {
         let source = self.source.lock().await;
         if let CertSource::Pem { cert, key } = &*source {
             let m = load_pem(cert, key)?;
@@ -457,7 +461,11 @@ impl CertHandle {
     /// Advances development-certificate rotation to `now` (the relay calls it
     /// periodically with the wall clock; tests pass a later time). Returns
     /// whether anything changed.
-    pub async fn rotate_dev(&self, now: time::OffsetDateTime) -> anyhow::Result<bool> {
+    pub async fn rotate_dev(&self, now: time::OffsetDateTime) -> crate::RelayResult<bool> {
+        self.rotate_dev_inner(now).await.map_err(crate::RelayError::tls)
+    }
+
+    async fn rotate_dev_inner(&self, now: time::OffsetDateTime) -> anyhow::Result<bool> {
         let mut source = self.source.lock().await;
         let CertSource::Dev { certs, state } = &mut *source else {
             return Ok(false);

@@ -71,7 +71,11 @@ enum Audience {
 
 impl TokenVerifier {
     /// Builds a verifier from configuration.
-    pub fn from_config(c: &AuthConfig) -> anyhow::Result<Self> {
+    pub fn from_config(c: &AuthConfig) -> Result<Self, crate::RelayError> {
+        Self::build(c).map_err(|e| crate::RelayError::Config(e.to_string()))
+    }
+
+    fn build(c: &AuthConfig) -> anyhow::Result<Self> {
         let ed25519 = match &c.jwt_ed25519_public_key {
             None => None,
             Some(text) => {

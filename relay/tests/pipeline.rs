@@ -180,3 +180,42 @@ async fn removed_and_readded_back_to_back_gets_exactly_its_entries() {
     assert_eq!(seq_of(r), head + 1);
     relay.stop().await;
 }
+
+/// Over its rate, a device's pipelined sends are held, not refused: a refusal
+/// in the middle of a pipeline would let the sends behind it overtake it on
+/// retry. Every send is accepted, in the order sent, at the configured rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_over_the_rate_are_slowed_in_order_not_refused() {
+    let (rate, burst, n) = (40.0, 5.0, 25u64);
+    let relay = TestRelay::start_with(|c| {
+        c.limits.rate_per_second = rate;
+        c.limits.rate_burst = burst;
+    })
+    .await;
+    let alice = Identity::generate("alice");
+    let mut ca = relay.connect(&alice).await;
+    let g = gid("rated");
+    // The group itself takes one request; wait for the bucket to refill.
+    create_group(&ca, &g, Default::default()).await;
+    tokio::time::sleep(std::time::Duration::from_secs_f64(burst / rate)).await;
+    let started = std::time::Instant::now();
+    let replies = join_all((0..n).map(|i| ca.request(app(&g, i + 1, 0, format!("m{i}").as_bytes())))).await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        replies.into_iter().map(seq_of).collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>()
+    );
+    // The bucket held `burst` sends; the rest came at `rate` per second (a
+    // lower bound only: a loaded machine makes it slower, never faster).
+    let least = std::time::Duration::from_secs_f64((n as f64 - burst) / rate * 0.9);
+    assert!(
+        elapsed >= least,
+        "{n} sends took {elapsed:?}, under {least:?}: not rate limited"
+    );
+    let got = deliveries(&mut ca, &g, n as usize).await;
+    assert_eq!(
+        got.iter().map(|e| e.client_msg_id).collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>()
+    );
+    relay.stop().await;
+}

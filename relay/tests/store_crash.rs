@@ -13,17 +13,42 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hush_protocol::frame::{Direction, Policy};
-use hush_protocol::{DeviceId, GroupId};
-use hush_relay::store::conformance::{device_record, message};
+use bytes::Bytes;
+use hush_protocol::frame::{Direction, MessageKind, Policy};
+use hush_protocol::{ClientMsgId, DeviceId, GroupId, UserId};
 use hush_relay::store::embedded::{EmbeddedOptions, EmbeddedStore, FILE_NAME, WAL_FILE_NAME};
-use hush_relay::store::{AppendOutcome, Store, StoreError};
+use hush_relay::store::{AppendOutcome, AppendRequest, DeviceRecord, Store, StoreError};
 
 const CHILD_DIR: &str = "HUSH_STORE_CHILD_DIR";
 const CHILD_ROUND: &str = "HUSH_STORE_CHILD_ROUND";
 const CHILD_CHECKPOINTS: &str = "HUSH_STORE_CHILD_CHECKPOINTS";
 /// Concurrent appenders in the child.
 const TASKS: u64 = 8;
+
+/// A device record whose key is `[n; 32]` (as in the conformance suite).
+fn device_record(n: u8, user: &str) -> DeviceRecord {
+    let key = [n; 32];
+    DeviceRecord {
+        device: DeviceId::from_public_key(&key),
+        user: UserId::from(user),
+        key,
+        registered_ms: 1_000 + u64::from(n),
+    }
+}
+
+/// An application message at epoch 0.
+fn message(group: &GroupId, sender: DeviceId, client_msg_id: ClientMsgId, payload: &str) -> AppendRequest {
+    AppendRequest {
+        group: group.clone(),
+        sender,
+        client_msg_id,
+        kind: MessageKind::Application,
+        epoch: 0,
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+        roster: None,
+        now_ms: 1_000,
+    }
+}
 
 fn group() -> GroupId {
     GroupId(b"crash".to_vec())
@@ -160,7 +185,7 @@ fn parse_ack(line: &str) -> Option<(u64, u64)> {
 async fn log_of(dir: &Path) -> BTreeMap<u64, u64> {
     let store = EmbeddedStore::open(dir, EmbeddedOptions::default()).unwrap();
     let log = store
-        .read_log(&group(), 1, Direction::Forward, usize::MAX)
+        .read_log(&group(), 1, Direction::Forward, usize::MAX, usize::MAX)
         .await
         .unwrap();
     assert!(log.iter().zip(1..).all(|(e, seq)| e.seq == seq), "the log has a gap");
@@ -391,7 +416,7 @@ async fn a_log_is_replayed_when_reopened_without_one() {
     let committed = EmbeddedOptions::default().write_ahead_log(false);
     let store = EmbeddedStore::open(&dir, committed).unwrap();
     let log = store
-        .read_log(&group(), 1, Direction::Forward, usize::MAX)
+        .read_log(&group(), 1, Direction::Forward, usize::MAX, usize::MAX)
         .await
         .unwrap();
     let log: BTreeMap<u64, u64> = log.into_iter().map(|e| (e.seq, e.client_msg_id)).collect();
@@ -399,4 +424,25 @@ async fn a_log_is_replayed_when_reopened_without_one() {
     store.append(message(&group(), sender(), u64::MAX, "x")).await.unwrap();
     drop(store);
     assert_eq!(log_of(&dir).await.len(), log.len() + 1);
+}
+
+/// A record damaged in the middle of the log (records after it are whole) is
+/// not taken for a torn tail: the store refuses to open, saying so, instead
+/// of dropping the acknowledged appends of every later record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_in_the_middle_of_the_log_refuses_to_open() {
+    let (_tmp, dir, _acked, wal) = crashed_with_log().await;
+    let spans = record_spans(&wal);
+    assert!(spans.len() >= 3, "need records after the damaged one: {}", spans.len());
+    let (at, len) = spans[spans.len() / 2];
+    let mut bad = wal.clone();
+    bad[at + len - 1] ^= 0x01;
+    std::fs::write(dir.join(WAL_FILE_NAME), &bad).unwrap();
+    match EmbeddedStore::open(&dir, EmbeddedOptions::default()) {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("damaged"), "{m}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("opened a log damaged in the middle"),
+    }
+    // The log is left as it was, for an operator to look at.
+    assert_eq!(std::fs::read(dir.join(WAL_FILE_NAME)).unwrap(), bad);
 }

@@ -140,7 +140,13 @@ async fn appends(senders: usize, secs: u64, window: usize) -> anyhow::Result<()>
     let mut clients = Vec::new();
     for _ in 0..senders {
         let (group, mut c) = setup_group(&t, 1, "appends").await?;
-        clients.push((group, Arc::new(c.remove(0))));
+        let mut c = c.remove(0);
+        // The sender is a member and gets its own entries delivered: drain
+        // them, or a full event queue stops its connection's reader (and
+        // with it the replies).
+        let mut events = c.take_events();
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        clients.push((group, Arc::new(c)));
     }
     let deadline = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
@@ -255,6 +261,10 @@ async fn fanout(members: usize, rate: u64, secs: u64) -> anyhow::Result<()> {
     anyhow::ensure!(lat.len() as u64 == expected, "lost deliveries");
     Ok(())
 }
+
+/// The relay runs in this process: the same allocator as its binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

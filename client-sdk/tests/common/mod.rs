@@ -14,7 +14,7 @@ pub struct TestRelay {
     pub addr: std::net::SocketAddr,
     pub cert: [u8; 32],
     pub handle: ShutdownHandle,
-    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub task: tokio::task::JoinHandle<hush_relay::RelayResult<()>>,
     pub dir: PathBuf,
 }
 

@@ -10,7 +10,7 @@ use hush_protocol::{DeviceId, GroupId};
 use super::live::{Applied, Followup, Live};
 use super::{AppendTicket, GroupLog};
 use crate::bus::{Bus, BusEvent, BusSink};
-use crate::store::{AppendOutcome, AppendRequest, GroupRecord, PruneReport, Store, StoreResult};
+use crate::store::{AppendOutcome, AppendRequest, GroupRecord, PruneReport, RetentionRule, Store, StoreResult};
 
 /// How long an entry may wait for a missing predecessor before the group's
 /// view is reloaded from the store.
@@ -170,18 +170,8 @@ impl GroupLog for LocalLog {
         limit: usize,
         max_bytes: usize,
     ) -> StoreResult<Vec<LogEntry>> {
-        let mut entries = self.store.read_log(group, from_seq, direction, limit).await?;
-        let mut bytes = 0usize;
-        let fits = entries
-            .iter()
-            .position(|e| {
-                bytes += e.payload.len();
-                bytes > max_bytes
-            })
-            .unwrap_or(entries.len())
-            .max(1);
-        entries.truncate(fits);
-        Ok(entries)
+        // The store applies the budget as it reads: nothing past it is read.
+        self.store.read_log(group, from_seq, direction, limit, max_bytes).await
     }
 
     async fn record(&self, group: &GroupId) -> StoreResult<Option<GroupRecord>> {
@@ -214,11 +204,17 @@ impl GroupLog for LocalLog {
     }
 
     async fn prune(&self, now_ms: u64, max_age_ms: u64, delete_acknowledged: bool) -> StoreResult<PruneReport> {
-        let report = self.store.prune(now_ms, max_age_ms, delete_acknowledged).await?;
-        for (group, first) in &report.moved {
-            self.live.truncate(group, *first);
-        }
-        Ok(report)
+        let rule = RetentionRule {
+            now_ms,
+            max_age_ms,
+            delete_acknowledged,
+        };
+        // Bounded steps, one group at a time; the live view's first seq moves
+        // after each step that moved the store's.
+        crate::store::prune_all(self.store.as_ref(), rule, |group, first| {
+            self.live.truncate(group, first)
+        })
+        .await
     }
 }
 

@@ -56,7 +56,8 @@ pub trait GroupLog: Send + Sync + 'static {
 
     /// Up to `limit` entries from `from_seq` in `direction`, stopping before
     /// the entry that would bring the payload bytes over `max_bytes` (at least
-    /// one entry is returned if any exists).
+    /// one entry is returned if any exists); the budget is applied inside the
+    /// store read (`Store::read_log`).
     async fn read(
         &self,
         group: &GroupId,
@@ -84,6 +85,8 @@ pub trait GroupLog: Send + Sync + 'static {
     /// if it is loaded).
     async fn load_view(&self, group: &GroupId) -> StoreResult<Option<GroupRecord>>;
 
-    /// One retention pass.
+    /// One retention pass: every group of this log, in bounded per-group
+    /// steps (`store::prune_all`), moving the live view's first seq as the
+    /// store's moves. Dropping the future between steps is safe.
     async fn prune(&self, now_ms: u64, max_age_ms: u64, delete_acknowledged: bool) -> StoreResult<PruneReport>;
 }

@@ -23,7 +23,7 @@ use crate::bus::BusEvent;
 use crate::grouplog::ConnHandle;
 use crate::queue::{self, SendTimeoutError};
 use crate::state::{Shared, now_ms};
-use crate::store::{AppendOutcome, AppendRequest, GroupRecord, Membership};
+use crate::store::{AppendOutcome, AppendRequest, GroupRecord, Membership, OpToken, retrying};
 use hush_protocol::frame::CloseReason;
 
 /// A connection's request context.
@@ -70,6 +70,26 @@ pub async fn request_loop(ctx: Ctx, mut rx: queue::Receiver<Queued>) {
         let Some((id, op, permit)) = next else { break };
         match *op {
             Request::Send(send) => {
+                // Over its rate, a device's send waits for budget instead of
+                // being refused: a refusal in the middle of a pipeline would
+                // let the sends behind it overtake it when it is retried
+                // (PROTOCOL.md 7.7). Meanwhile nothing more is read from the
+                // connection, and the sends in flight are still answered.
+                while let Err(ms) = ctx.shared.rate.check(ctx.conn.device, std::time::Instant::now()) {
+                    let pause = tokio::time::sleep(std::time::Duration::from_millis(u64::from(ms.max(1))));
+                    tokio::pin!(pause);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            Some(r) = inflight.next(), if !inflight.is_empty() => {
+                                if r.is_err() {
+                                    return;
+                                }
+                            }
+                            _ = &mut pause => break,
+                        }
+                    }
+                }
                 let done = Box::pin(start_send(&ctx, id, send, permit)).await;
                 inflight.push(done);
             }
@@ -89,11 +109,11 @@ pub async fn request_loop(ctx: Ctx, mut rx: queue::Receiver<Queued>) {
     while inflight.next().await.is_some() {}
 }
 
-/// Checks a send and queues its append; returns what finishes it: waiting
-/// for durability and queueing the response.
+/// Checks a send (its rate was checked by the caller) and queues its
+/// append; returns what finishes it: waiting for durability and queueing the
+/// response.
 async fn start_send(ctx: &Ctx, id: u32, send: Send, permit: OwnedSemaphorePermit) -> Completion {
     let queued = async {
-        rate_check(&ctx.shared, ctx.conn.device)?;
         let req = check_send(ctx, send)?;
         Ok::<_, WireError>(ctx.shared.log.append(req).await?)
     }
@@ -135,7 +155,7 @@ async fn respond(ctx: &Ctx, id: u32, op: Request) -> Result<(), ()> {
 async fn queue_response(ctx: &Ctx, id: u32, result: Result<Reply, WireError>) -> Result<(), ()> {
     let stall = ctx.shared.config.limits.slow_consumer_timeout();
     if let Err(e) = &result
-        && e.code == ErrorCode::Internal
+        && matches!(e.code, ErrorCode::Internal | ErrorCode::Unavailable)
     {
         tracing::warn!(device = %ctx.conn.device, error = %e, "request failed");
     }
@@ -203,11 +223,12 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
             {
                 return Err(invalid(format!("key packages must be 1..={MAX_KEY_PACKAGE_LEN} bytes")));
             }
-            let (one_time, last_resort) = ctx
-                .shared
-                .store
-                .upload_key_packages(ctx.conn.device, one_time, last_resort)
-                .await?;
+            // One token per request: a retry of the store call cannot add twice.
+            let token = OpToken::random();
+            let store = &ctx.shared.store;
+            let (one_time, last_resort) =
+                retrying(|| store.upload_key_packages(token, ctx.conn.device, one_time.clone(), last_resort.clone()))
+                    .await?;
             Ok(Reply::KeyPackageCount { one_time, last_resort })
         }
         Request::ClaimKeyPackages { user, device } => {
@@ -225,7 +246,11 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
             if devices.is_empty() {
                 return Err(WireError::new(ErrorCode::NotFound, "no such user or device"));
             }
-            Ok(Reply::KeyPackages(ctx.shared.store.claim_key_packages(devices).await?))
+            let token = OpToken::random();
+            let store = &ctx.shared.store;
+            Ok(Reply::KeyPackages(
+                retrying(|| store.claim_key_packages(token, devices.clone())).await?,
+            ))
         }
         Request::ListDevices { user } => list_devices(ctx, &user).await,
         Request::Redact { group, seq } => {
@@ -240,11 +265,11 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
             if ctx.shared.store.device(device).await?.is_none() {
                 return Err(WireError::new(ErrorCode::NotFound, "no such device"));
             }
-            let seq = ctx
-                .shared
-                .store
-                .inbox_push(device, ctx.conn.device, InboxKind::Direct, payload, now_ms())
-                .await?;
+            let (token, now) = (OpToken::random(), now_ms());
+            let store = &ctx.shared.store;
+            let seq =
+                retrying(|| store.inbox_push(token, device, ctx.conn.device, InboxKind::Direct, payload.clone(), now))
+                    .await?;
             ctx.shared.bus.publish(BusEvent::Inbox { device, seq }).await;
             Ok(Reply::Done)
         }

@@ -49,7 +49,7 @@
 //! back a durable redb commit per batch.
 //!
 //! A failure to write or sync the log (or to commit after the record is on
-//! disk) leaves the file and the log in doubt: the writer answers `Backend`
+//! disk) leaves the file and the log in doubt: the writer answers `Unavailable`
 //! to every later write until the store is opened again, which replays the
 //! log. Such a batch may or may not be there afterwards, as with any storage
 //! error after a write was sent; retries are idempotent.
@@ -75,8 +75,27 @@
 //! | `kp_one_time`    | `D ‖ counter`                | key package bytes (counter order = upload order) |
 //! | `kp_last_resort` | `D`                          | key package bytes                             |
 //! | `kp_meta`        | `D`                          | next counter, one-time count                  |
-//! | `inbox`          | `D ‖ seq`                    | sender, kind, timestamp, payload              |
+//! | `inbox`          | `D ‖ seq`                    | sender, kind, timestamp, payload (empty for a Welcome: in `welcomes`) |
 //! | `inbox_meta`     | `D`                          | acknowledged seq, head seq                    |
+//! | `welcomes`       | `G ‖ commit seq`             | inbox entries still referring to it, Welcome payload |
+//! | `op_tokens`      | token (16 bytes)             | order number, the outcome it answered         |
+//! | `op_token_order` | order number ‖ token         | when it was recorded (ms)                     |
+//! | `meta`           | `"op_tokens"`                | next order number, tokens remembered          |
+//!
+//! **Welcomes.** A commit that adds N devices with a Welcome stores the
+//! Welcome once in `welcomes`, with a count of N, and puts in each added
+//! device's inbox an entry of kind `Welcome { group, commit_seq }` with an
+//! empty payload; reading an inbox fills the payload in from `welcomes`, and
+//! acknowledging entries decrements the count and deletes the Welcome with
+//! the last one. Entries written by layout 2 carry the Welcome inline and are
+//! read as they are.
+//!
+//! **Operation tokens.** `op_tokens` maps each token to the outcome its
+//! write produced; `op_token_order` lists them oldest first. Every tokened
+//! write forgets up to four of the oldest tokens that are older than
+//! [`EmbeddedOptions::op_token_ttl`] or over [`EmbeddedOptions::op_token_max`].
+//! The time is the writer's clock when the request was queued, logged with
+//! the request, so that a replay forgets exactly the same tokens.
 //!
 //! The roster is a table of its own rather than a list inside the group record
 //! so that an append, which rewrites the group record to move its head, costs
@@ -102,11 +121,11 @@ use redb::{Database, ReadTransaction, ReadableDatabase};
 
 use self::layout::GroupKey;
 use self::ops::{Outcome, WriteOp, mismatch};
-use self::writer::{Config, Durability, Writer};
-use self::writes::{NewGroup, NewInboxEntry, PruneRequest};
+use self::writer::{Config, Durability, TokenBounds, Writer};
+use self::writes::{NewGroup, NewInboxEntry, Tokened};
 use super::{
-    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, Membership, PendingAppend, PruneReport, RegisterOutcome,
-    Store, StoreError, StoreResult,
+    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, Membership, OpToken, PendingAppend, PruneStep,
+    RegisterOutcome, RetentionRule, Store, StoreError, StoreResult,
 };
 
 /// Name of the database file inside the data directory.
@@ -123,6 +142,8 @@ pub struct EmbeddedOptions {
     write_ahead_log: bool,
     checkpoint_interval: Duration,
     checkpoint_bytes: u64,
+    op_token_ttl: Duration,
+    op_token_max: u64,
 }
 
 impl Default for EmbeddedOptions {
@@ -134,6 +155,8 @@ impl Default for EmbeddedOptions {
             write_ahead_log: true,
             checkpoint_interval: Duration::from_secs(5),
             checkpoint_bytes: 32 << 20,
+            op_token_ttl: Duration::from_millis(crate::store::OP_TOKEN_TTL_MS),
+            op_token_max: crate::store::OP_TOKEN_MAX,
         }
     }
 }
@@ -193,6 +216,30 @@ impl EmbeddedOptions {
         self
     }
 
+    /// How long an operation token is remembered at least (unless over
+    /// [`EmbeddedOptions::op_token_max`]). Default [`crate::store::OP_TOKEN_TTL_MS`].
+    /// Reopen a store with the same value: a replay of the log forgets tokens
+    /// by it.
+    pub fn op_token_ttl(mut self, ttl: Duration) -> Self {
+        self.op_token_ttl = ttl;
+        self
+    }
+
+    /// How many operation tokens are remembered at most; the oldest go
+    /// first. Default [`crate::store::OP_TOKEN_MAX`]. Reopen a store with the
+    /// same value (as for [`EmbeddedOptions::op_token_ttl`]).
+    pub fn op_token_max(mut self, n: u64) -> Self {
+        self.op_token_max = n.max(1);
+        self
+    }
+
+    fn token_bounds(&self) -> TokenBounds {
+        TokenBounds {
+            ttl_ms: u64::try_from(self.op_token_ttl.as_millis()).unwrap_or(u64::MAX),
+            max: self.op_token_max,
+        }
+    }
+
     fn writer_config(&self) -> Config {
         Config {
             queue_capacity: self.queue_capacity,
@@ -205,6 +252,7 @@ impl EmbeddedOptions {
             } else {
                 Durability::Committed
             },
+            token_bounds: self.token_bounds(),
         }
     }
 }
@@ -253,15 +301,15 @@ impl EmbeddedStore {
     /// continue the database (a record missing between them).
     pub fn open(dir: &Path, opts: EmbeddedOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
         let db = Database::builder().set_cache_size(opts.cache_bytes).create(&path)?;
         init(&db)?;
         // Whatever the mode, a log left by an earlier run is replayed first.
-        let recovered = writer::recover(&db, &dir.join(WAL_FILE_NAME))?;
+        let recovered = writer::recover(&db, &dir.join(WAL_FILE_NAME), opts.token_bounds())?;
         let db = Arc::new(db);
         let writer = Writer::start(db.clone(), opts.writer_config(), recovered)
-            .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer: {e}")))?;
         Ok(EmbeddedStore { writer, db, path })
     }
 
@@ -280,6 +328,34 @@ impl EmbeddedStore {
         }
     }
 
+    /// The Welcomes stored in the file: `(group, commit seq, inbox entries
+    /// still referring to it)`, in key order. For tests and inspection: it
+    /// reads the whole table.
+    pub async fn stored_welcomes(&self) -> StoreResult<Vec<(GroupId, u64, u64)>> {
+        self.read(|txn| {
+            let table = txn.open_table(layout::WELCOMES)?;
+            let mut out = Vec::new();
+            reads::scan_prefix(&table, &[], |k, v| {
+                let seq = layout::trailing_u64(k)?;
+                let group = GroupKey::decode(k.get(..k.len().saturating_sub(8)).unwrap_or_default())?;
+                let w: layout::WelcomeValue = layout::decode(v)?;
+                out.push((group, seq, w.refs));
+                Ok(true)
+            })?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// How many operation tokens the file remembers (for tests).
+    pub async fn remembered_tokens(&self) -> StoreResult<u64> {
+        self.read(|txn| {
+            let meta: Option<layout::TokenMeta> = layout::get(&txn.open_table(layout::META)?, layout::TOKEN_META_KEY)?;
+            Ok(meta.map_or(0, |m| m.count))
+        })
+        .await
+    }
+
     /// Queues `op` for the writer; `pick` takes the answer of the kind it expects.
     async fn write<T>(&self, op: WriteOp, pick: fn(Outcome) -> Option<T>) -> StoreResult<T> {
         pick(self.writer.write(op).await?).ok_or_else(mismatch)
@@ -295,7 +371,7 @@ impl EmbeddedStore {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db.begin_read()?))
             .await
-            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+            .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
     }
 }
 
@@ -318,6 +394,9 @@ fn init(db: &Database) -> StoreResult<()> {
             layout::KP_META,
             layout::INBOX,
             layout::INBOX_META,
+            layout::WELCOMES,
+            layout::OP_TOKENS,
+            layout::OP_TOKEN_ORDER,
         ] {
             txn.open_table(def)?;
         }
@@ -328,12 +407,13 @@ fn init(db: &Database) -> StoreResult<()> {
                 meta.insert(layout::FORMAT_KEY, layout::encode(&layout::FORMAT_VERSION)?.as_slice())?;
             }
             Some(layout::FORMAT_VERSION) => {}
-            // Version 1 differs only in having no log.
-            Some(1) => {
+            // Version 1 differs only in having no log, version 2 in having
+            // Welcomes inline (still read) and no tokens.
+            Some(1 | 2) => {
                 meta.insert(layout::FORMAT_KEY, layout::encode(&layout::FORMAT_VERSION)?.as_slice())?;
             }
             Some(other) => {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::Unavailable(format!(
                     "database layout version {other} is not supported (this relay writes {})",
                     layout::FORMAT_VERSION
                 )));
@@ -373,13 +453,20 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn user_devices(&self, user: &UserId) -> StoreResult<Vec<DeviceRecord>> {
+    async fn user_devices_page(
+        &self,
+        user: &UserId,
+        after: Option<DeviceId>,
+        limit: usize,
+    ) -> StoreResult<Vec<DeviceRecord>> {
         let user = user.clone();
         self.read(move |txn| {
-            reads::user_devices(
+            reads::user_devices_page(
                 &txn.open_table(layout::USER_DEVICES)?,
                 &txn.open_table(layout::DEVICES)?,
                 &user,
+                after,
+                limit,
             )
         })
         .await
@@ -429,13 +516,23 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn list_groups(&self, after: Option<GroupId>, limit: usize) -> StoreResult<Vec<GroupId>> {
+        self.read(move |txn| reads::list_groups(&txn.open_table(layout::GROUPS)?, after.as_ref(), limit))
+            .await
+    }
+
     async fn set_policy(&self, group: &GroupId, by: DeviceId, policy: Policy) -> StoreResult<()> {
         let group = group.clone();
         self.write(WriteOp::SetPolicy { group, by, policy }, done).await
     }
 
-    async fn memberships(&self, device: DeviceId) -> StoreResult<Vec<Membership>> {
-        self.read(move |txn| reads::memberships(&txn.open_table(layout::MEMBERS)?, device))
+    async fn memberships_page(
+        &self,
+        device: DeviceId,
+        after: Option<GroupId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Membership>> {
+        self.read(move |txn| reads::memberships_page(&txn.open_table(layout::MEMBERS)?, device, after.as_ref(), limit))
             .await
     }
 
@@ -469,11 +566,12 @@ impl Store for EmbeddedStore {
         from_seq: u64,
         direction: Direction,
         limit: usize,
+        max_bytes: usize,
     ) -> StoreResult<Vec<LogEntry>> {
         let group = group.clone();
         self.read(move |txn| {
             let (groups, log) = (txn.open_table(layout::GROUPS)?, txn.open_table(layout::LOG)?);
-            reads::read_log(&groups, &log, &group, from_seq, direction, limit)
+            reads::read_log(&groups, &log, &group, from_seq, direction, limit, max_bytes)
         })
         .await
     }
@@ -492,11 +590,13 @@ impl Store for EmbeddedStore {
 
     async fn upload_key_packages(
         &self,
+        token: OpToken,
         device: DeviceId,
         one_time: Vec<Bytes>,
         last_resort: Option<Bytes>,
     ) -> StoreResult<(u32, bool)> {
-        let op = WriteOp::UploadKeyPackages {
+        let op = WriteOp::UploadKeyPackagesOnce {
+            token: tokened(token),
             device,
             one_time,
             last_resort,
@@ -508,8 +608,12 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn claim_key_packages(&self, devices: Vec<DeviceId>) -> StoreResult<Vec<ClaimedKeyPackage>> {
-        self.write(WriteOp::ClaimKeyPackages(devices), |o| match o {
+    async fn claim_key_packages(&self, token: OpToken, devices: Vec<DeviceId>) -> StoreResult<Vec<ClaimedKeyPackage>> {
+        let op = WriteOp::ClaimKeyPackagesOnce {
+            token: tokened(token),
+            devices,
+        };
+        self.write(op, |o| match o {
             Outcome::Claimed(c) => Some(c),
             _ => None,
         })
@@ -518,6 +622,7 @@ impl Store for EmbeddedStore {
 
     async fn inbox_push(
         &self,
+        token: OpToken,
         device: DeviceId,
         sender: DeviceId,
         kind: InboxKind,
@@ -531,12 +636,25 @@ impl Store for EmbeddedStore {
             payload,
             now_ms,
         };
-        self.write(WriteOp::InboxPush(new), seq).await
+        let op = WriteOp::InboxPushOnce {
+            token: tokened(token),
+            entry: new,
+        };
+        self.write(op, seq).await
     }
 
-    async fn inbox_read(&self, device: DeviceId, after_seq: u64, limit: usize) -> StoreResult<Vec<InboxEntry>> {
-        self.read(move |txn| reads::inbox_read(&txn.open_table(layout::INBOX)?, device, after_seq, limit))
-            .await
+    async fn inbox_page(
+        &self,
+        device: DeviceId,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> StoreResult<Vec<InboxEntry>> {
+        self.read(move |txn| {
+            let (inbox, welcomes) = (txn.open_table(layout::INBOX)?, txn.open_table(layout::WELCOMES)?);
+            reads::inbox_read(&inbox, &welcomes, device, after_seq, limit, max_bytes)
+        })
+        .await
     }
 
     async fn inbox_ack(&self, device: DeviceId, seq: u64) -> StoreResult<u64> {
@@ -551,16 +669,130 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn prune(&self, now_ms: u64, max_age_ms: u64, delete_acknowledged: bool) -> StoreResult<PruneReport> {
-        let req = PruneRequest {
-            now_ms,
-            max_age_ms,
-            delete_acknowledged,
+    async fn prune_group(&self, group: &GroupId, rule: RetentionRule, max_entries: usize) -> StoreResult<PruneStep> {
+        let op = WriteOp::PruneGroup {
+            group: group.clone(),
+            rule,
+            max_entries: max_entries as u64,
         };
-        self.write(WriteOp::Prune(req), |o| match o {
-            Outcome::Pruned(r) => Some(r),
+        self.write(op, |o| match o {
+            Outcome::Pruned(step) => Some(step),
             _ => None,
         })
         .await
+    }
+}
+
+/// A token with the time the request was queued, logged with it.
+fn tokened(token: OpToken) -> Tokened {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Tokened { token, now_ms }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layout::{InboxValue, encode};
+    use super::ops::WriteOp;
+    use super::writes::PruneRequest;
+    use super::*;
+
+    /// A layout-2 file (Welcomes inline in inboxes) with a write-ahead log of
+    /// layout-2 write requests (no tokens, retention of every group at once)
+    /// opens: the log replays, the inline Welcome is read as it is, and
+    /// acknowledging it works.
+    #[tokio::test]
+    async fn a_layout_2_file_and_its_log_open_and_replay() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("data");
+        let device = DeviceRecord {
+            device: DeviceId([7; 16]),
+            user: UserId::from("old"),
+            key: [7; 32],
+            registered_ms: 1,
+        };
+        let group = GroupId(b"old".to_vec());
+        {
+            let store = EmbeddedStore::open(&dir, EmbeddedOptions::default()).expect("open");
+            store.register_device(device.clone()).await.expect("register");
+            store
+                .create_group(group.clone(), device.device, Policy::default(), "eu".into(), 0)
+                .await
+                .expect("create");
+        }
+        // Make it look like layout 2: format 2 and a Welcome inline in the inbox.
+        let db = Database::create(dir.join(FILE_NAME)).expect("db");
+        let txn = db.begin_write().expect("txn");
+        let lsn: u64 = {
+            let mut meta = txn.open_table(layout::META).expect("meta");
+            meta.insert(layout::FORMAT_KEY, encode(&2u64).expect("encode").as_slice())
+                .expect("format");
+            let mut inbox = txn.open_table(layout::INBOX).expect("inbox");
+            let welcome = InboxValue {
+                sender: device.device,
+                kind: InboxKind::Welcome {
+                    group: group.clone(),
+                    commit_seq: 9,
+                },
+                timestamp_ms: 3,
+                payload: Bytes::from_static(b"inline welcome"),
+            };
+            inbox
+                .insert(
+                    layout::device_seq(device.device, 1).as_slice(),
+                    encode(&welcome).expect("encode").as_slice(),
+                )
+                .expect("inbox");
+            let mut inbox_meta = txn.open_table(layout::INBOX_META).expect("inbox meta");
+            let counters = layout::InboxMeta { acked: 0, head: 1 };
+            inbox_meta
+                .insert(
+                    device.device.0.as_slice(),
+                    encode(&counters).expect("encode").as_slice(),
+                )
+                .expect("inbox meta");
+            layout::get(&meta, layout::APPLIED_LSN_KEY).expect("lsn").unwrap_or(0)
+        };
+        txn.commit().expect("commit");
+        drop(db);
+        // One log record of layout-2 requests after what the file holds.
+        let legacy = [
+            WriteOp::InboxPush(super::writes::NewInboxEntry {
+                device: device.device,
+                sender: device.device,
+                kind: InboxKind::Direct,
+                payload: Bytes::from_static(b"replayed"),
+                now_ms: 4,
+            }),
+            WriteOp::Prune(PruneRequest {
+                now_ms: 10,
+                max_age_ms: 1,
+                delete_acknowledged: true,
+            }),
+        ];
+        let mut frame = vec![0u8; wal::HEADER_LEN];
+        for op in &legacy {
+            wal::push_op(&mut frame, &encode(op).expect("encode"));
+        }
+        wal::seal(&mut frame, lsn + 1);
+        let mut log = wal::Wal::create(&dir.join(WAL_FILE_NAME)).expect("log");
+        log.append(&frame).expect("append");
+        drop(log);
+
+        let store = EmbeddedStore::open(&dir, EmbeddedOptions::default()).expect("reopen");
+        let inbox = store.inbox_read(device.device, 0, 10).await.expect("inbox");
+        let payloads: Vec<_> = inbox.iter().map(|e| (e.seq, e.payload.clone())).collect();
+        assert_eq!(
+            payloads,
+            vec![
+                (1, Bytes::from_static(b"inline welcome")),
+                (2, Bytes::from_static(b"replayed"))
+            ]
+        );
+        assert_eq!(store.inbox_ack(device.device, 2).await, Ok(2));
+        assert_eq!(store.inbox_read(device.device, 0, 10).await, Ok(vec![]));
+        let record = store.group(&group).await.expect("group").expect("exists");
+        assert_eq!(record.first_seq, 1);
     }
 }

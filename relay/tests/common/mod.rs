@@ -20,7 +20,7 @@ pub struct TestRelay {
     pub stats: Stats,
     pub certs: CertHandle,
     pub dev_http: Option<std::net::SocketAddr>,
-    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub task: tokio::task::JoinHandle<hush_relay::RelayResult<()>>,
     pub dir: tempfile::TempDir,
 }
 

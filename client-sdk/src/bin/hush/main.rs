@@ -103,9 +103,9 @@ enum Command {
         /// Group.
         group: String,
     },
-    /// Sends TEXT to GROUP (queued and sent exactly once if offline).
+    /// Sends TEXT to GROUP, or to USER in your direct conversation (started if there is none); queued and sent exactly once if offline.
     Send {
-        /// Group.
+        /// A group (label or id prefix) or a user.
         group: String,
         /// The text.
         text: String,
@@ -392,7 +392,9 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
         Command::Send { group, text } => {
             let client = open(&dir, None).await?;
             let _ = client.sync(wait).await;
-            let g = client.find_group(&group).await?;
+            // As in `chat`: a user's name is the direct conversation with
+            // them, started if there is none yet.
+            let g = conversation_named(&client, &group).await?;
             let id = client.send_text(&g, &text).await?;
             finish_send(&client, &id, wait).await;
         }

@@ -33,6 +33,9 @@ pub(super) const KP_LAST_RESORT: Def = TableDefinition::new("kp_last_resort");
 pub(super) const KP_META: Def = TableDefinition::new("kp_meta");
 pub(super) const INBOX: Def = TableDefinition::new("inbox");
 pub(super) const INBOX_META: Def = TableDefinition::new("inbox_meta");
+pub(super) const WELCOMES: Def = TableDefinition::new("welcomes");
+pub(super) const OP_TOKENS: Def = TableDefinition::new("op_tokens");
+pub(super) const OP_TOKEN_ORDER: Def = TableDefinition::new("op_token_order");
 
 /// Key of the format marker in [`META`].
 pub(super) const FORMAT_KEY: &[u8] = b"format";
@@ -41,7 +44,14 @@ pub(super) const FORMAT_KEY: &[u8] = b"format";
 /// 2: the database may be behind its write-ahead log (`hush.wal`), so a relay
 /// that does not replay the log must not open it. A version 1 file is upgraded
 /// in place (it has no log yet).
-pub(super) const FORMAT_VERSION: u64 = 2;
+///
+/// 3: Welcomes live once in `welcomes` and inbox entries refer to them (an
+/// older relay would deliver them empty), and operation tokens are kept. A
+/// version 1 or 2 file is upgraded in place: its inbox entries carry their
+/// Welcome inline, which version 3 still reads, and its log records replay.
+pub(super) const FORMAT_VERSION: u64 = 3;
+/// Key in [`META`] of the operation-token counters ([`TokenMeta`]).
+pub(super) const TOKEN_META_KEY: &[u8] = b"op_tokens";
 /// Key in [`META`] of the sequence number (`u64`) of the last write-ahead log
 /// record whose writes the database contains, written in the same transaction
 /// as those writes.
@@ -89,6 +99,11 @@ impl GroupKey {
     /// The key of [`LOG`]: `group ‖ seq (8 bytes, big-endian)`.
     pub(super) fn log(&self, seq: u64) -> Vec<u8> {
         self.then(&seq.to_be_bytes())
+    }
+
+    /// The key of [`WELCOMES`]: `group ‖ commit seq (8 bytes, big-endian)`.
+    pub(super) fn welcome(&self, commit_seq: u64) -> Vec<u8> {
+        self.then(&commit_seq.to_be_bytes())
     }
 
     /// The key of [`ROSTER`]: `group ‖ device`.
@@ -205,6 +220,49 @@ pub(super) struct InboxValue {
     pub payload: Bytes,
 }
 
+/// Value of [`WELCOMES`]: a commit's Welcome, stored once for every device it
+/// added, and how many inbox entries still refer to it. An inbox entry of
+/// kind `Welcome` with an empty payload refers to the Welcome of its
+/// `(group, commit_seq)`; one with a payload (written by layout 2) carries it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct WelcomeValue {
+    pub refs: u64,
+    pub payload: Bytes,
+}
+
+/// Value of [`OP_TOKENS`]: what the operation answered, and its place in
+/// [`OP_TOKEN_ORDER`] (key `n (8 bytes, big-endian) ‖ token`, value the
+/// time it was recorded, `u64`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct TokenValue {
+    pub n: u64,
+    pub outcome: TokenOutcome,
+}
+
+/// The outcome an operation token remembers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) enum TokenOutcome {
+    InboxPush(u64),
+    Upload(u32, bool),
+    Claim(Vec<hush_protocol::frame::ClaimedKeyPackage>),
+}
+
+/// Value of [`META`]`[`[`TOKEN_META_KEY`]`]`: the next order number and how
+/// many tokens are remembered.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub(super) struct TokenMeta {
+    pub next: u64,
+    pub count: u64,
+}
+
+/// The key of [`OP_TOKEN_ORDER`].
+pub(super) fn token_order(n: u64, token: &crate::store::OpToken) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..8].copy_from_slice(&n.to_be_bytes());
+    key[8..].copy_from_slice(&token.0);
+    key
+}
+
 /// Value of [`INBOX_META`].
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub(super) struct InboxMeta {
@@ -223,6 +281,13 @@ pub(super) struct KeyPackageMeta {
 /// relay stores arrived in a frame, so it fits the codec's size limit.
 pub(super) fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
     codec::encode(value).map_err(|e| StoreError::Invalid(format!("record cannot be stored: {e}")))
+}
+
+/// Encodes a record at the end of `out`.
+pub(super) fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> StoreResult<()> {
+    codec::encode_into(value, out)
+        .map(|_| ())
+        .map_err(|e| StoreError::Invalid(format!("record cannot be stored: {e}")))
 }
 
 /// Decodes a stored record; a record that does not decode is corruption.
@@ -247,16 +312,17 @@ pub(super) fn contains(table: &impl ReadableTable<&'static [u8], &'static [u8]>,
 }
 
 fn corrupt(what: &str) -> StoreError {
-    StoreError::Backend(format!("corrupt record: {what}"))
+    StoreError::Unavailable(format!("corrupt record: {what}"))
 }
 
-// redb's errors become `Backend`: they mean the file or the disk failed, never
-// that the request broke a rule.
+// redb's errors become `Unavailable`: they mean the file or the disk failed
+// (or the file is open elsewhere), never that the request broke a rule, and
+// redb has no conflicts or timeouts to retry (one writer, snapshot reads).
 macro_rules! backend_from {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Backend(e.to_string())
+                StoreError::Unavailable(e.to_string())
             }
         }
     )*};
@@ -306,8 +372,8 @@ mod tests {
     fn trailing_numbers_decode_and_short_keys_are_corrupt() {
         let device = DeviceId([3; 16]);
         assert_eq!(trailing_u64(&device_seq(device, 77)), Ok(77));
-        assert!(matches!(trailing_u64(&[1, 2, 3]), Err(StoreError::Backend(_))));
-        assert!(matches!(GroupKey::decode(&[5, 1]), Err(StoreError::Backend(_))));
-        assert!(matches!(GroupKey::decode(&[]), Err(StoreError::Backend(_))));
+        assert!(matches!(trailing_u64(&[1, 2, 3]), Err(StoreError::Unavailable(_))));
+        assert!(matches!(GroupKey::decode(&[5, 1]), Err(StoreError::Unavailable(_))));
+        assert!(matches!(GroupKey::decode(&[]), Err(StoreError::Unavailable(_))));
     }
 }

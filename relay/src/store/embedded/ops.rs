@@ -13,12 +13,16 @@ use hush_protocol::{ClientMsgId, DeviceId, GroupId, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::writer::{Fatal, Tables};
-use super::writes::{self, NewGroup, NewInboxEntry, PruneRequest};
+use super::writes::{self, NewGroup, NewInboxEntry, PruneRequest, Tokened};
 use crate::store::{
-    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, PruneReport, RegisterOutcome, StoreError, StoreResult,
+    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, PruneStep, RegisterOutcome, RetentionRule, StoreError,
+    StoreResult,
 };
 
 /// One write request. The variants mirror the `Store` write methods.
+///
+/// Variants are encoded by position in the write-ahead log: new ones go at the
+/// end, and the ones of layout 2 (marked) stay so that its logs replay.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) enum WriteOp {
     RegisterDevice(StoredDevice),
@@ -39,18 +43,41 @@ pub(super) enum WriteOp {
         by: DeviceId,
     },
     AdvanceCursors(Vec<(DeviceId, GroupId, u64)>),
+    /// Layout 2 (no token); replay only.
     UploadKeyPackages {
         device: DeviceId,
         one_time: Vec<Bytes>,
         last_resort: Option<Bytes>,
     },
+    /// Layout 2 (no token); replay only.
     ClaimKeyPackages(Vec<DeviceId>),
+    /// Layout 2 (no token); replay only.
     InboxPush(NewInboxEntry),
     InboxAck {
         device: DeviceId,
         seq: u64,
     },
+    /// Layout 2 (every group at once); replay only.
     Prune(PruneRequest),
+    UploadKeyPackagesOnce {
+        token: Tokened,
+        device: DeviceId,
+        one_time: Vec<Bytes>,
+        last_resort: Option<Bytes>,
+    },
+    ClaimKeyPackagesOnce {
+        token: Tokened,
+        devices: Vec<DeviceId>,
+    },
+    InboxPushOnce {
+        token: Tokened,
+        entry: NewInboxEntry,
+    },
+    PruneGroup {
+        group: GroupId,
+        rule: RetentionRule,
+        max_entries: u64,
+    },
 }
 
 /// What an op answers. Each `Store` method expects one variant.
@@ -63,7 +90,7 @@ pub(super) enum Outcome {
     Seq(u64),
     KeyPackages(u32, bool),
     Claimed(Vec<ClaimedKeyPackage>),
-    Pruned(PruneReport),
+    Pruned(PruneStep),
 }
 
 /// Applies one op inside the batch's transaction. A rule error (`Ok(Err(..))`)
@@ -85,19 +112,40 @@ pub(super) fn apply(t: &mut Tables<'_>, op: WriteOp) -> Result<StoreResult<Outco
             one_time,
             last_resort,
         } => map(
-            writes::upload_key_packages(t, device, one_time, last_resort),
+            writes::upload_key_packages(t, None, device, one_time, last_resort),
             |(count, last_resort)| Outcome::KeyPackages(count, last_resort),
         ),
-        WriteOp::ClaimKeyPackages(devices) => map(writes::claim_key_packages(t, devices), Outcome::Claimed),
-        WriteOp::InboxPush(new) => map(writes::inbox_push(t, new), Outcome::Seq),
+        WriteOp::UploadKeyPackagesOnce {
+            token,
+            device,
+            one_time,
+            last_resort,
+        } => map(
+            writes::upload_key_packages(t, Some(token), device, one_time, last_resort),
+            |(count, last_resort)| Outcome::KeyPackages(count, last_resort),
+        ),
+        WriteOp::ClaimKeyPackages(devices) => map(writes::claim_key_packages(t, None, devices), Outcome::Claimed),
+        WriteOp::ClaimKeyPackagesOnce { token, devices } => {
+            map(writes::claim_key_packages(t, Some(token), devices), Outcome::Claimed)
+        }
+        WriteOp::InboxPush(new) => map(writes::inbox_push(t, None, new), Outcome::Seq),
+        WriteOp::InboxPushOnce { token, entry } => map(writes::inbox_push(t, Some(token), entry), Outcome::Seq),
         WriteOp::InboxAck { device, seq } => map(writes::inbox_ack(t, device, seq), Outcome::Seq),
-        WriteOp::Prune(req) => map(writes::prune(t, req), Outcome::Pruned),
+        WriteOp::Prune(req) => map(writes::prune_every_group(t, req), Outcome::Pruned),
+        WriteOp::PruneGroup {
+            group,
+            rule,
+            max_entries,
+        } => map(
+            writes::prune_group(t, group, rule, usize::try_from(max_entries).unwrap_or(usize::MAX)),
+            Outcome::Pruned,
+        ),
     }
 }
 
 /// An answer of the wrong kind: a bug in the store, never the caller's fault.
 pub(super) fn mismatch() -> StoreError {
-    StoreError::Backend("store writer answered a request with another request's kind of outcome".into())
+    StoreError::Unavailable("store writer answered a request with another request's kind of outcome".into())
 }
 
 /// [`DeviceRecord`] as logged.
@@ -170,6 +218,53 @@ impl From<StoredAppend> for AppendRequest {
             payload: r.payload,
             roster: r.roster,
             now_ms: r.now_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::layout;
+
+    /// Logs written by layout 2 replay only if its write requests keep their
+    /// positions (the codec writes the variant's position first).
+    #[test]
+    fn layout_2_write_requests_keep_their_positions() {
+        let device = DeviceId([1; 16]);
+        let entry = NewInboxEntry {
+            device,
+            sender: device,
+            kind: hush_protocol::frame::InboxKind::Direct,
+            payload: Bytes::new(),
+            now_ms: 0,
+        };
+        let prune = PruneRequest {
+            now_ms: 0,
+            max_age_ms: 0,
+            delete_acknowledged: true,
+        };
+        let cases = [
+            (WriteOp::SetLastSeen { device, ms: 0 }, 1u8),
+            (WriteOp::AdvanceCursors(vec![]), 6),
+            (
+                WriteOp::UploadKeyPackages {
+                    device,
+                    one_time: vec![],
+                    last_resort: None,
+                },
+                7,
+            ),
+            (WriteOp::ClaimKeyPackages(vec![]), 8),
+            (WriteOp::InboxPush(entry), 9),
+            (WriteOp::InboxAck { device, seq: 0 }, 10),
+            (WriteOp::Prune(prune), 11),
+        ];
+        for (op, position) in cases {
+            let bytes = layout::encode(&op).expect("encode");
+            assert_eq!(bytes.first(), Some(&position), "{op:?}");
+            let back: WriteOp = layout::decode(&bytes).expect("decode");
+            assert_eq!(format!("{back:?}"), format!("{op:?}"));
         }
     }
 }

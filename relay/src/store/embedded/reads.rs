@@ -2,13 +2,13 @@
 //! read transaction) and the checks of writes (inside the writer's transaction,
 //! seeing the batch's earlier writes) share them.
 
-use hush_protocol::frame::{Direction, InboxEntry, LogEntry};
+use hush_protocol::frame::{Direction, InboxEntry, InboxKind, LogEntry};
 use hush_protocol::{DeviceId, GroupId, UserId};
 use redb::ReadableTable;
 
 use super::layout::{
-    self, DeviceValue, EntryValue, GroupKey, GroupMeta, InboxMeta, InboxValue, MemberValue, device_seq, get,
-    trailing_u64,
+    self, DeviceValue, EntryValue, GroupKey, GroupMeta, InboxMeta, InboxValue, MemberValue, WelcomeValue, device_seq,
+    get, trailing_u64,
 };
 use crate::store::{DeviceRecord, GroupRecord, Membership, StoreError, StoreResult};
 
@@ -24,6 +24,31 @@ pub(super) fn scan_prefix(
     mut f: impl FnMut(&[u8], &[u8]) -> StoreResult<bool>,
 ) -> StoreResult<()> {
     for item in table.range(prefix..)? {
+        let (key, value) = item?;
+        let key = key.value();
+        if !key.starts_with(prefix) || !f(key, value.value())? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` on each entry whose key starts with `prefix` and sorts after
+/// `prefix ‖ after` (after every key of the prefix when `after` is `None`, i.e.
+/// from the first), in key order, until it returns `false`.
+pub(super) fn scan_prefix_after(
+    table: &impl RawTable,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    mut f: impl FnMut(&[u8], &[u8]) -> StoreResult<bool>,
+) -> StoreResult<()> {
+    use std::ops::Bound;
+    let start = after.map(|a| [prefix, a].concat());
+    let lower = match &start {
+        Some(k) => Bound::Excluded(k.as_slice()),
+        None => Bound::Included(prefix),
+    };
+    for item in table.range::<&[u8]>((lower, Bound::Unbounded))? {
         let (key, value) = item?;
         let key = key.value();
         if !key.starts_with(prefix) || !f(key, value.value())? {
@@ -76,7 +101,7 @@ pub(super) fn trailing_device(key: &[u8]) -> StoreResult<DeviceId> {
         .and_then(|at| key.get(at..))
         .and_then(|tail| <[u8; 16]>::try_from(tail).ok())
         .map(DeviceId)
-        .ok_or_else(|| StoreError::Backend("corrupt record: key without a trailing device".into()))
+        .ok_or_else(|| StoreError::Unavailable("corrupt record: key without a trailing device".into()))
 }
 
 /// A registered device.
@@ -89,22 +114,33 @@ pub(super) fn device(devices: &impl RawTable, device: DeviceId) -> StoreResult<O
     }))
 }
 
-/// A user's devices, sorted by id (the key order of `user_devices`).
-pub(super) fn user_devices(
+/// Up to `limit` of a user's devices after `after`, sorted by id (the key
+/// order of `user_devices`).
+pub(super) fn user_devices_page(
     user_devices: &impl RawTable,
     devices: &impl RawTable,
     user: &UserId,
+    after: Option<DeviceId>,
+    limit: usize,
 ) -> StoreResult<Vec<DeviceRecord>> {
     let prefix = layout::user_prefix(user)?;
     let mut ids = Vec::new();
-    scan_prefix(user_devices, &prefix, |key, _| {
-        ids.push(trailing_device(key)?);
-        Ok(true)
-    })?;
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    scan_prefix_after(
+        user_devices,
+        &prefix,
+        after.as_ref().map(|d| d.0.as_slice()),
+        |key, _| {
+            ids.push(trailing_device(key)?);
+            Ok(ids.len() < limit)
+        },
+    )?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         // Both rows are written in one transaction, so a missing device is corruption.
-        out.push(device(devices, id)?.ok_or_else(|| StoreError::Backend("user lists an unknown device".into()))?);
+        out.push(device(devices, id)?.ok_or_else(|| StoreError::Unavailable("user lists an unknown device".into()))?);
     }
     Ok(out)
 }
@@ -148,15 +184,73 @@ pub(super) fn membership(
     Ok(get::<MemberValue>(members, &key)?.map(|m| to_membership(group.clone(), m)))
 }
 
-/// Every membership of a device, tombstones included, in group-key order.
-pub(super) fn memberships(members: &impl RawTable, device: DeviceId) -> StoreResult<Vec<Membership>> {
+/// Up to `limit` memberships of a device (tombstones included) of groups
+/// after `after`, in group-key order.
+pub(super) fn memberships_page(
+    members: &impl RawTable,
+    device: DeviceId,
+    after: Option<&GroupId>,
+    limit: usize,
+) -> StoreResult<Vec<Membership>> {
     let mut out = Vec::new();
-    scan_prefix(members, &device.0, |key, value| {
-        let group = GroupKey::decode(key.get(16..).unwrap_or_default())?;
-        out.push(to_membership(group, layout::decode(value)?));
-        Ok(true)
+    if limit == 0 {
+        return Ok(out);
+    }
+    let after = after.map(GroupKey::new).transpose()?;
+    scan_prefix_after(
+        members,
+        &device.0,
+        after.as_ref().map(GroupKey::as_bytes),
+        |key, value| {
+            let group = GroupKey::decode(key.get(16..).unwrap_or_default())?;
+            out.push(to_membership(group, layout::decode(value)?));
+            Ok(out.len() < limit)
+        },
+    )?;
+    Ok(out)
+}
+
+/// Up to `limit` group ids after `after`, in key order.
+pub(super) fn list_groups(groups: &impl RawTable, after: Option<&GroupId>, limit: usize) -> StoreResult<Vec<GroupId>> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    let after = after.map(GroupKey::new).transpose()?;
+    scan_prefix_after(groups, &[], after.as_ref().map(GroupKey::as_bytes), |key, _| {
+        out.push(GroupKey::decode(key)?);
+        Ok(out.len() < limit)
     })?;
     Ok(out)
+}
+
+/// Keeps the payload budget of a read: whether an entry of `len` payload
+/// bytes is taken (the first always is), and whether reading goes on after it.
+struct Budget {
+    max: usize,
+    used: usize,
+    taken: usize,
+}
+
+impl Budget {
+    fn new(max: usize) -> Self {
+        Budget { max, used: 0, taken: 0 }
+    }
+
+    /// Whether the entry fits; counts it if so.
+    fn take(&mut self, len: usize) -> bool {
+        if self.taken > 0 && self.used.saturating_add(len) > self.max {
+            return false;
+        }
+        self.used = self.used.saturating_add(len);
+        self.taken += 1;
+        true
+    }
+
+    /// Whether another entry may be read (under `limit` and the budget not reached).
+    fn more(&self, limit: usize) -> bool {
+        self.taken < limit && self.used < self.max
+    }
 }
 
 fn to_membership(group: GroupId, m: MemberValue) -> Membership {
@@ -182,7 +276,8 @@ pub(super) fn log_entry(group: &GroupId, seq: u64, v: EntryValue) -> LogEntry {
     }
 }
 
-/// Up to `limit` retained entries from `from_seq` in `direction`.
+/// Up to `limit` retained entries from `from_seq` in `direction`, within a
+/// budget of `max_bytes` payload bytes (at least one entry).
 pub(super) fn read_log(
     groups: &impl RawTable,
     log: &impl RawTable,
@@ -190,6 +285,7 @@ pub(super) fn read_log(
     from_seq: u64,
     direction: Direction,
     limit: usize,
+    max_bytes: usize,
 ) -> StoreResult<Vec<LogEntry>> {
     let key = GroupKey::new(group)?;
     let meta = group_meta(groups, &key)?;
@@ -203,9 +299,14 @@ pub(super) fn read_log(
         Direction::Backward => (meta.first_seq, from_seq.min(meta.head_seq)),
     };
     let mut out = Vec::new();
+    let mut budget = Budget::new(max_bytes);
     scan_range(log, &key.log(lo), &key.log(hi), direction, |k, v| {
-        out.push(log_entry(group, trailing_u64(k)?, layout::decode(v)?));
-        Ok(out.len() < limit)
+        let entry = log_entry(group, trailing_u64(k)?, layout::decode(v)?);
+        if !budget.take(entry.payload.len()) {
+            return Ok(false);
+        }
+        out.push(entry);
+        Ok(budget.more(limit))
     })?;
     Ok(out)
 }
@@ -215,12 +316,26 @@ pub(super) fn inbox_meta(inbox_meta: &impl RawTable, device: DeviceId) -> StoreR
     Ok(get(inbox_meta, &device.0)?.unwrap_or_default())
 }
 
-/// Up to `limit` inbox entries after `after_seq`, oldest first.
+/// The Welcome an inbox entry refers to: `Some(key in welcomes)` for an entry
+/// of kind `Welcome` whose payload is not inline.
+pub(super) fn welcome_ref(value: &InboxValue) -> StoreResult<Option<Vec<u8>>> {
+    match &value.kind {
+        InboxKind::Welcome { group, commit_seq } if value.payload.is_empty() => {
+            Ok(Some(GroupKey::new(group)?.welcome(*commit_seq)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Up to `limit` inbox entries after `after_seq`, oldest first, Welcomes
+/// resolved, within a budget of `max_bytes` payload bytes (at least one entry).
 pub(super) fn inbox_read(
     inbox: &impl RawTable,
+    welcomes: &impl RawTable,
     device: DeviceId,
     after_seq: u64,
     limit: usize,
+    max_bytes: usize,
 ) -> StoreResult<Vec<InboxEntry>> {
     let mut out = Vec::new();
     let Some(from) = after_seq.checked_add(1) else {
@@ -230,8 +345,18 @@ pub(super) fn inbox_read(
         return Ok(out);
     }
     let (lo, hi) = (device_seq(device, from), device_seq(device, u64::MAX));
+    let mut budget = Budget::new(max_bytes);
     scan_range(inbox, &lo, &hi, Direction::Forward, |k, v| {
-        let value: InboxValue = layout::decode(v)?;
+        let mut value: InboxValue = layout::decode(v)?;
+        if let Some(key) = welcome_ref(&value)? {
+            // Missing only if the commit carried an empty Welcome (none stored).
+            if let Some(w) = get::<WelcomeValue>(welcomes, &key)? {
+                value.payload = w.payload;
+            }
+        }
+        if !budget.take(value.payload.len()) {
+            return Ok(false);
+        }
         out.push(InboxEntry {
             seq: trailing_u64(k)?,
             sender: value.sender,
@@ -239,7 +364,7 @@ pub(super) fn inbox_read(
             timestamp_ms: value.timestamp_ms,
             payload: value.payload,
         });
-        Ok(out.len() < limit)
+        Ok(budget.more(limit))
     })?;
     Ok(out)
 }

@@ -22,6 +22,14 @@
 //! checksum holds and its lsn is one more than the previous one. The first
 //! record that fails any of these is the end: a torn write, the zeros of the
 //! preallocation, or a record of an older generation.
+//!
+//! A record damaged after it was made durable also ends the chain, and the
+//! records after it would be dropped silently. So recovery looks past the
+//! end for any whole record newer than both the chain and the database
+//! ([`newer_record_after`]): a torn write is always the last record written,
+//! and older generations hold only records a checkpoint covered, so finding
+//! one means the log is damaged in the middle, and the store refuses to open
+//! rather than lose acknowledged writes.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -154,33 +162,70 @@ fn checksum(len_and_lsn: &[u8], body: &[u8]) -> u64 {
     xxh3_64(len_and_lsn) ^ xxh3_64(body).rotate_left(17)
 }
 
-/// The chain of whole records from offset 0 (see the module documentation).
-pub(super) fn records(contents: &[u8]) -> Vec<Record<'_>> {
+/// The whole record at `at`, if one is there (its checksum holds).
+fn record_at(contents: &[u8], at: usize) -> Option<Record<'_>> {
+    let header = contents.get(at..at.checked_add(HEADER_LEN)?)?;
+    let (len_bytes, rest) = header.split_at(4);
+    let (lsn_bytes, sum_bytes) = rest.split_at(8);
+    let body_len = u32::from_le_bytes(len_bytes.try_into().ok()?) as usize;
+    let lsn = u64::from_le_bytes(lsn_bytes.try_into().ok()?);
+    let sum = u64::from_le_bytes(sum_bytes.try_into().ok()?);
+    let start = at + HEADER_LEN;
+    let body = contents.get(start..start.checked_add(body_len)?)?;
+    (body_len > 0 && checksum(&header[..12], body) == sum).then_some(Record { lsn, body })
+}
+
+/// The chain of whole records from offset 0 (see the module documentation),
+/// and the offset where it ends.
+pub(super) fn records(contents: &[u8]) -> (Vec<Record<'_>>, usize) {
     let mut out: Vec<Record<'_>> = Vec::new();
     let mut at = 0usize;
-    while let Some(header) = contents.get(at..at + HEADER_LEN) {
-        let (len_bytes, rest) = header.split_at(4);
-        let (lsn_bytes, sum_bytes) = rest.split_at(8);
-        let body_len = u32::from_le_bytes(len_bytes.try_into().unwrap_or_default()) as usize;
-        let lsn = u64::from_le_bytes(lsn_bytes.try_into().unwrap_or_default());
-        let sum = u64::from_le_bytes(sum_bytes.try_into().unwrap_or_default());
-        let start = at + HEADER_LEN;
-        let Some(body) = contents.get(start..start.saturating_add(body_len)) else {
-            break;
-        };
-        if body_len == 0 || checksum(&header[..12], body) != sum {
+    while let Some(record) = record_at(contents, at) {
+        if out
+            .last()
+            .is_some_and(|prev| prev.lsn.checked_add(1) != Some(record.lsn))
+        {
             break;
         }
-        if out.last().is_some_and(|prev| prev.lsn.checked_add(1) != Some(lsn)) {
-            break;
-        }
-        out.push(Record { lsn, body });
-        at = start + body_len;
+        at += HEADER_LEN + record.body.len();
+        out.push(record);
     }
-    out
+    (out, at)
+}
+
+/// The lsn of a whole record at or after offset `from` whose lsn is at least
+/// `min_lsn`, if there is one (see the module documentation). Tries every
+/// offset, as a damaged record's length cannot be trusted; run once, at open.
+pub(super) fn newer_record_after(contents: &[u8], from: usize, min_lsn: u64) -> Option<u64> {
+    (from..contents.len().saturating_sub(HEADER_LEN)).find_map(|at| {
+        // The lsn check first: it rules out nearly every offset without a checksum.
+        let lsn = u64::from_le_bytes(contents.get(at + 4..at + 12)?.try_into().ok()?);
+        if lsn < min_lsn || lsn - min_lsn > 1 << 32 {
+            return None;
+        }
+        record_at(contents, at).map(|r| r.lsn)
+    })
+}
+
+/// Appends one op to a record's body, encoded by `encode` in place after its
+/// length; on error the body is left as it was.
+pub(super) fn push_op_with<E>(
+    frame: &mut Vec<u8>,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mark = frame.len();
+    frame.extend_from_slice(&[0; 4]);
+    if let Err(e) = encode(frame) {
+        frame.truncate(mark);
+        return Err(e);
+    }
+    let len = u32::try_from(frame.len() - mark - 4).unwrap_or(u32::MAX);
+    frame[mark..mark + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
 }
 
 /// Appends one op (already encoded) to a record's body.
+#[cfg(test)]
 pub(super) fn push_op(frame: &mut Vec<u8>, op: &[u8]) {
     let len = u32::try_from(op.len()).unwrap_or(u32::MAX);
     frame.extend_from_slice(&len.to_le_bytes());
@@ -220,7 +265,8 @@ mod tests {
         let mut file = frame(7, &[b"a", b"bc"]);
         file.extend(frame(8, &[b"d"]));
         file.extend(vec![0; 100]);
-        let found = records(&file);
+        let (found, end) = records(&file);
+        assert_eq!(end, file.len() - 100);
         assert_eq!(found.iter().map(|r| r.lsn).collect::<Vec<_>>(), [7, 8]);
         assert_eq!(ops(found[0].body), Some(vec![&b"a"[..], &b"bc"[..]]));
         assert_eq!(ops(found[1].body), Some(vec![&b"d"[..]]));
@@ -233,14 +279,14 @@ mod tests {
         let whole = [first.clone(), second.clone()].concat();
         // Torn: the second record cut anywhere.
         for cut in first.len()..whole.len() {
-            let lsns: Vec<u64> = records(&whole[..cut]).iter().map(|r| r.lsn).collect();
+            let lsns: Vec<u64> = records(&whole[..cut]).0.iter().map(|r| r.lsn).collect();
             assert_eq!(lsns, [1], "cut at {cut}");
         }
         // Corrupt: any single byte of the second record flipped.
         for at in first.len()..whole.len() {
             let mut bad = whole.clone();
             bad[at] ^= 0x40;
-            let lsns: Vec<u64> = records(&bad).iter().map(|r| r.lsn).collect();
+            let lsns: Vec<u64> = records(&bad).0.iter().map(|r| r.lsn).collect();
             assert_eq!(lsns, [1], "flip at {at}");
         }
     }
@@ -253,8 +299,60 @@ mod tests {
         let new = frame(4, &[b"x"]);
         let mut file = old.clone();
         file[..new.len()].copy_from_slice(&new);
-        let lsns: Vec<u64> = records(&file).iter().map(|r| r.lsn).collect();
+        let lsns: Vec<u64> = records(&file).0.iter().map(|r| r.lsn).collect();
         assert_eq!(lsns, [4], "record 2 follows record 4's end but is older");
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_told_from_a_torn_tail() {
+        let chain = [frame(5, &[b"five"]), frame(6, &[b"six"]), frame(7, &[b"seven"])].concat();
+        let second = frame(5, &[b"five"]).len();
+        // Record 6 damaged: the chain ends before it, and record 7 is found past the end.
+        let mut bad = chain.clone();
+        bad[second + HEADER_LEN] ^= 1;
+        let (found, end) = records(&bad);
+        assert_eq!(found.len(), 1);
+        assert_eq!(newer_record_after(&bad, end, 6), Some(7));
+        // A torn tail: nothing newer after the end.
+        let torn = &chain[..chain.len() - 3];
+        let (found, end) = records(torn);
+        assert_eq!(found.len(), 2);
+        assert_eq!(newer_record_after(torn, end, 7), None);
+        // Records of an older generation past the end are not newer.
+        let mut file = [
+            frame(1, &[b"old one"]),
+            frame(2, &[b"old two"]),
+            frame(3, &[b"old three"]),
+        ]
+        .concat();
+        let new = frame(4, &[b"n"]);
+        file[..new.len()].copy_from_slice(&new);
+        let (found, end) = records(&file);
+        assert_eq!(found.len(), 1);
+        assert_eq!(newer_record_after(&file, end, 5), None);
+    }
+
+    #[test]
+    fn ops_encoded_in_place_read_back_and_a_failed_one_leaves_nothing() {
+        let mut f = vec![0u8; HEADER_LEN];
+        push_op(&mut f, b"one");
+        push_op_with(&mut f, |b| {
+            b.extend_from_slice(b"two!");
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        let before = f.len();
+        assert!(
+            push_op_with(&mut f, |b| {
+                b.extend_from_slice(b"half");
+                Err(())
+            })
+            .is_err()
+        );
+        assert_eq!(f.len(), before);
+        seal(&mut f, 3);
+        let (found, _) = records(&f);
+        assert_eq!(ops(found[0].body), Some(vec![&b"one"[..], &b"two!"[..]]));
     }
 
     #[test]

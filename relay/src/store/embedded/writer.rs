@@ -25,7 +25,7 @@
 //! A job that breaks a rule writes nothing (its check runs before its first
 //! write) and answers with its own error; the others in the batch go on. A
 //! failure of redb itself aborts the transaction and every caller in the batch
-//! gets `Backend`. A failure to write or sync the log, or to commit after the
+//! gets `Unavailable`. A failure to write or sync the log, or to commit after the
 //! log record is on disk, leaves the database and the log in doubt: the writer
 //! then refuses every further write until the store is opened again (which
 //! replays the log).
@@ -60,13 +60,18 @@ pub(super) struct Tables<'txn> {
     pub kp_meta: Table<'txn, &'static [u8], &'static [u8]>,
     pub inbox: Table<'txn, &'static [u8], &'static [u8]>,
     pub inbox_meta: Table<'txn, &'static [u8], &'static [u8]>,
+    pub welcomes: Table<'txn, &'static [u8], &'static [u8]>,
+    pub op_tokens: Table<'txn, &'static [u8], &'static [u8]>,
+    pub op_token_order: Table<'txn, &'static [u8], &'static [u8]>,
+    /// How long and how many operation tokens are remembered.
+    pub token_bounds: TokenBounds,
     /// Set when an op passed its check and went on to write: only such ops
     /// are logged.
     pub wrote: bool,
 }
 
 impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::TableError> {
+    fn open(txn: &'txn WriteTransaction, token_bounds: TokenBounds) -> Result<Self, redb::TableError> {
         let open = |def: Def| txn.open_table(def);
         Ok(Tables {
             meta: open(layout::META)?,
@@ -83,6 +88,10 @@ impl<'txn> Tables<'txn> {
             kp_meta: open(layout::KP_META)?,
             inbox: open(layout::INBOX)?,
             inbox_meta: open(layout::INBOX_META)?,
+            welcomes: open(layout::WELCOMES)?,
+            op_tokens: open(layout::OP_TOKENS)?,
+            op_token_order: open(layout::OP_TOKEN_ORDER)?,
+            token_bounds,
             wrote: false,
         })
     }
@@ -125,12 +134,22 @@ pub(super) enum Durability {
     Committed,
 }
 
+/// How long and how many operation tokens are remembered (see
+/// `crate::store::OpToken`). A store must be reopened with the same bounds
+/// for a replay to forget exactly what the first run forgot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct TokenBounds {
+    pub ttl_ms: u64,
+    pub max: u64,
+}
+
 /// The writer's settings.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Config {
     pub queue_capacity: usize,
     pub max_batch: usize,
     pub durability: Durability,
+    pub token_bounds: TokenBounds,
 }
 
 /// One queued write and where its answer goes.
@@ -173,6 +192,7 @@ impl Writer {
             wal,
             lsn: recovered.lsn,
             frame: Vec::new(),
+            answers: Vec::new(),
             last_checkpoint: Instant::now(),
             unflushed: false,
             in_doubt: false,
@@ -213,7 +233,7 @@ impl Writer {
         // A closed answer channel means the batch was aborted before this job ran.
         Ok(async move {
             rx.await
-                .unwrap_or_else(|_| Err(StoreError::Backend("write abandoned: its batch failed".into())))
+                .unwrap_or_else(|_| Err(StoreError::Transient("write abandoned: its batch was aborted".into())))
         })
     }
 }
@@ -231,7 +251,7 @@ impl Drop for Writer {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Backend("store writer has stopped".into())
+    StoreError::Unavailable("store writer has stopped".into())
 }
 
 /// The writer thread's state.
@@ -244,6 +264,8 @@ struct Engine {
     lsn: u64,
     /// The record being built, reused from batch to batch.
     frame: Vec<u8>,
+    /// The answers of the batch being applied, reused from batch to batch.
+    answers: Vec<(oneshot::Sender<StoreResult<Outcome>>, StoreResult<Outcome>)>,
     last_checkpoint: Instant,
     /// Whether redb holds commits that are not durable in its file yet.
     unflushed: bool,
@@ -287,7 +309,7 @@ fn run(mut engine: Engine, runtime: &tokio::runtime::Runtime, mut rx: mpsc::Rece
         if catch_unwind(AssertUnwindSafe(|| engine.commit_batch(batch.drain(..)))).is_err() {
             tracing::error!("store writer: a batch panicked and was aborted");
             if engine.in_doubt {
-                engine.fail(StoreError::Backend("store writer panicked during a commit".into()));
+                engine.fail(StoreError::Unavailable("store writer panicked during a commit".into()));
             }
         }
         engine.counters.requests.fetch_add(size as u64, Ordering::Relaxed);
@@ -307,7 +329,7 @@ fn run(mut engine: Engine, runtime: &tokio::runtime::Runtime, mut rx: mpsc::Rece
 impl Engine {
     fn fail(&mut self, e: StoreError) {
         tracing::error!(error = %e, "store writer: refusing further writes until the store is reopened");
-        self.failed = Some(StoreError::Backend(format!(
+        self.failed = Some(StoreError::Unavailable(format!(
             "store writer stopped after a failure ({e}); reopen the store"
         )));
     }
@@ -362,19 +384,21 @@ impl Engine {
             }
             return;
         }
-        let mut answers = Vec::new();
+        // Reused from batch to batch: growing a fresh one to a large batch's
+        // size was a tenth of the writer's time.
+        let mut answers = std::mem::take(&mut self.answers);
         let mut pending = jobs;
         let outcome = self.apply_batch(&mut pending, &mut answers);
         match outcome {
             Ok(()) => {
-                for (answer, result) in answers {
+                for (answer, result) in answers.drain(..) {
                     // The caller may have gone away; the outcome stands regardless.
                     let _ = answer.send(result);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "store writer: batch aborted");
-                for (answer, _) in answers {
+                for (answer, _) in answers.drain(..) {
                     let _ = answer.send(Err(e.clone()));
                 }
                 for job in pending {
@@ -382,6 +406,7 @@ impl Engine {
                 }
             }
         }
+        self.answers = answers;
     }
 
     /// Applies the jobs in one transaction, makes them durable and commits.
@@ -401,17 +426,12 @@ impl Engine {
         let mut wrote = false;
         let lsn = self.lsn + 1;
         {
-            let mut tables = Tables::open(&txn)?;
+            let mut tables = Tables::open(&txn, self.config.token_bounds)?;
             for job in jobs.by_ref() {
                 let mark = self.frame.len();
-                if logged {
-                    match layout::encode(&job.op) {
-                        Ok(bytes) => wal::push_op(&mut self.frame, &bytes),
-                        Err(e) => {
-                            answers.push((job.answer, Err(e)));
-                            continue;
-                        }
-                    }
+                if logged && let Err(e) = wal::push_op_with(&mut self.frame, |b| layout::encode_into(&job.op, b)) {
+                    answers.push((job.answer, Err(e)));
+                    continue;
                 }
                 tables.wrote = false;
                 let result = match ops::apply(&mut tables, job.op) {
@@ -442,7 +462,7 @@ impl Engine {
             self.in_doubt = true;
             if let Err(e) = wal.append(&self.frame) {
                 // The record may be on disk in part or in whole: in doubt.
-                let e = StoreError::Backend(format!("write-ahead log: {e}"));
+                let e = StoreError::Unavailable(format!("write-ahead log: {e}"));
                 self.fail(e.clone());
                 return Err(e);
             }
@@ -489,19 +509,28 @@ pub(super) struct Recovered {
 /// The database's `applied_lsn` says which record its last durable commit
 /// contains. Records up to it are skipped; the first record after it must be
 /// the next one. A record whose checksum holds but whose ops do not decode, or
-/// a gap between the database and the log, is refused: acknowledged writes
-/// would be lost.
-pub(super) fn recover(db: &Database, wal_path: &std::path::Path) -> StoreResult<Recovered> {
-    let io_error = |e: std::io::Error| StoreError::Backend(format!("write-ahead log {}: {e}", wal_path.display()));
+/// a gap between the database and the log, or a damaged record with newer
+/// ones after it, is refused: acknowledged writes would be lost.
+pub(super) fn recover(db: &Database, wal_path: &std::path::Path, token_bounds: TokenBounds) -> StoreResult<Recovered> {
+    let io_error = |e: std::io::Error| StoreError::Unavailable(format!("write-ahead log {}: {e}", wal_path.display()));
     let contents = Wal::read(wal_path).map_err(io_error)?;
     let mut lsn: u64 = layout::get(&db.begin_read()?.open_table(layout::META)?, layout::APPLIED_LSN_KEY)?.unwrap_or(0);
     let mut replayed = 0usize;
-    for record in wal::records(&contents) {
+    let (chain, end) = wal::records(&contents);
+    let newest = chain.last().map_or(0, |r| r.lsn).max(lsn);
+    if let Some(later) = wal::newer_record_after(&contents, end, newest + 1) {
+        return Err(StoreError::Unavailable(format!(
+            "write-ahead log {} is damaged: the record after {newest} is unreadable but record {later} \
+             follows it; refusing to open rather than lose acknowledged writes",
+            wal_path.display()
+        )));
+    }
+    for record in chain {
         if record.lsn <= lsn {
             continue;
         }
         if record.lsn != lsn + 1 {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::Unavailable(format!(
                 "write-ahead log starts at record {} but the database holds records up to {lsn}",
                 record.lsn
             )));
@@ -510,7 +539,7 @@ pub(super) fn recover(db: &Database, wal_path: &std::path::Path) -> StoreResult<
         let mut txn = db.begin_write()?;
         txn.set_durability(redb::Durability::None)?;
         {
-            let mut tables = Tables::open(&txn)?;
+            let mut tables = Tables::open(&txn, token_bounds)?;
             for op in ops {
                 let op: WriteOp = layout::decode(op).map_err(|_| corrupt_record(record.lsn))?;
                 match ops::apply(&mut tables, op) {
@@ -537,7 +566,7 @@ pub(super) fn recover(db: &Database, wal_path: &std::path::Path) -> StoreResult<
 }
 
 fn corrupt_record(lsn: u64) -> StoreError {
-    StoreError::Backend(format!("write-ahead log record {lsn} is corrupt"))
+    StoreError::Unavailable(format!("write-ahead log record {lsn} is corrupt"))
 }
 
 /// The batch before this one.

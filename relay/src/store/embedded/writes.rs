@@ -16,13 +16,14 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::layout::{
-    self, DeviceValue, EntryValue, GroupKey, GroupMeta, InboxValue, KeyPackageMeta, MemberValue, contains, device_seq,
-    encode, get, trailing_u64,
+    self, DeviceValue, EntryValue, GroupKey, GroupMeta, InboxValue, KeyPackageMeta, MemberValue, TokenMeta,
+    TokenOutcome, TokenValue, WelcomeValue, contains, device_seq, encode, get, trailing_u64,
 };
 use super::reads::{self, scan_prefix, scan_range};
 use super::writer::{Fatal, Tables};
 use crate::store::{
-    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, PruneReport, RegisterOutcome, StoreError, StoreResult,
+    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, OpToken, PruneStep, RegisterOutcome, RetentionRule,
+    StoreError, StoreResult,
 };
 
 /// What a check decided.
@@ -197,8 +198,9 @@ struct AppendPlan {
     idempotency_key: Vec<u8>,
     add: Vec<DeviceId>,
     remove: Vec<DeviceId>,
-    /// The encoded Welcome inbox entry for every added device, if the commit has one.
-    welcome: Option<Vec<u8>>,
+    /// The Welcome, if the commit has one: stored once (`welcomes`), and the
+    /// encoded inbox entry that refers to it, for every added device.
+    welcome: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 pub(super) fn redact(t: &mut Tables<'_>, group: GroupId, seq: u64, by: DeviceId) -> Result<StoreResult<()>, Fatal> {
@@ -311,15 +313,29 @@ fn check_append(t: &Tables<'_>, req: &AppendRequest) -> StoreResult<Checked<Appe
         payload: req.payload.clone(),
     };
     let welcome = match change.and_then(|c| c.welcome.clone()) {
-        Some(payload) if !add.is_empty() => Some(encode(&InboxValue {
-            sender: req.sender,
-            kind: InboxKind::Welcome {
-                group: req.group.clone(),
-                commit_seq: seq,
-            },
-            timestamp_ms: req.now_ms,
-            payload,
-        })?),
+        Some(payload) if !add.is_empty() => {
+            // The inbox entries carry no payload: it is the Welcome of
+            // `(group, commit_seq)`, stored once with a count of the entries
+            // that refer to it (an empty Welcome needs nothing stored).
+            let blob = if payload.is_empty() {
+                Vec::new()
+            } else {
+                encode(&WelcomeValue {
+                    refs: add.len() as u64,
+                    payload,
+                })?
+            };
+            let entry = encode(&InboxValue {
+                sender: req.sender,
+                kind: InboxKind::Welcome {
+                    group: req.group.clone(),
+                    commit_seq: seq,
+                },
+                timestamp_ms: req.now_ms,
+                payload: Bytes::new(),
+            })?;
+            Some((blob, entry))
+        }
         _ => None,
     };
     meta.head_seq = seq;
@@ -383,6 +399,11 @@ fn apply_append(t: &mut Tables<'_>, group: &GroupId, plan: AppendPlan) -> Result
     let seq = meta.head_seq;
     put(&mut t.log, &key.log(seq), &entry_value)?;
     put(&mut t.idempotency, &idempotency_key, &encode(&seq)?)?;
+    if let Some((blob, _)) = &welcome
+        && !blob.is_empty()
+    {
+        put(&mut t.welcomes, &key.welcome(seq), blob)?;
+    }
     let mut added = Vec::with_capacity(add.len());
     for device in add {
         put(&mut t.roster, &key.roster(device), &[])?;
@@ -394,7 +415,7 @@ fn apply_append(t: &mut Tables<'_>, group: &GroupId, plan: AppendPlan) -> Result
         };
         put(&mut t.members, &key.member(device), &encode(&member)?)?;
         let inbox_seq = match &welcome {
-            Some(value) => push_inbox(t, device, value)?,
+            Some((_, entry)) => push_inbox(t, device, entry)?,
             None => 0,
         };
         added.push((device, inbox_seq));
@@ -466,6 +487,7 @@ pub(super) fn advance_cursors(
 
 pub(super) fn upload_key_packages(
     t: &mut Tables<'_>,
+    token: Option<Tokened>,
     device: DeviceId,
     one_time: Vec<Bytes>,
     last_resort: Option<Bytes>,
@@ -473,6 +495,9 @@ pub(super) fn upload_key_packages(
     checked(
         t,
         |t| {
+            if let Some(TokenOutcome::Upload(count, last)) = remembered(t, token.as_ref(), "upload")? {
+                return Ok(Checked::Answer((count, last)));
+            }
             require_device(t, device)?;
             let meta: KeyPackageMeta = get(&t.kp_meta, &device.0)?.unwrap_or_default();
             let has_last_resort = last_resort.is_some() || contains(&t.kp_last_resort, &device.0)?;
@@ -488,6 +513,7 @@ pub(super) fn upload_key_packages(
                 put(&mut t.kp_last_resort, &device.0, package)?;
             }
             put(&mut t.kp_meta, &device.0, &encode(&meta)?)?;
+            remember(t, token.as_ref(), &TokenOutcome::Upload(meta.count, has_last_resort))?;
             Ok((meta.count, has_last_resort))
         },
     )
@@ -503,11 +529,15 @@ struct Claim {
 
 pub(super) fn claim_key_packages(
     t: &mut Tables<'_>,
+    token: Option<Tokened>,
     devices: Vec<DeviceId>,
 ) -> Result<StoreResult<Vec<ClaimedKeyPackage>>, Fatal> {
     checked(
         t,
         |t| {
+            if let Some(TokenOutcome::Claim(claimed)) = remembered(t, token.as_ref(), "claim")? {
+                return Ok(Checked::Answer(claimed));
+            }
             let mut seen = BTreeSet::new();
             let mut claims = Vec::new();
             // A device listed twice gets one package: a second would be wasted.
@@ -516,7 +546,7 @@ pub(super) fn claim_key_packages(
                 let oldest = t.kp_one_time.range(lo.as_slice()..=hi.as_slice())?.next().transpose()?;
                 if let Some((key, value)) = oldest {
                     let consumed = <[u8; 24]>::try_from(key.value())
-                        .map_err(|_| StoreError::Backend("corrupt record: key package key".into()))?;
+                        .map_err(|_| StoreError::Unavailable("corrupt record: key package key".into()))?;
                     claims.push(Claim {
                         device,
                         consumed: Some(consumed),
@@ -547,6 +577,7 @@ pub(super) fn claim_key_packages(
                     last_resort: claim.consumed.is_none(),
                 });
             }
+            remember(t, token.as_ref(), &TokenOutcome::Claim(out.clone()))?;
             Ok(out)
         },
     )
@@ -573,10 +604,17 @@ pub(super) struct NewInboxEntry {
     pub now_ms: u64,
 }
 
-pub(super) fn inbox_push(t: &mut Tables<'_>, new: NewInboxEntry) -> Result<StoreResult<u64>, Fatal> {
+pub(super) fn inbox_push(
+    t: &mut Tables<'_>,
+    token: Option<Tokened>,
+    new: NewInboxEntry,
+) -> Result<StoreResult<u64>, Fatal> {
     checked(
         t,
         |t| {
+            if let Some(TokenOutcome::InboxPush(seq)) = remembered(t, token.as_ref(), "inbox push")? {
+                return Ok(Checked::Answer(seq));
+            }
             require_device(t, new.device)?;
             let value = encode(&InboxValue {
                 sender: new.sender,
@@ -586,7 +624,11 @@ pub(super) fn inbox_push(t: &mut Tables<'_>, new: NewInboxEntry) -> Result<Store
             })?;
             Ok(Checked::Write(value))
         },
-        |t, value| push_inbox(t, new.device, &value),
+        |t, value| {
+            let seq = push_inbox(t, new.device, &value)?;
+            remember(t, token.as_ref(), &TokenOutcome::InboxPush(seq))?;
+            Ok(seq)
+        },
     )
 }
 
@@ -597,15 +639,38 @@ pub(super) fn inbox_ack(t: &mut Tables<'_>, device: DeviceId, seq: u64) -> Resul
             let meta = reads::inbox_meta(&t.inbox_meta, device)?;
             // Acknowledging past the head would swallow entries not yet pushed.
             let acked = seq.min(meta.head);
-            Ok(if acked > meta.acked {
-                Checked::Write((meta, acked))
-            } else {
-                Checked::Answer(meta.acked)
-            })
+            if acked <= meta.acked {
+                return Ok(Checked::Answer(meta.acked));
+            }
+            // The Welcomes the deleted entries refer to, and how many times.
+            let mut released: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+            let (lo, hi) = (device_seq(device, meta.acked), device_seq(device, acked));
+            scan_range(&t.inbox, &lo, &hi, hush_protocol::frame::Direction::Forward, |_, v| {
+                if let Some(key) = reads::welcome_ref(&layout::decode::<InboxValue>(v)?)? {
+                    *released.entry(key).or_default() += 1;
+                }
+                Ok(true)
+            })?;
+            let mut welcomes = Vec::with_capacity(released.len());
+            for (key, n) in released {
+                if let Some(mut w) = get::<WelcomeValue>(&t.welcomes, &key)? {
+                    w.refs = w.refs.saturating_sub(n);
+                    let value = if w.refs == 0 { None } else { Some(encode(&w)?) };
+                    welcomes.push((key, value));
+                }
+            }
+            Ok(Checked::Write((meta, acked, welcomes)))
         },
-        |t, (mut meta, acked)| {
+        |t, (mut meta, acked, welcomes)| {
             let (lo, hi) = (device_seq(device, meta.acked), device_seq(device, acked));
             t.inbox.retain_in(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
+            for (key, value) in welcomes {
+                match value {
+                    Some(v) => put(&mut t.welcomes, &key, &v)?,
+                    // The last inbox entry that referred to it is gone.
+                    None => delete(&mut t.welcomes, &key)?,
+                }
+            }
             meta.acked = acked;
             put(&mut t.inbox_meta, &device.0, &encode(&meta)?)?;
             Ok(acked)
@@ -615,7 +680,7 @@ pub(super) fn inbox_ack(t: &mut Tables<'_>, device: DeviceId, seq: u64) -> Resul
 
 // -- retention -----------------------------------------------------------
 
-/// What pruning deletes from one group.
+/// What one retention step deletes from one group.
 struct GroupPrune {
     key: GroupKey,
     meta: GroupMeta,
@@ -624,7 +689,8 @@ struct GroupPrune {
     idempotency_keys: Vec<Vec<u8>>,
 }
 
-/// Arguments of [`prune`].
+/// Arguments of the retention pass of layout 2, which pruned every group in
+/// one request. Kept only so that a log written by it replays.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct PruneRequest {
     pub now_ms: u64,
@@ -632,98 +698,135 @@ pub(super) struct PruneRequest {
     pub delete_acknowledged: bool,
 }
 
-pub(super) fn prune(t: &mut Tables<'_>, req: PruneRequest) -> Result<StoreResult<PruneReport>, Fatal> {
+/// Replays a layout-2 retention pass: every group, unbounded.
+pub(super) fn prune_every_group(t: &mut Tables<'_>, req: PruneRequest) -> Result<StoreResult<PruneStep>, Fatal> {
+    let rule = RetentionRule {
+        now_ms: req.now_ms,
+        max_age_ms: req.max_age_ms,
+        delete_acknowledged: req.delete_acknowledged,
+    };
+    let mut groups = Vec::new();
+    if let Err(e) = scan_prefix(&t.groups, &[], |key, _| {
+        groups.push(GroupKey::decode(key)?);
+        Ok(true)
+    }) {
+        return Ok(Err(e));
+    }
+    let mut total = PruneStep::default();
+    for group in groups {
+        if let Ok(step) = prune_group(t, group, rule, usize::MAX)? {
+            total.acknowledged += step.acknowledged;
+            total.expired += step.expired;
+        }
+    }
+    Ok(Ok(total))
+}
+
+/// One retention step of one group: deletes at most `max_entries` of the
+/// prefix `rule` allows.
+pub(super) fn prune_group(
+    t: &mut Tables<'_>,
+    group: GroupId,
+    rule: RetentionRule,
+    max_entries: usize,
+) -> Result<StoreResult<PruneStep>, Fatal> {
     checked(
         t,
         |t| {
-            let mut groups = Vec::new();
-            scan_prefix(&t.groups, &[], |key, value| {
-                groups.push((GroupKey::decode(key)?, layout::decode::<GroupMeta>(value)?));
-                Ok(true)
-            })?;
-            let mut report = PruneReport::default();
-            let mut plan = Vec::new();
-            for (group, meta) in groups {
-                if let Some(p) = check_prune_group(t, &group, meta, &req, &mut report)? {
-                    report.moved.push((group, p.meta.first_seq));
-                    plan.push(p);
-                }
-            }
-            Ok(Checked::Write((plan, report)))
+            let key = GroupKey::new(&group)?;
+            let meta = reads::group_meta(&t.groups, &key)?;
+            Ok(match check_prune_group(t, key, meta, &rule, max_entries.max(1))? {
+                (Some(plan), step) => Checked::Write((plan, step)),
+                (None, step) => Checked::Answer(step),
+            })
         },
-        |t, (plan, report)| {
-            for p in plan {
-                let (lo, hi) = (p.key.log(p.old_first), p.key.log(p.meta.first_seq.saturating_sub(1)));
-                t.log.retain_in(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
-                for key in &p.idempotency_keys {
-                    delete(&mut t.idempotency, key)?;
-                }
-                put(&mut t.groups, p.key.as_bytes(), &encode(&p.meta)?)?;
+        |t, (p, step)| {
+            let (lo, hi) = (p.key.log(p.old_first), p.key.log(p.meta.first_seq.saturating_sub(1)));
+            t.log.retain_in(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
+            for key in &p.idempotency_keys {
+                delete(&mut t.idempotency, key)?;
             }
-            Ok(report)
+            put(&mut t.groups, p.key.as_bytes(), &encode(&p.meta)?)?;
+            Ok(step)
         },
     )
 }
 
-/// Plans the deletion of one group's prefix: everything up to the lowest cursor
-/// of the roster (if acknowledged entries go) and everything older than the
-/// retention period, whichever reaches further.
+/// Plans the deletion of the first `max_entries` of one group's prefix:
+/// everything up to the lowest cursor of the roster (if acknowledged entries
+/// go) and everything older than the retention period, whichever reaches
+/// further.
 fn check_prune_group(
     t: &Tables<'_>,
-    group: &GroupId,
+    key: GroupKey,
     mut meta: GroupMeta,
-    req: &PruneRequest,
-    report: &mut PruneReport,
-) -> StoreResult<Option<GroupPrune>> {
-    let key = GroupKey::new(group)?;
+    rule: &RetentionRule,
+    max_entries: usize,
+) -> StoreResult<(Option<GroupPrune>, PruneStep)> {
+    let mut step = PruneStep::default();
     let old_first = meta.first_seq;
     if old_first > meta.head_seq {
-        return Ok(None);
+        return Ok((None, step));
     }
-    let acked_upto = if req.delete_acknowledged {
+    let acked_upto = if rule.delete_acknowledged {
         lowest_cursor(t, &key, meta.head_seq)?
     } else {
         0
     };
     // Timestamps never go back within a group, so expired entries are a prefix.
-    let cutoff = req.now_ms.saturating_sub(req.max_age_ms);
-    let mut upto = acked_upto.min(meta.head_seq);
+    let cutoff = rule.now_ms.saturating_sub(rule.max_age_ms);
+    let deletable = |seq: u64, entry: &EntryValue| seq <= acked_upto || entry.timestamp_ms < cutoff;
+    let last = old_first
+        .saturating_add(u64::try_from(max_entries).unwrap_or(u64::MAX) - 1)
+        .min(meta.head_seq);
+    let mut upto = old_first - 1;
     let mut idempotency_keys = Vec::new();
     scan_range(
         &t.log,
         &key.log(old_first),
-        &key.log(meta.head_seq),
+        &key.log(last),
         hush_protocol::frame::Direction::Forward,
         |k, v| {
             let seq = trailing_u64(k)?;
             let entry: EntryValue = layout::decode(v)?;
-            if seq > upto && entry.timestamp_ms >= cutoff {
+            if !deletable(seq, &entry) {
                 return Ok(false);
             }
-            upto = upto.max(seq);
+            upto = seq;
             if seq <= acked_upto {
-                report.acknowledged += 1;
+                step.acknowledged += 1;
             } else {
-                report.expired += 1;
+                step.expired += 1;
             }
             idempotency_keys.push(key.idempotency(entry.sender, entry.client_msg_id));
             Ok(true)
         },
     )?;
     if upto < old_first {
-        return Ok(None);
+        return Ok((None, step));
+    }
+    // Stopped at the bound: is the next entry deletable too?
+    if upto == last && last < meta.head_seq {
+        let next = last + 1;
+        if let Some(entry) = get::<EntryValue>(&t.log, &key.log(next))? {
+            step.more = deletable(next, &entry);
+        }
     }
     meta.first_seq = upto.saturating_add(1);
-    Ok(Some(GroupPrune {
-        key,
-        meta,
-        old_first,
-        idempotency_keys,
-    }))
+    step.first_seq = Some(meta.first_seq);
+    Ok((
+        Some(GroupPrune {
+            key,
+            meta,
+            old_first,
+            idempotency_keys,
+        }),
+        step,
+    ))
 }
 
 /// The lowest cursor of the roster's devices (`head` for an empty roster: no one
-/// is left to deliver to).
+/// is left to deliver to). Reads the whole roster: bounded by the group's size.
 fn lowest_cursor(t: &Tables<'_>, key: &GroupKey, head: u64) -> StoreResult<u64> {
     let mut lowest = head;
     for device in reads::roster(&t.roster, key)? {
@@ -731,4 +834,81 @@ fn lowest_cursor(t: &Tables<'_>, key: &GroupKey, head: u64) -> StoreResult<u64> 
         lowest = lowest.min(cursor);
     }
     Ok(lowest)
+}
+
+// -- operation tokens ----------------------------------------------------
+
+/// An operation token with the time the store took the call (the writer's
+/// clock, logged with the op so that a replay forgets exactly what the first
+/// run forgot).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(super) struct Tokened {
+    pub token: OpToken,
+    pub now_ms: u64,
+}
+
+/// The outcome remembered for `token`, if any. A token remembered for
+/// another kind of operation is refused (`Invalid`): the caller reused it.
+fn remembered(t: &Tables<'_>, token: Option<&Tokened>, what: &str) -> StoreResult<Option<TokenOutcome>> {
+    let Some(tokened) = token else { return Ok(None) };
+    let Some(value) = get::<TokenValue>(&t.op_tokens, &tokened.token.0)? else {
+        return Ok(None);
+    };
+    let same_kind = matches!(
+        (&value.outcome, what),
+        (TokenOutcome::InboxPush(_), "inbox push")
+            | (TokenOutcome::Upload(..), "upload")
+            | (TokenOutcome::Claim(_), "claim")
+    );
+    if !same_kind {
+        return Err(StoreError::Invalid(format!(
+            "operation token {:?} was used for another operation than this {what}",
+            tokened.token
+        )));
+    }
+    Ok(Some(value.outcome))
+}
+
+/// Oldest tokens looked at per remembered one: forgetting keeps pace with
+/// remembering (one in, up to this many out) without a large step.
+const FORGET_PER_WRITE: usize = 4;
+
+/// Remembers `outcome` for `token`, and forgets the oldest tokens that are
+/// past the time bound or over the count bound.
+fn remember(t: &mut Tables<'_>, token: Option<&Tokened>, outcome: &TokenOutcome) -> Result<(), Fatal> {
+    let Some(tokened) = token else { return Ok(()) };
+    let mut meta: TokenMeta = get(&t.meta, layout::TOKEN_META_KEY)?.unwrap_or_default();
+    let value = TokenValue {
+        n: meta.next,
+        outcome: outcome.clone(),
+    };
+    put(&mut t.op_tokens, &tokened.token.0, &encode(&value)?)?;
+    put(
+        &mut t.op_token_order,
+        &layout::token_order(meta.next, &tokened.token),
+        &encode(&tokened.now_ms)?,
+    )?;
+    meta.next = meta.next.saturating_add(1);
+    meta.count = meta.count.saturating_add(1);
+    let bounds = t.token_bounds;
+    let mut forget = Vec::new();
+    for item in t.op_token_order.iter()?.take(FORGET_PER_WRITE) {
+        let (k, v) = item?;
+        let at_ms: u64 = layout::decode(v.value())?;
+        let over = meta.count.saturating_sub(forget.len() as u64) > bounds.max;
+        let expired = at_ms.saturating_add(bounds.ttl_ms) < tokened.now_ms;
+        if !over && !expired {
+            break;
+        }
+        forget.push(k.value().to_vec());
+    }
+    for key in forget {
+        delete(&mut t.op_token_order, &key)?;
+        if let Some(token) = key.get(8..) {
+            delete(&mut t.op_tokens, token)?;
+        }
+        meta.count = meta.count.saturating_sub(1);
+    }
+    put(&mut t.meta, layout::TOKEN_META_KEY, &encode(&meta)?)?;
+    Ok(())
 }

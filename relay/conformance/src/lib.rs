@@ -1,13 +1,15 @@
 //! The conformance suite every [`Store`] backend must pass.
 //!
-//! It is ordinary code, not `cfg(test)`, so that each backend's tests (the
-//! embedded one here, FoundationDB behind its feature) run the very same cases.
-//! A backend provides a [`Backend`]: how to open an empty store and how to close
-//! a store and open its data again. Then:
+//! A crate of its own, used only by tests (`publish = false`, nothing in the
+//! relay depends on it), so that the relay's build holds no test code while
+//! every backend's tests (the embedded one in `tests/embedded.rs`, a
+//! FoundationDB one later) run the very same cases. A backend provides a
+//! [`Backend`]: how to open an empty store and how to close a store and open
+//! its data again. Then:
 //!
 //! ```no_run
-//! # async fn demo<B: hush_relay::store::conformance::Backend>(mut backend: B) {
-//! hush_relay::store::conformance::run_all(&mut backend).await;
+//! # async fn demo<B: hush_store_conformance::Backend>(mut backend: B) {
+//! hush_store_conformance::run_all(&mut backend).await;
 //! # }
 //! ```
 //!
@@ -23,7 +25,10 @@ use bytes::Bytes;
 use hush_protocol::frame::{Direction, InboxKind, LogEntry, MessageKind, Policy, Posters, RosterChange};
 use hush_protocol::{ClientMsgId, DeviceId, GroupId, UserId};
 
-use super::{AppendOutcome, AppendRequest, DeviceRecord, Membership, RegisterOutcome, Store, StoreError};
+use hush_relay::store::{
+    AppendOutcome, AppendRequest, DeviceRecord, Membership, OpToken, PruneReport, PruneStep, RegisterOutcome,
+    RetentionRule, Store, StoreError, StoreResult, prune_all,
+};
 
 /// How the suite gets stores of one backend.
 pub trait Backend {
@@ -69,6 +74,15 @@ pub async fn run_all<B: Backend>(backend: &mut B) {
         inbox,
         prune_acknowledged,
         prune_by_age,
+        prune_in_bounded_steps,
+        list_groups_in_pages,
+        memberships_and_devices_in_pages,
+        read_log_byte_budget,
+        inbox_byte_budget,
+        welcome_shared_by_added_devices,
+        inbox_push_token,
+        upload_key_packages_token,
+        claim_key_packages_token,
         out_of_bounds_input,
     );
     eprintln!("conformance: survives_restart");
@@ -99,6 +113,21 @@ async fn register<S: Store>(store: &S, count: u8) -> Vec<DeviceId> {
         store.register_device(record).await.expect("register device");
     }
     out
+}
+
+/// One whole retention pass ([`prune_all`]) with this rule.
+pub async fn prune<S: Store + ?Sized>(
+    store: &S,
+    now_ms: u64,
+    max_age_ms: u64,
+    delete_acknowledged: bool,
+) -> StoreResult<PruneReport> {
+    let rule = RetentionRule {
+        now_ms,
+        max_age_ms,
+        delete_acknowledged,
+    };
+    prune_all(store, rule, |_, _| {}).await
 }
 
 fn group_id(name: &str) -> GroupId {
@@ -181,7 +210,10 @@ fn appended(result: Result<AppendOutcome, StoreError>) -> (LogEntry, u64, Vec<(D
 }
 
 async fn seqs<S: Store>(store: &S, group: &GroupId, from: u64, direction: Direction, limit: usize) -> Vec<u64> {
-    let entries = store.read_log(group, from, direction, limit).await.expect("read log");
+    let entries = store
+        .read_log(group, from, direction, limit, usize::MAX)
+        .await
+        .expect("read log");
     entries.iter().map(|e| e.seq).collect()
 }
 
@@ -298,7 +330,10 @@ pub async fn append_assigns_gapless_seqs<S: Store>(store: &Arc<S>) {
     }
     let record = store.group(&group).await.expect("group").expect("exists");
     assert_eq!((record.head_seq, record.first_seq), (5, 1));
-    let log = store.read_log(&group, 1, Direction::Forward, 100).await.expect("read");
+    let log = store
+        .read_log(&group, 1, Direction::Forward, 100, usize::MAX)
+        .await
+        .expect("read");
     assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
     assert_eq!(log[2].payload, Bytes::from("m3"));
 }
@@ -316,7 +351,10 @@ pub async fn timestamps_never_go_back<S: Store>(store: &Arc<S>) {
         stored.push(appended(store.append(at(n, now)).await).0.timestamp_ms);
     }
     assert_eq!(stored, vec![5_000, 5_000, 6_000]);
-    let log = store.read_log(&group, 1, Direction::Forward, 10).await.expect("read");
+    let log = store
+        .read_log(&group, 1, Direction::Forward, 10, usize::MAX)
+        .await
+        .expect("read");
     assert_eq!(log.iter().map(|e| e.timestamp_ms).collect::<Vec<_>>(), stored);
 }
 
@@ -690,20 +728,24 @@ pub async fn key_packages<S: Store>(store: &Arc<S>) {
     let kp = |s: &str| Bytes::copy_from_slice(s.as_bytes());
     assert_eq!(
         store
-            .upload_key_packages(d[0], vec![kp("a1"), kp("a2")], Some(kp("a-last")))
+            .upload_key_packages(OpToken::random(), d[0], vec![kp("a1"), kp("a2")], Some(kp("a-last")))
             .await,
         Ok((2, true))
     );
     assert_eq!(
-        store.upload_key_packages(d[0], vec![kp("a3")], None).await,
+        store
+            .upload_key_packages(OpToken::random(), d[0], vec![kp("a3")], None)
+            .await,
         Ok((3, true))
     );
     assert_eq!(
-        store.upload_key_packages(d[1], vec![kp("b1")], None).await,
+        store
+            .upload_key_packages(OpToken::random(), d[1], vec![kp("b1")], None)
+            .await,
         Ok((1, false))
     );
 
-    let claim = |devices: Vec<DeviceId>| store.claim_key_packages(devices);
+    let claim = |devices: Vec<DeviceId>| store.claim_key_packages(OpToken::random(), devices);
     let got = claim(vec![d[0], d[1], d[2]]).await.expect("claim");
     assert_eq!(
         got.iter()
@@ -728,7 +770,9 @@ pub async fn key_packages<S: Store>(store: &Arc<S>) {
     assert_eq!(last.len(), 1, "device 2 is out of packages");
     assert_eq!((last[0].key_package.clone(), last[0].last_resort), (kp("a-last"), true));
     assert_eq!(
-        store.upload_key_packages(d[0], vec![], Some(kp("a-last-2"))).await,
+        store
+            .upload_key_packages(OpToken::random(), d[0], vec![], Some(kp("a-last-2")))
+            .await,
         Ok((0, true))
     );
     let replaced = claim(vec![d[0]]).await.expect("claim");
@@ -743,7 +787,7 @@ pub async fn inbox<S: Store>(store: &Arc<S>) {
     for n in 1..=3u64 {
         let payload = Bytes::from(format!("direct {n}"));
         let seq = store
-            .inbox_push(d[0], d[1], InboxKind::Direct, payload, 2_000 + n)
+            .inbox_push(OpToken::random(), d[0], d[1], InboxKind::Direct, payload, 2_000 + n)
             .await;
         assert_eq!(seq, Ok(n));
     }
@@ -768,7 +812,7 @@ pub async fn inbox<S: Store>(store: &Arc<S>) {
     assert_eq!(store.inbox_ack(d[0], 1).await, Ok(2), "acknowledging never moves back");
     assert_eq!(
         store
-            .inbox_push(d[0], d[1], InboxKind::Direct, Bytes::new(), 3_000)
+            .inbox_push(OpToken::random(), d[0], d[1], InboxKind::Direct, Bytes::new(), 3_000)
             .await,
         Ok(4)
     );
@@ -786,12 +830,12 @@ pub async fn prune_acknowledged<S: Store>(store: &Arc<S>) {
         .advance_cursors(vec![(d[0], group.clone(), 6), (d[1], group.clone(), 3)])
         .await
         .expect("advance");
-    let kept = store.prune(1_000, u64::MAX, false).await.expect("prune");
-    assert_eq!((kept.acknowledged, kept.expired, kept.moved), (0, 0, vec![]));
+    let kept = prune(store.as_ref(), 1_000, u64::MAX, false).await.expect("prune");
+    assert_eq!((kept.acknowledged, kept.expired, kept.groups_moved), (0, 0, 0));
 
-    let report = store.prune(1_000, u64::MAX, true).await.expect("prune");
+    let report = prune(store.as_ref(), 1_000, u64::MAX, true).await.expect("prune");
     assert_eq!((report.acknowledged, report.expired), (3, 0));
-    assert_eq!(report.moved, vec![(group.clone(), 4)]);
+    assert_eq!(report.groups_moved, 1);
     let record = store.group(&group).await.expect("group").expect("exists");
     assert_eq!((record.first_seq, record.head_seq), (4, 6));
     assert_eq!(
@@ -811,8 +855,8 @@ pub async fn prune_acknowledged<S: Store>(store: &Arc<S>) {
         store.append(message(&group, d[0], 3, "m")).await,
         Ok(AppendOutcome::Duplicate { seq: 4, epoch: 1 })
     );
-    let nothing = store.prune(1_000, u64::MAX, true).await.expect("prune");
-    assert_eq!(nothing.moved, vec![]);
+    let nothing = prune(store.as_ref(), 1_000, u64::MAX, true).await.expect("prune");
+    assert_eq!((nothing.acknowledged, nothing.groups_moved), (0, 0));
 }
 
 /// Entries older than the retention period are deleted whatever the cursors,
@@ -829,12 +873,12 @@ pub async fn prune_by_age<S: Store>(store: &Arc<S>) {
                 .await,
         );
     }
-    let report = store.prune(35_000, 10_000, false).await.expect("prune");
+    let report = prune(store.as_ref(), 35_000, 10_000, false).await.expect("prune");
     assert_eq!((report.acknowledged, report.expired), (0, 2));
-    assert_eq!(report.moved, vec![(group.clone(), 3)]);
+    assert_eq!(report.groups_moved, 1);
     assert_eq!(seqs(store.as_ref(), &group, 1, Direction::Forward, 10).await, vec![3]);
 
-    let report = store.prune(100_000, 10_000, false).await.expect("prune");
+    let report = prune(store.as_ref(), 100_000, 10_000, false).await.expect("prune");
     assert_eq!(report.expired, 1);
     let record = store.group(&group).await.expect("group").expect("exists");
     assert_eq!((record.first_seq, record.head_seq), (4, 3));
@@ -844,6 +888,344 @@ pub async fn prune_by_age<S: Store>(store: &Arc<S>) {
     );
     let (next, ..) = appended(store.append(message(&group, d[0], 9, "after")).await);
     assert_eq!(next.seq, 4);
+}
+
+/// A retention step deletes at most `max_entries` of one group's prefix and
+/// says whether more is due; steps add up to what one unbounded pass deletes,
+/// and a group with nothing to delete is left alone.
+pub async fn prune_in_bounded_steps<S: Store>(store: &Arc<S>) {
+    let (group, d) = group_of(store.as_ref(), 2).await;
+    for n in 1..=9 {
+        let now_ms = if n <= 6 { 1_000 } else { 50_000 };
+        appended(
+            store
+                .append(AppendRequest {
+                    now_ms,
+                    ..message(&group, d[0], n, "m")
+                })
+                .await,
+        );
+    }
+    // Seqs 1..=10 (1 is the commit that built the group). Device 1 acked 4,
+    // device 0 everything; entries 2..=7 are older than the cutoff.
+    store
+        .advance_cursors(vec![(d[0], group.clone(), 10), (d[1], group.clone(), 4)])
+        .await
+        .expect("advance");
+    let rule = RetentionRule {
+        now_ms: 20_000,
+        max_age_ms: 10_000,
+        delete_acknowledged: true,
+    };
+    let step = |max| store.prune_group(&group, rule, max);
+    assert_eq!(
+        step(3).await,
+        Ok(PruneStep {
+            acknowledged: 3,
+            expired: 0,
+            first_seq: Some(4),
+            more: true,
+        })
+    );
+    assert_eq!(store.group(&group).await.expect("group").expect("exists").first_seq, 4);
+    assert_eq!(
+        step(3).await,
+        Ok(PruneStep {
+            acknowledged: 1,
+            expired: 2,
+            first_seq: Some(7),
+            more: true,
+        })
+    );
+    // Seq 7 is expired, seq 8 is neither acknowledged by all nor old: the step
+    // stops there even with room for more, and says nothing more is due.
+    assert_eq!(
+        step(100).await,
+        Ok(PruneStep {
+            acknowledged: 0,
+            expired: 1,
+            first_seq: Some(8),
+            more: false,
+        })
+    );
+    assert_eq!(step(100).await, Ok(PruneStep::default()), "nothing left to delete");
+    // A bound of 0 still makes progress (one entry).
+    store
+        .advance_cursors(vec![(d[1], group.clone(), 10)])
+        .await
+        .expect("advance");
+    let one = step(0).await.expect("step");
+    assert_eq!((one.acknowledged, one.first_seq, one.more), (1, Some(9), true));
+    assert_eq!(
+        seqs(store.as_ref(), &group, 0, Direction::Forward, 100).await,
+        vec![9, 10]
+    );
+    assert!(matches!(
+        store.prune_group(&group_id("missing"), rule, 10).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Group ids come in pages that together list every group once.
+pub async fn list_groups_in_pages<S: Store>(store: &Arc<S>) {
+    let d = register(store.as_ref(), 1).await;
+    let names = ["b", "a", "ccc", "aa", "zz", "m"];
+    for name in names {
+        store
+            .create_group(group_id(name), d[0], Policy::default(), "eu".into(), 0)
+            .await
+            .expect("create");
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_groups(after.clone(), 4).await.expect("page");
+        assert!(page.len() <= 4);
+        after = page.last().cloned();
+        seen.extend(page.clone());
+        if page.len() < 4 {
+            break;
+        }
+    }
+    let all = store.list_groups(None, usize::MAX).await.expect("all");
+    assert_eq!(seen, all, "pages follow one order");
+    let mut sorted: Vec<_> = seen.iter().map(|g| String::from_utf8_lossy(&g.0).to_string()).collect();
+    sorted.sort();
+    let mut expected: Vec<_> = names.iter().map(|n| n.to_string()).collect();
+    expected.sort();
+    assert_eq!(sorted, expected, "every group once");
+    let last = all.last().cloned();
+    assert_eq!(store.list_groups(last, 10).await, Ok(vec![]));
+    assert_eq!(store.list_groups(None, 0).await, Ok(vec![]));
+}
+
+/// Memberships and a user's devices come in pages; the whole-list calls
+/// return their concatenation.
+pub async fn memberships_and_devices_in_pages<S: Store>(store: &Arc<S>) {
+    let d = register(store.as_ref(), 1).await;
+    for name in ["g1", "g2", "g3", "g4", "g5"] {
+        store
+            .create_group(group_id(name), d[0], Policy::default(), "eu".into(), 0)
+            .await
+            .expect("create");
+    }
+    let all = store.memberships(d[0]).await.expect("memberships");
+    assert_eq!(all.len(), 5);
+    let first = store.memberships_page(d[0], None, 2).await.expect("page");
+    let second = store
+        .memberships_page(d[0], first.last().map(|m| m.group.clone()), 2)
+        .await
+        .expect("page");
+    let third = store
+        .memberships_page(d[0], second.last().map(|m| m.group.clone()), 2)
+        .await
+        .expect("page");
+    assert_eq!((first.len(), second.len(), third.len()), (2, 2, 1));
+    assert_eq!([first, second, third].concat(), all);
+
+    for n in 10..15 {
+        store.register_device(device_record(n, "many")).await.expect("register");
+    }
+    let user = UserId::from("many");
+    let devices = store.user_devices(&user).await.expect("devices");
+    assert_eq!(devices.len(), 5);
+    let page = store.user_devices_page(&user, None, 3).await.expect("page");
+    let rest = store
+        .user_devices_page(&user, page.last().map(|r| r.device), 3)
+        .await
+        .expect("page");
+    assert_eq!((page.len(), rest.len()), (3, 2));
+    assert_eq!([page, rest].concat(), devices);
+}
+
+/// A log read stops once its payload budget is reached or the next entry
+/// would exceed it, and always returns the first entry.
+pub async fn read_log_byte_budget<S: Store>(store: &Arc<S>) {
+    let (group, d) = group_of(store.as_ref(), 1).await;
+    for n in 1..=5 {
+        appended(store.append(message(&group, d[0], n, "0123456789")).await);
+    }
+    let group = &group;
+    let read = |from, direction, max_bytes| async move {
+        let entries = store
+            .read_log(group, from, direction, 100, max_bytes)
+            .await
+            .expect("read");
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        read(1, Direction::Forward, 25).await,
+        vec![1, 2],
+        "a third would exceed 25"
+    );
+    assert_eq!(read(1, Direction::Forward, 30).await, vec![1, 2, 3], "reached exactly");
+    assert_eq!(read(1, Direction::Forward, 0).await, vec![1], "at least one");
+    assert_eq!(
+        read(3, Direction::Forward, 5).await,
+        vec![3],
+        "one larger than the budget"
+    );
+    assert_eq!(read(5, Direction::Backward, 20).await, vec![5, 4]);
+    assert_eq!(read(1, Direction::Forward, usize::MAX).await, vec![1, 2, 3, 4, 5]);
+    let limited = store
+        .read_log(group, 1, Direction::Forward, 2, usize::MAX)
+        .await
+        .expect("read");
+    assert_eq!(limited.len(), 2, "the row limit still holds");
+}
+
+/// An inbox read keeps a payload budget the same way.
+pub async fn inbox_byte_budget<S: Store>(store: &Arc<S>) {
+    let d = register(store.as_ref(), 2).await;
+    for n in 0..4u64 {
+        store
+            .inbox_push(
+                OpToken::random(),
+                d[0],
+                d[1],
+                InboxKind::Direct,
+                Bytes::from("0123456789"),
+                n,
+            )
+            .await
+            .expect("push");
+    }
+    let device = d[0];
+    let read = |after, max_bytes| async move {
+        let entries = store.inbox_page(device, after, 100, max_bytes).await.expect("read");
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>()
+    };
+    assert_eq!(read(0, 25).await, vec![1, 2]);
+    assert_eq!(read(0, 20).await, vec![1, 2]);
+    assert_eq!(read(0, 0).await, vec![1]);
+    assert_eq!(read(2, 1_000).await, vec![3, 4]);
+    assert_eq!(read(4, 0).await, Vec::<u64>::new());
+    assert_eq!(
+        store.inbox_read(d[0], 0, 3).await.map(|e| e.len()),
+        Ok(3),
+        "the default budget holds small entries"
+    );
+}
+
+/// A commit adding several devices with one Welcome: each device's inbox has
+/// it, whole, until that device acknowledges it; the others keep theirs.
+/// Its size counts against an inbox read's budget.
+pub async fn welcome_shared_by_added_devices<S: Store>(store: &Arc<S>) {
+    let (group, d) = group_of(store.as_ref(), 1).await;
+    let more = register(store.as_ref(), 4).await;
+    let added = &more[1..4];
+    let welcome = "W".repeat(300);
+    let (entry, _, outcome, _) = appended(
+        store
+            .append(commit(&group, d[0], 1, 0, adding(added, Some(&welcome))))
+            .await,
+    );
+    assert_eq!(outcome, added.iter().map(|a| (*a, 1)).collect::<Vec<_>>());
+    for &device in added {
+        store
+            .inbox_push(OpToken::random(), device, d[0], InboxKind::Direct, Bytes::from("dm"), 5)
+            .await
+            .expect("push");
+        let inbox = store.inbox_read(device, 0, 10).await.expect("inbox");
+        assert_eq!(inbox.len(), 2);
+        assert_eq!(inbox[0].payload, Bytes::from(welcome.clone()));
+        assert_eq!(
+            inbox[0].kind,
+            InboxKind::Welcome {
+                group: group.clone(),
+                commit_seq: entry.seq
+            }
+        );
+        assert_eq!(inbox[0].sender, d[0]);
+        let budgeted = store.inbox_page(device, 0, 10, 100).await.expect("inbox");
+        assert_eq!(budgeted.len(), 1, "the Welcome's 300 bytes use the budget up");
+    }
+    store.inbox_ack(added[0], 1).await.expect("ack");
+    store.inbox_ack(added[1], 2).await.expect("ack");
+    assert_eq!(
+        store.inbox_read(added[0], 0, 10).await.map(|e| e.len()),
+        Ok(1),
+        "the direct message is left"
+    );
+    let last = store.inbox_read(added[2], 0, 10).await.expect("inbox");
+    assert_eq!(
+        last[0].payload,
+        Bytes::from(welcome.clone()),
+        "still whole for the last one"
+    );
+    store.inbox_ack(added[2], 2).await.expect("ack");
+    assert_eq!(store.inbox_read(added[2], 0, 10).await, Ok(vec![]));
+}
+
+/// An inbox push repeated with its token returns the first seq and adds
+/// nothing; another token is another push.
+pub async fn inbox_push_token<S: Store>(store: &Arc<S>) {
+    let d = register(store.as_ref(), 2).await;
+    let token = OpToken::random();
+    let push = |token, body: &'static str| store.inbox_push(token, d[0], d[1], InboxKind::Direct, Bytes::from(body), 7);
+    assert_eq!(push(token, "once").await, Ok(1));
+    assert_eq!(push(token, "once").await, Ok(1), "a repeat is answered, not applied");
+    assert_eq!(store.inbox_state(d[0]).await, Ok((0, 1)));
+    assert_eq!(push(OpToken::random(), "twice").await, Ok(2));
+    assert_eq!(push(token, "once").await, Ok(1));
+    let inbox = store.inbox_read(d[0], 0, 10).await.expect("inbox");
+    assert_eq!(inbox.len(), 2);
+}
+
+/// An upload repeated with its token returns the first count and adds no
+/// package.
+pub async fn upload_key_packages_token<S: Store>(store: &Arc<S>) {
+    let d = register(store.as_ref(), 1).await;
+    let token = OpToken::random();
+    let upload = |token| store.upload_key_packages(token, d[0], vec![Bytes::from("k1"), Bytes::from("k2")], None);
+    assert_eq!(upload(token).await, Ok((2, false)));
+    assert_eq!(upload(token).await, Ok((2, false)));
+    assert_eq!(upload(OpToken::random()).await, Ok((4, false)));
+    let mut claimed = 0;
+    while let Some(c) = store
+        .claim_key_packages(OpToken::random(), vec![d[0]])
+        .await
+        .expect("claim")
+        .pop()
+    {
+        assert!(!c.last_resort);
+        claimed += 1;
+    }
+    assert_eq!(claimed, 4, "two uploads' worth, not three");
+}
+
+/// A claim repeated with its token returns the same packages and consumes
+/// nothing more.
+pub async fn claim_key_packages_token<S: Store>(store: &Arc<S>) {
+    let d = register(store.as_ref(), 2).await;
+    let kp = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+    store
+        .upload_key_packages(OpToken::random(), d[0], vec![kp("a1"), kp("a2")], None)
+        .await
+        .expect("upload");
+    store
+        .upload_key_packages(OpToken::random(), d[1], vec![kp("b1")], Some(kp("b-last")))
+        .await
+        .expect("upload");
+    let token = OpToken::random();
+    let first = store.claim_key_packages(token, vec![d[0], d[1]]).await.expect("claim");
+    let packages = |c: &[hush_protocol::frame::ClaimedKeyPackage]| {
+        c.iter().map(|c| (c.device, c.key_package.clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(packages(&first), vec![(d[0], kp("a1")), (d[1], kp("b1"))]);
+    let again = store.claim_key_packages(token, vec![d[0], d[1]]).await.expect("claim");
+    assert_eq!(again, first, "the same packages");
+    let next = store
+        .claim_key_packages(OpToken::random(), vec![d[0], d[1]])
+        .await
+        .expect("claim");
+    assert_eq!(
+        next.iter()
+            .map(|c| (c.key_package.clone(), c.last_resort))
+            .collect::<Vec<_>>(),
+        vec![(kp("a2"), false), (kp("b-last"), true)],
+        "the repeat consumed nothing"
+    );
 }
 
 /// Out-of-bounds ids and numbers are errors or empty results, never a crash.
@@ -859,9 +1241,21 @@ pub async fn out_of_bounds_input<S: Store>(store: &Arc<S>) {
     }
     assert_eq!(store.inbox_read(d[0], u64::MAX, usize::MAX).await, Ok(vec![]));
     assert_eq!(store.inbox_ack(d[0], u64::MAX).await, Ok(0));
-    assert_eq!(store.claim_key_packages(vec![]).await, Ok(vec![]));
-    let report = store.prune(u64::MAX, 0, true).await.expect("prune of an empty store");
-    assert_eq!(report, Default::default());
+    assert_eq!(store.claim_key_packages(OpToken::random(), vec![]).await, Ok(vec![]));
+    let report = prune(store.as_ref(), u64::MAX, 0, true)
+        .await
+        .expect("prune of an empty store");
+    assert_eq!((report.acknowledged, report.expired, report.groups_moved), (0, 0, 0));
+    assert_eq!(
+        store.read_log(&GroupId(vec![]), 1, Direction::Forward, 1, 0).await.ok(),
+        None
+    );
+    assert_eq!(store.inbox_page(d[0], 0, usize::MAX, 0).await, Ok(vec![]));
+    assert_eq!(
+        store.list_groups(Some(GroupId(vec![9; 255])), usize::MAX).await,
+        Ok(vec![])
+    );
+    assert_eq!(store.memberships_page(d[0], None, 0).await, Ok(vec![]));
 }
 
 /// Everything written is there after the store is closed and opened again.
@@ -878,15 +1272,19 @@ pub async fn survives_restart<B: Backend>(backend: &mut B) {
     store.set_last_seen(d[0], 42_000).await.expect("last seen");
     let kp = Bytes::from_static(b"kp");
     store
-        .upload_key_packages(d[1], vec![kp.clone()], None)
+        .upload_key_packages(OpToken::random(), d[1], vec![kp.clone()], None)
         .await
         .expect("upload");
+    let push_token = OpToken::random();
     store
-        .inbox_push(d[1], d[0], InboxKind::Direct, Bytes::from_static(b"dm"), 5)
+        .inbox_push(push_token, d[1], d[0], InboxKind::Direct, Bytes::from_static(b"dm"), 5)
         .await
         .expect("push");
     let before_group = store.group(&group).await.expect("group");
-    let before_log = store.read_log(&group, 1, Direction::Forward, 100).await.expect("log");
+    let before_log = store
+        .read_log(&group, 1, Direction::Forward, 100, usize::MAX)
+        .await
+        .expect("log");
     let before_members = store.memberships(d[1]).await.expect("memberships");
     let before_inbox = store.inbox_read(d[1], 0, 10).await.expect("inbox");
 
@@ -894,7 +1292,10 @@ pub async fn survives_restart<B: Backend>(backend: &mut B) {
     let store = backend.reopen(store).await;
 
     assert_eq!(store.group(&group).await, Ok(before_group));
-    assert_eq!(store.read_log(&group, 1, Direction::Forward, 100).await, Ok(before_log));
+    assert_eq!(
+        store.read_log(&group, 1, Direction::Forward, 100, usize::MAX).await,
+        Ok(before_log)
+    );
     assert_eq!(store.memberships(d[1]).await, Ok(before_members));
     assert_eq!(store.inbox_read(d[1], 0, 10).await, Ok(before_inbox));
     assert_eq!(store.last_seen(d[0]).await, Ok(42_000));
@@ -906,6 +1307,17 @@ pub async fn survives_restart<B: Backend>(backend: &mut B) {
     );
     let (next, ..) = appended(store.append(message(&group, d[1], 1, "after restart")).await);
     assert_eq!(next.seq, 5, "seqs continue without a gap");
-    let claimed = store.claim_key_packages(vec![d[1]]).await.expect("claim");
+    let claimed = store
+        .claim_key_packages(OpToken::random(), vec![d[1]])
+        .await
+        .expect("claim");
     assert_eq!(claimed.first().map(|c| c.key_package.clone()), Some(kp));
+    assert_eq!(
+        store
+            .inbox_push(push_token, d[1], d[0], InboxKind::Direct, Bytes::from_static(b"dm"), 5)
+            .await,
+        Ok(1),
+        "operation tokens survive"
+    );
+    assert_eq!(store.inbox_state(d[1]).await, Ok((0, 1)));
 }
