@@ -7,7 +7,7 @@
 //! connected member. See `ARCHITECTURE.md` at the repository root for the map.
 //!
 //! ```no_run
-//! # async fn run() -> anyhow::Result<()> {
+//! # async fn run() -> hush_relay::RelayResult<()> {
 //! let relay = hush_relay::Relay::load(hush_relay::Config::default()).await?;
 //! println!("listening on {}", relay.local_addr());
 //! relay.run().await
