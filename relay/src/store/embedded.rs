@@ -10,7 +10,7 @@
 //!     │                       │ ops that wrote → one log record ──┼──► hush.wal  append + fdatasync
 //!     │                       │ commit (Durability::None)         │    (one sync per batch)
 //!     └─── oneshot answers ◄──│ answer every op                   │
-//!                             │ every 5 s / 32 MiB of log:        │
+//!                             │ every 5 s / 4 MiB of log:         │
 //!                             │   durable commit (checkpoint) ────┼──► hush.redb (fsync), log starts over
 //!                             └───────────────────────────────────┘
 //!  reads ──► spawn_blocking ──► read transaction (a snapshot; never waits for writes)
@@ -154,7 +154,7 @@ impl Default for EmbeddedOptions {
             cache_bytes: 256 << 20,
             write_ahead_log: true,
             checkpoint_interval: Duration::from_secs(5),
-            checkpoint_bytes: 32 << 20,
+            checkpoint_bytes: 4 << 20,
             op_token_ttl: Duration::from_millis(crate::store::OP_TOKEN_TTL_MS),
             op_token_max: crate::store::OP_TOKEN_MAX,
         }
@@ -210,7 +210,10 @@ impl EmbeddedOptions {
     }
 
     /// Size of the log at which a checkpoint is taken whatever the interval.
-    /// Default 32 MiB.
+    /// Default 4 MiB: a checkpoint blocks every write for as long as redb
+    /// takes to write and sync what changed since the last one (about 530 ms
+    /// per 32 MiB here), so smaller and more frequent ones cut the appends'
+    /// tail latency; at 100 or 1,000 appends/s the 5 s interval comes first.
     pub fn checkpoint_bytes(mut self, n: u64) -> Self {
         self.checkpoint_bytes = n.max(1);
         self
