@@ -158,32 +158,110 @@ impl Default for DevHttpConfig {
 }
 
 /// Device registration rules.
+///
+/// Open registration (a new device registers with no token) is something a
+/// person asks for: it is the default only for the development setup (a
+/// loopback listen address and a generated certificate). Anywhere else it is
+/// refused at startup unless `force_open` is also set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Open (development) mode: a new device may register with no token.
-    /// Default true, so a fresh relay works with no setup; production sets a key
-    /// below and `open = false`.
-    pub open: bool,
-    /// Shared secret for HS256 registration tokens.
+    /// Open registration. Unset (the default): open for the development
+    /// setup, closed otherwise. `true` outside the development setup also
+    /// needs `force_open`.
+    pub open: Option<bool>,
+    /// Allows `open = true` outside the development setup (any device of
+    /// anyone on the network may register as any user). Default false.
+    pub force_open: bool,
+    /// Shared secret for HS256 registration tokens, at least 32 bytes. Prefer
+    /// `jwt_hs256_secret_file` or the `HUSH_JWT_HS256_SECRET` environment
+    /// variable over writing it here.
     pub jwt_hs256_secret: Option<String>,
+    /// A file holding the HS256 secret (surrounding whitespace is ignored).
+    pub jwt_hs256_secret_file: Option<PathBuf>,
     /// Ed25519 public key (32 bytes, hex or standard base64) for EdDSA registration tokens.
     pub jwt_ed25519_public_key: Option<String>,
     /// Required `iss` claim, if set.
     pub jwt_issuer: Option<String>,
     /// Required `aud` claim, if set.
     pub jwt_audience: Option<String>,
+    /// Longest token lifetime accepted, seconds: a token whose `exp` is
+    /// further than this from now (or from its `iat`) is refused. Default
+    /// 86 400 (one day).
+    pub max_token_lifetime_secs: u64,
+    /// Every token must carry a `device_id` claim naming the device it
+    /// registers (32 hex digits); a token that carries one is always checked
+    /// against the registering device. Default false.
+    pub require_device_binding: bool,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            open: true,
+            open: None,
+            force_open: false,
             jwt_hs256_secret: None,
+            jwt_hs256_secret_file: None,
             jwt_ed25519_public_key: None,
             jwt_issuer: None,
             jwt_audience: None,
+            max_token_lifetime_secs: 24 * 3600,
+            require_device_binding: false,
         }
+    }
+}
+
+/// Shortest HS256 secret accepted, bytes (RFC 7518 3.2: at least the hash size).
+pub const MIN_HS256_SECRET_LEN: usize = 32;
+
+/// Secrets copied from examples and tutorials; refused whatever their length.
+const PLACEHOLDER_SECRETS: &[&str] = &[
+    "change-me",
+    "changeme",
+    "change_me",
+    "secret",
+    "your-secret",
+    "your-256-bit-secret",
+    "password",
+    "replace-me",
+    "example",
+    "test",
+];
+
+impl AuthConfig {
+    /// The HS256 secret, from `jwt_hs256_secret` or `jwt_hs256_secret_file`,
+    /// checked: at least [`MIN_HS256_SECRET_LEN`] bytes, not a placeholder,
+    /// not one repeated character.
+    pub fn hs256_secret(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        let secret = match (&self.jwt_hs256_secret, &self.jwt_hs256_secret_file) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!("auth.jwt_hs256_secret and auth.jwt_hs256_secret_file: set one, not both")
+            }
+            (Some(s), None) => s.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("auth.jwt_hs256_secret_file {}: {e}", path.display()))?
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        let lower = secret.to_ascii_lowercase();
+        anyhow::ensure!(
+            !PLACEHOLDER_SECRETS
+                .iter()
+                .any(|p| lower.contains(p) && lower.len() < p.len() + 8),
+            "the HS256 registration secret is a placeholder from an example; generate one, e.g. `openssl rand -hex 32`"
+        );
+        anyhow::ensure!(
+            secret.len() >= MIN_HS256_SECRET_LEN,
+            "the HS256 registration secret is {} bytes; at least {MIN_HS256_SECRET_LEN} are needed (e.g. `openssl rand -hex 32`)",
+            secret.len()
+        );
+        let first = secret.as_bytes()[0];
+        anyhow::ensure!(
+            secret.bytes().any(|b| b != first),
+            "the HS256 registration secret is one repeated character"
+        );
+        Ok(Some(secret.into_bytes()))
     }
 }
 
@@ -283,6 +361,18 @@ impl Config {
         toml::from_str(&text).map_err(|e| fail(e.to_string()))
     }
 
+    /// The development setup: a loopback listen address and a generated
+    /// certificate. Only there is registration open by default.
+    pub fn is_dev_setup(&self) -> bool {
+        self.listen.ip().is_loopback() && self.tls.cert.is_none()
+    }
+
+    /// Whether a new device may register with no token: `auth.open` if set,
+    /// otherwise only in the development setup.
+    pub fn registration_open(&self) -> bool {
+        self.auth.open.unwrap_or_else(|| self.is_dev_setup())
+    }
+
     /// Checks values that would make the relay misbehave.
     pub fn validate(&self) -> Result<(), crate::RelayError> {
         self.check().map_err(|e| crate::RelayError::Config(e.to_string()))
@@ -306,10 +396,25 @@ impl Config {
             self.tls.cert.is_some() == self.tls.key.is_some(),
             "tls.cert and tls.key go together"
         );
+        let has_key = self.auth.hs256_secret()?.is_some() || self.auth.jwt_ed25519_public_key.is_some();
+        if self.registration_open() {
+            anyhow::ensure!(
+                self.is_dev_setup() || self.auth.force_open,
+                "open registration lets anyone register a device as any user; it is the default only for \
+                 the development setup (a loopback listen address and a generated certificate). Configure \
+                 a token key (auth.jwt_ed25519_public_key, auth.jwt_hs256_secret_file or HUSH_JWT_HS256_SECRET), \
+                 or insist with auth.force_open = true (--force-open-registration)"
+            );
+        } else {
+            anyhow::ensure!(
+                has_key,
+                "registration is closed but no token key is configured (auth.jwt_ed25519_public_key, \
+                 auth.jwt_hs256_secret_file or HUSH_JWT_HS256_SECRET): no first device of a user could ever register"
+            );
+        }
         anyhow::ensure!(
-            self.auth.open || self.auth.jwt_hs256_secret.is_some() || self.auth.jwt_ed25519_public_key.is_some(),
-            "auth.open = false needs a token key (auth.jwt_hs256_secret or auth.jwt_ed25519_public_key); \
-             otherwise no device could ever register"
+            self.auth.max_token_lifetime_secs > 0,
+            "auth.max_token_lifetime_secs must be > 0"
         );
         anyhow::ensure!(self.retention.interval_secs > 0, "retention.interval_secs must be > 0");
         let t = &self.tls;
@@ -345,17 +450,72 @@ mod tests {
     #[test]
     fn the_example_config_parses_and_validates() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/relay.example.toml");
-        let c = Config::from_file(&path).unwrap();
+        let secret = std::env::temp_dir().join(format!("hush-example-secret-{}", std::process::id()));
+        std::fs::write(&secret, "4f1c0d8e9b2a7c6d5e4f3a2b1c0d9e8f\n").unwrap();
+        let mut c = Config::from_file(&path).unwrap();
+        c.auth.jwt_hs256_secret_file = Some(secret.clone());
         c.validate().unwrap();
-        assert!(!c.auth.open);
+        assert!(!c.registration_open());
+        std::fs::remove_file(secret).unwrap();
     }
 
     #[test]
     fn closed_registration_needs_a_key() {
         let mut c = Config::default();
-        c.auth.open = false;
+        c.auth.open = Some(false);
         assert!(c.validate().is_err());
-        c.auth.jwt_hs256_secret = Some("s".into());
+        c.auth.jwt_hs256_secret = Some("0123456789abcdef0123456789abcdef".into());
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn registration_is_open_by_default_only_for_the_development_setup() {
+        let dev = Config::default();
+        assert!(dev.is_dev_setup() && dev.registration_open());
+        dev.validate().unwrap();
+
+        // Any non-loopback address: closed, and with no key the relay refuses to start.
+        let mut public = Config {
+            listen: "0.0.0.0:7443".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(!public.registration_open());
+        let e = public.validate().unwrap_err().to_string();
+        assert!(e.contains("no token key"), "{e}");
+
+        // Asking for open registration there is refused unless forced.
+        public.auth.open = Some(true);
+        let e = public.validate().unwrap_err().to_string();
+        assert!(e.contains("force_open"), "{e}");
+        public.auth.force_open = true;
+        public.validate().unwrap();
+
+        // Real certificate files on loopback: not the development setup either.
+        let mut pem = Config::default();
+        pem.tls.cert = Some("cert.pem".into());
+        pem.tls.key = Some("key.pem".into());
+        assert!(!pem.registration_open());
+        pem.auth.open = Some(true);
+        assert!(pem.validate().is_err());
+    }
+
+    #[test]
+    fn weak_and_placeholder_secrets_are_refused() {
+        let with = |s: &str| {
+            let mut c = Config::default();
+            c.auth.open = Some(false);
+            c.auth.jwt_hs256_secret = Some(s.into());
+            c.validate().map_err(|e| e.to_string())
+        };
+        assert!(with("change-me").unwrap_err().contains("placeholder"));
+        assert!(with("secret").unwrap_err().contains("placeholder"));
+        assert!(with("short-but-random-9f8e").unwrap_err().contains("at least 32"));
+        assert!(with(&"a".repeat(40)).unwrap_err().contains("repeated"));
+        with("9c1f0e7d6b5a49382716f5e4d3c2b1a0").unwrap();
+        // Both the inline secret and a file: ambiguous.
+        let mut c = Config::default();
+        c.auth.jwt_hs256_secret = Some("9c1f0e7d6b5a49382716f5e4d3c2b1a0".into());
+        c.auth.jwt_hs256_secret_file = Some("x".into());
+        assert!(c.validate().is_err());
     }
 }

@@ -3,7 +3,9 @@
 //! With no arguments: a single-node development relay on 127.0.0.1:7443
 //! (WebTransport on UDP, WebSocket on TCP) with a generated certificate, a
 //! plain-HTTP dev listener on 127.0.0.1:7480 (`/cert-hash`, the demo page in
-//! `web/`), open registration and its data in `./hush-data`.
+//! `web/`), open registration and its data in `./hush-data`. Anywhere else
+//! (another listen address, certificate files) registration is closed unless
+//! forced open: it needs a token key.
 //!
 //! Signals: SIGTERM / Ctrl-C drain and stop; SIGHUP reloads the certificate
 //! files (open connections keep going).
@@ -49,12 +51,28 @@ struct Args {
     /// This relay's id (logs, auth transcripts).
     #[arg(long, env = "HUSH_RELAY_ID")]
     relay_id: Option<String>,
-    /// Require registration tokens (closes open registration).
-    #[arg(long)]
+    /// Require registration tokens or device links (the default outside the
+    /// development setup).
+    #[arg(long, conflicts_with = "open")]
     closed: bool,
-    /// HS256 secret for registration tokens.
-    #[arg(long, env = "HUSH_JWT_HS256_SECRET", hide_env_values = true)]
-    jwt_hs256_secret: Option<String>,
+    /// Let any new device register with no token. The default only for the
+    /// development setup (loopback address, generated certificate); anywhere
+    /// else it also needs --force-open-registration.
+    #[arg(long)]
+    open: bool,
+    /// Allow open registration outside the development setup: anyone who can
+    /// reach the relay may register a device as any user.
+    #[arg(long)]
+    force_open_registration: bool,
+    /// File holding the HS256 secret for registration tokens (at least 32
+    /// bytes). The secret itself is never taken from the command line, where
+    /// other users of the machine can read it; the environment variable
+    /// HUSH_JWT_HS256_SECRET also works.
+    #[arg(long, env = "HUSH_JWT_HS256_SECRET_FILE")]
+    jwt_hs256_secret_file: Option<PathBuf>,
+    /// Ed25519 public key (hex or base64) verifying EdDSA registration tokens.
+    #[arg(long, env = "HUSH_JWT_ED25519_PUBLIC_KEY")]
+    jwt_ed25519_public_key: Option<String>,
     /// Log filter, e.g. `info` or `hush_relay=debug`.
     #[arg(long, env = "HUSH_LOG", default_value = "info")]
     log: String,
@@ -99,11 +117,23 @@ async fn run() -> anyhow::Result<()> {
     if let Some(r) = args.relay_id {
         config.relay_id = r;
     }
-    if let Some(s) = args.jwt_hs256_secret {
+    if let Ok(s) = std::env::var("HUSH_JWT_HS256_SECRET") {
         config.auth.jwt_hs256_secret = Some(s);
     }
+    if let Some(f) = args.jwt_hs256_secret_file {
+        config.auth.jwt_hs256_secret_file = Some(f);
+    }
+    if let Some(k) = args.jwt_ed25519_public_key {
+        config.auth.jwt_ed25519_public_key = Some(k);
+    }
     if args.closed {
-        config.auth.open = false;
+        config.auth.open = Some(false);
+    }
+    if args.open {
+        config.auth.open = Some(true);
+    }
+    if args.force_open_registration {
+        config.auth.force_open = true;
     }
     if let (Some(c), Some(k)) = (args.tls_cert, args.tls_key) {
         config.tls.cert = Some(c);
@@ -157,8 +187,14 @@ async fn run() -> anyhow::Result<()> {
                 .map_or(String::new(), |p| p.display().to_string())
         );
     }
-    if relay.config().auth.open {
-        println!("  registration: OPEN (development): any device may register without a token");
+    if relay.config().registration_open() {
+        if relay.config().is_dev_setup() {
+            println!("  registration: OPEN (development): any device may register without a token");
+        } else {
+            println!(
+                "  registration: OPEN, FORCED outside the development setup: anyone who reaches this relay may register a device as any user"
+            );
+        }
     } else {
         println!("  registration: token or device link required");
     }

@@ -2,7 +2,10 @@
 //!
 //! Supported algorithms: `HS256` (shared secret) and `EdDSA` (Ed25519 public key).
 //! Required claims: `sub` (the user id) and `exp`; `nbf`, `iss` and `aud` are
-//! checked when present or configured. Clock leeway is 60 seconds. The `alg`
+//! checked when present or configured, `exp` may be at most
+//! `auth.max_token_lifetime_secs` after now (and after `iat` when present),
+//! and a `device_id` claim (32 hex digits) binds the token to one device.
+//! Clock leeway is 60 seconds. The `alg`
 //! header must match a configured key: there is no `none`, and an HS256 token is
 //! never checked against an Ed25519 key or the reverse.
 
@@ -36,6 +39,21 @@ pub enum TokenError {
     /// `iss` or `aud` do not match.
     #[error("token issuer or audience does not match")]
     Claims,
+    /// `exp` is further away than the relay's maximum token lifetime.
+    #[error("token lifetime is longer than this relay accepts ({0} s)")]
+    Lifetime(u64),
+    /// The token names another device, or names none where one is required.
+    #[error("token is not bound to this device")]
+    Device,
+}
+
+/// What a verified token says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// The user the token registers a device for.
+    pub sub: String,
+    /// The one device it may register, when the token is bound to one.
+    pub device: Option<[u8; 16]>,
 }
 
 /// Verifies registration tokens against the configured keys.
@@ -45,6 +63,8 @@ pub struct TokenVerifier {
     ed25519: Option<VerifyingKey>,
     issuer: Option<String>,
     audience: Option<String>,
+    max_lifetime_secs: u64,
+    require_device: bool,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +77,8 @@ struct Claims {
     sub: String,
     exp: Option<u64>,
     nbf: Option<u64>,
+    iat: Option<u64>,
+    device_id: Option<String>,
     iss: Option<String>,
     #[serde(default)]
     aud: Option<Audience>,
@@ -90,10 +112,12 @@ impl TokenVerifier {
             }
         };
         Ok(TokenVerifier {
-            hs256: c.jwt_hs256_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            hs256: c.hs256_secret()?,
             ed25519,
             issuer: c.jwt_issuer.clone(),
             audience: c.jwt_audience.clone(),
+            max_lifetime_secs: c.max_token_lifetime_secs,
+            require_device: c.require_device_binding,
         })
     }
 
@@ -102,8 +126,8 @@ impl TokenVerifier {
         self.hs256.is_some() || self.ed25519.is_some()
     }
 
-    /// Verifies `token` at `now_secs` and returns its `sub`.
-    pub fn verify(&self, token: &str, now_secs: u64) -> Result<String, TokenError> {
+    /// Verifies `token` at `now_secs` and returns what it says.
+    pub fn verify(&self, token: &str, now_secs: u64) -> Result<TokenClaims, TokenError> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(TokenError::Malformed);
@@ -133,6 +157,11 @@ impl TokenVerifier {
         {
             return Err(TokenError::Expired);
         }
+        let max = self.max_lifetime_secs;
+        let from = claims.iat.map_or(now_secs, |iat| iat.min(now_secs));
+        if exp > from.saturating_add(max).saturating_add(LEEWAY_SECS) {
+            return Err(TokenError::Lifetime(max));
+        }
         if let Some(want) = &self.issuer
             && claims.iss.as_deref() != Some(want.as_str())
         {
@@ -148,7 +177,18 @@ impl TokenVerifier {
                 return Err(TokenError::Claims);
             }
         }
-        Ok(claims.sub)
+        let device = match claims.device_id {
+            Some(hexed) => {
+                let bytes = hex::decode(hexed.trim()).map_err(|_| TokenError::Malformed)?;
+                Some(<[u8; 16]>::try_from(bytes).map_err(|_| TokenError::Malformed)?)
+            }
+            None if self.require_device => return Err(TokenError::Device),
+            None => None,
+        };
+        Ok(TokenClaims {
+            sub: claims.sub,
+            device,
+        })
     }
 }
 
@@ -159,8 +199,20 @@ fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, TokenError
 
 /// Issues an HS256 token (for tests, tools and the demo; apps issue their own).
 pub fn issue_hs256(secret: &[u8], sub: &str, exp: u64) -> String {
+    issue_hs256_claims(secret, &serde_json::json!({ "sub": sub, "exp": exp }))
+}
+
+/// Issues an HS256 token bound to one device (`device_id` claim, hex).
+pub fn issue_hs256_for_device(secret: &[u8], sub: &str, exp: u64, device: &[u8; 16]) -> String {
+    issue_hs256_claims(
+        secret,
+        &serde_json::json!({ "sub": sub, "exp": exp, "device_id": hex::encode(device) }),
+    )
+}
+
+fn issue_hs256_claims(secret: &[u8], claims: &serde_json::Value) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = URL_SAFE_NO_PAD.encode(serde_json::json!({ "sub": sub, "exp": exp }).to_string());
+    let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
     let input = format!("{header}.{claims}");
     let sig = match Hmac::<Sha256>::new_from_slice(secret) {
         Ok(mut mac) => {
@@ -176,22 +228,72 @@ pub fn issue_hs256(secret: &[u8], sub: &str, exp: u64) -> String {
 mod tests {
     use super::*;
 
+    const SECRET: &[u8] = b"0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
     fn verifier() -> TokenVerifier {
         TokenVerifier::from_config(&AuthConfig {
-            open: false,
-            jwt_hs256_secret: Some("secret".into()),
+            open: Some(false),
+            jwt_hs256_secret: Some(String::from_utf8(SECRET.to_vec()).unwrap()),
             ..AuthConfig::default()
         })
         .unwrap()
     }
 
+    fn alice() -> TokenClaims {
+        TokenClaims {
+            sub: "alice".into(),
+            device: None,
+        }
+    }
+
     #[test]
     fn hs256_round_trip_and_expiry() {
-        let t = issue_hs256(b"secret", "alice", 1000);
-        assert_eq!(verifier().verify(&t, 900), Ok("alice".into()));
+        let t = issue_hs256(SECRET, "alice", 1000);
+        assert_eq!(verifier().verify(&t, 900), Ok(alice()));
         assert_eq!(verifier().verify(&t, 2000), Err(TokenError::Expired));
-        let forged = issue_hs256(b"other", "alice", 1000);
+        let forged = issue_hs256(b"other-other-other-other-other-00", "alice", 1000);
         assert_eq!(verifier().verify(&forged, 900), Err(TokenError::Signature));
+    }
+
+    #[test]
+    fn tokens_living_longer_than_the_maximum_are_refused() {
+        let now = 100_000_000;
+        let day = 24 * 3600;
+        let ok = issue_hs256(SECRET, "alice", now + day);
+        assert_eq!(verifier().verify(&ok, now), Ok(alice()));
+        let long = issue_hs256(SECRET, "alice", now + 30 * day);
+        assert_eq!(verifier().verify(&long, now), Err(TokenError::Lifetime(day)));
+        // Issued long ago with a long life: its lifetime counts from `iat`.
+        let old = issue_hs256_claims(
+            SECRET,
+            &serde_json::json!({ "sub": "alice", "iat": now - 20 * day, "exp": now + 60 }),
+        );
+        assert_eq!(verifier().verify(&old, now), Err(TokenError::Lifetime(day)));
+    }
+
+    #[test]
+    fn device_bound_tokens_name_their_device() {
+        let device = [7u8; 16];
+        let t = issue_hs256_for_device(SECRET, "alice", 1000, &device);
+        assert_eq!(
+            verifier().verify(&t, 900),
+            Ok(TokenClaims {
+                sub: "alice".into(),
+                device: Some(device)
+            })
+        );
+        let strict = TokenVerifier::from_config(&AuthConfig {
+            open: Some(false),
+            jwt_hs256_secret: Some(String::from_utf8(SECRET.to_vec()).unwrap()),
+            require_device_binding: true,
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            strict.verify(&issue_hs256(SECRET, "alice", 1000), 900),
+            Err(TokenError::Device)
+        );
+        assert!(strict.verify(&t, 900).is_ok());
     }
 
     #[test]
@@ -211,7 +313,7 @@ mod tests {
         use ed25519_dalek::{Signer, SigningKey};
         let key = SigningKey::from_bytes(&[5; 32]);
         let v = TokenVerifier::from_config(&AuthConfig {
-            open: false,
+            open: Some(false),
             jwt_ed25519_public_key: Some(hex::encode(key.verifying_key().to_bytes())),
             ..AuthConfig::default()
         })
@@ -225,7 +327,13 @@ mod tests {
             "{input}.{}",
             URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes())
         );
-        assert_eq!(v.verify(&token, 50), Ok("bob".into()));
+        assert_eq!(
+            v.verify(&token, 50),
+            Ok(TokenClaims {
+                sub: "bob".into(),
+                device: None
+            })
+        );
         // An HS256 token is not accepted by an EdDSA-only relay.
         assert!(matches!(
             v.verify(&issue_hs256(b"x", "bob", 100), 50),

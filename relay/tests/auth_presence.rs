@@ -10,18 +10,55 @@ use hush_protocol::frame::{
     ClientFrame, Direction, Notice, PresenceUpdate, Registration, RelayFrame, Reply, Request, Resume,
 };
 use hush_protocol::{ErrorCode, ErrorDetail};
-use hush_relay::token::issue_hs256;
+use hush_relay::token::{issue_hs256, issue_hs256_for_device};
 use hush_sdk::wire::Identity;
+
+const APP_SECRET: &str = "5e0c8a1f2b7d4e6a9c3b1d0f8e2a4c6b";
 
 fn exp() -> u64 {
     hush_relay::now_ms() / 1000 + 3600
 }
 
 #[tokio::test]
+async fn a_device_bound_token_registers_only_its_device_and_long_tokens_are_refused() {
+    let relay = TestRelay::start_with(|c| {
+        c.auth.open = Some(false);
+        c.auth.jwt_hs256_secret = Some(APP_SECRET.into());
+        c.auth.max_token_lifetime_secs = 3600;
+    })
+    .await;
+    let alice = Identity::generate("alice");
+    let laptop = Identity::generate("alice");
+    // A token the app issued for alice's laptop, intercepted and presented by
+    // another device of someone claiming to be alice: refused.
+    let bound = issue_hs256_for_device(APP_SECRET.as_bytes(), "alice", exp(), &laptop.device().0);
+    let mut opts = relay.options();
+    opts.registration = Registration::Token(bound.clone());
+    let err = relay.try_connect(&alice, opts).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidToken));
+    assert!(err.to_string().contains("another device"), "{err}");
+    // The laptop itself registers with it.
+    let mut opts = relay.options();
+    opts.registration = Registration::Token(bound);
+    assert!(relay.try_connect(&laptop, opts).await.unwrap().ready().registered);
+    // A token valid for a week, where the relay accepts an hour: refused.
+    let long = issue_hs256(
+        APP_SECRET.as_bytes(),
+        "alice",
+        hush_relay::now_ms() / 1000 + 7 * 24 * 3600,
+    );
+    let mut opts = relay.options();
+    opts.registration = Registration::Token(long);
+    let err = relay.try_connect(&alice, opts).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidToken));
+    assert!(err.to_string().contains("lifetime"), "{err}");
+}
+
+#[tokio::test]
 async fn closed_relay_needs_a_token_or_a_link_approval() {
     let relay = TestRelay::start_with(|c| {
-        c.auth.open = false;
-        c.auth.jwt_hs256_secret = Some("app-secret".into());
+        c.auth.open = Some(false);
+        c.auth.jwt_hs256_secret = Some(APP_SECRET.into());
     })
     .await;
     let alice = Identity::generate("alice");
@@ -30,20 +67,20 @@ async fn closed_relay_needs_a_token_or_a_link_approval() {
     assert_eq!(err.code(), Some(ErrorCode::RegistrationRequired));
     // A token for someone else, or signed with the wrong key: refused.
     let mut opts = relay.options();
-    opts.registration = Registration::Token(issue_hs256(b"app-secret", "bob", exp()));
+    opts.registration = Registration::Token(issue_hs256(APP_SECRET.as_bytes(), "bob", exp()));
     assert_eq!(
         relay.try_connect(&alice, opts).await.unwrap_err().code(),
         Some(ErrorCode::InvalidToken)
     );
     let mut opts = relay.options();
-    opts.registration = Registration::Token(issue_hs256(b"wrong", "alice", exp()));
+    opts.registration = Registration::Token(issue_hs256(b"wrong-wrong-wrong-wrong-wrong-wrong", "alice", exp()));
     assert_eq!(
         relay.try_connect(&alice, opts).await.unwrap_err().code(),
         Some(ErrorCode::InvalidToken)
     );
     // A valid token registers the device; afterwards no proof is needed.
     let mut opts = relay.options();
-    opts.registration = Registration::Token(issue_hs256(b"app-secret", "alice", exp()));
+    opts.registration = Registration::Token(issue_hs256(APP_SECRET.as_bytes(), "alice", exp()));
     let c = relay.try_connect(&alice, opts).await.unwrap();
     assert!(c.ready().registered);
     drop(c);
@@ -68,7 +105,7 @@ async fn closed_relay_needs_a_token_or_a_link_approval() {
     // An approval from another user's device does not work.
     let bob = Identity::generate("bob");
     let mut opts = relay.options();
-    opts.registration = Registration::Token(issue_hs256(b"app-secret", "bob", exp()));
+    opts.registration = Registration::Token(issue_hs256(APP_SECRET.as_bytes(), "bob", exp()));
     drop(relay.try_connect(&bob, opts).await.unwrap());
     let bob2 = Identity::generate("bob");
     let mut opts = relay.options();

@@ -43,7 +43,17 @@ async fn sighup_reloads_pem_files_and_keeps_open_connections() {
     std::fs::write(&cert_path, &cert_a).unwrap();
     std::fs::write(&key_path, &key_a).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_hush-relay"))
-        .args(["--listen", "127.0.0.1:0", "--log", "warn", "--data-dir"])
+        // Certificate files are not the development setup: open
+        // registration (what this test's clients use) must be forced.
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+            "--open",
+            "--force-open-registration",
+            "--data-dir",
+        ])
         .arg(dir.path().join("data"))
         .arg("--tls-cert")
         .arg(&cert_path)

@@ -54,3 +54,94 @@ async fn each_start_failure_has_its_own_kind() {
     let relay = Relay::load(config(dir.path())).await.unwrap();
     assert_ne!(relay.local_addr().port(), 0);
 }
+
+/// Runs the `hush-relay` binary until it prints its banner or exits.
+fn run_binary(args: &[&str], envs: &[(&str, &str)], dir: &std::path::Path) -> (bool, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hush-relay"))
+        .args(args)
+        .args([
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--dev-http",
+            "off",
+            "--no-webtransport",
+        ])
+        .env_remove("HUSH_JWT_HS256_SECRET")
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The banner ends with the protocol line; a refusal ends the process.
+    let mut out = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        out.push_str(&line);
+        out.push('\n');
+        if line.contains("protocol:") {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return (true, out);
+        }
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    (false, out + &err)
+}
+
+#[test]
+fn open_registration_is_refused_outside_the_development_setup_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    // The development setup: open, and it says so.
+    let (started, out) = run_binary(&["--listen", "127.0.0.1:0"], &[], data);
+    assert!(started && out.contains("registration: OPEN (development)"), "{out}");
+
+    // Every address with no token key: refused, with what to do.
+    let (started, out) = run_binary(&["--listen", "0.0.0.0:0"], &[], data);
+    assert!(!started && out.contains("no token key"), "{out}");
+    // Asking for open registration there: refused unless forced.
+    let (started, out) = run_binary(&["--listen", "0.0.0.0:0", "--open"], &[], data);
+    assert!(!started && out.contains("force_open"), "{out}");
+    let (started, out) = run_binary(
+        &["--listen", "0.0.0.0:0", "--open", "--force-open-registration"],
+        &[],
+        data,
+    );
+    assert!(started && out.contains("FORCED"), "{out}");
+
+    // A secret from a file or the environment; a placeholder is refused.
+    let secret = data.join("secret");
+    std::fs::write(&secret, "change-me\n").unwrap();
+    let file = [
+        "--listen",
+        "0.0.0.0:0",
+        "--jwt-hs256-secret-file",
+        secret.to_str().unwrap(),
+    ];
+    let (started, out) = run_binary(&file, &[], data);
+    assert!(!started && out.contains("placeholder"), "{out}");
+    std::fs::write(&secret, "3b9d0f6c1e8a2d7f5c4b9e0a1d3f6c8b\n").unwrap();
+    let (started, out) = run_binary(&file, &[], data);
+    assert!(started && out.contains("token or device link required"), "{out}");
+    let env = [("HUSH_JWT_HS256_SECRET", "3b9d0f6c1e8a2d7f5c4b9e0a1d3f6c8b")];
+    let (started, out) = run_binary(&["--listen", "0.0.0.0:0"], &env, data);
+    assert!(started && out.contains("token or device link required"), "{out}");
+    // Never from the command line.
+    let (started, out) = run_binary(
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--jwt-hs256-secret",
+            "3b9d0f6c1e8a2d7f5c4b9e0a1d3f6c8b",
+        ],
+        &[],
+        data,
+    );
+    assert!(!started && out.contains("--jwt-hs256-secret"), "{out}");
+}

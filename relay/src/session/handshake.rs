@@ -134,7 +134,7 @@ async fn register(shared: &Shared, p: &ProvenDevice) -> Result<bool, WireError> 
         return Ok(false);
     }
     match &p.registration {
-        Registration::None if shared.config.auth.open => {}
+        Registration::None if shared.config.registration_open() => {}
         Registration::None => {
             return Err(WireError::new(
                 ErrorCode::RegistrationRequired,
@@ -143,21 +143,27 @@ async fn register(shared: &Shared, p: &ProvenDevice) -> Result<bool, WireError> 
         }
         Registration::Token(token) => {
             if !shared.tokens.has_keys() {
-                if !shared.config.auth.open {
+                if !shared.config.registration_open() {
                     return Err(WireError::new(
                         ErrorCode::InvalidToken,
                         "this relay accepts no registration tokens",
                     ));
                 }
             } else {
-                let sub = shared
+                let claims = shared
                     .tokens
                     .verify(token, now_ms() / 1000)
                     .map_err(|e| WireError::new(ErrorCode::InvalidToken, e.to_string()))?;
-                if sub != p.user.0 {
+                if claims.sub != p.user.0 {
                     return Err(WireError::new(
                         ErrorCode::InvalidToken,
                         "token subject is not this user",
+                    ));
+                }
+                if claims.device.is_some_and(|d| d != p.device.0) {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidToken,
+                        "token is bound to another device",
                     ));
                 }
             }
