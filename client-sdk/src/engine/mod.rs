@@ -258,6 +258,10 @@ pub(crate) struct Engine {
     next_outbox: u64,
     /// No outbox item goes out before this (the relay asked to wait).
     outbox_paused_until: Option<Instant>,
+    /// Per group, the epoch the relay said it is at when it refused an
+    /// outbox item as stale: items are sealed again only once this device
+    /// has caught up to it.
+    outbox_epoch: HashMap<GroupId, u64>,
     ops: HashMap<GroupId, VecDeque<change::Op>>,
     key_request: bool,
     staged: Staged,
@@ -309,6 +313,7 @@ impl Engine {
             outbox,
             next_outbox,
             outbox_paused_until: None,
+            outbox_epoch: HashMap::new(),
             ops: HashMap::new(),
             key_request: false,
             staged: Staged::default(),
@@ -727,6 +732,16 @@ impl Engine {
             // An entry may have asked for a change (a leave proposal).
             self.progress(now, group)?;
         }
+        // Items refused as stale wait for this device to reach the relay's
+        // epoch; a commit just applied may have brought it there.
+        if let Some(&want) = self.outbox_epoch.get(group)
+            && self.device.epoch(group)? >= want
+        {
+            self.outbox_epoch.remove(group);
+            if connected {
+                self.pump_outbox(now)?;
+            }
+        }
         let flow = self.flow(group)?;
         if flow.cursor > flow.acked && connected {
             flow.acked = flow.cursor;
@@ -907,6 +922,28 @@ impl Engine {
             {
                 break;
             }
+            // Sealed now, it would be at an epoch the relay has left: wait
+            // for the commits that move this device there.
+            if self.outbox[i].item.sealed.is_none()
+                && self
+                    .outbox_epoch
+                    .get(&group)
+                    .is_some_and(|&want| self.device.epoch(&group).is_ok_and(|e| e < want))
+            {
+                break;
+            }
+            // An item in flight sealed at an older epoch than this device's
+            // may be refused as stale and sealed again: nothing of its group
+            // goes after it until it is answered, so the group's order holds.
+            let current = self.device.epoch(&group).ok();
+            let this = self.outbox[i].item.sealed.as_ref().map(|s| s.0).or(current);
+            if let Some(this) = this
+                && self.outbox.iter().any(|q| {
+                    q.item.group == group && q.sent.is_some() && q.item.sealed.as_ref().is_some_and(|s| s.0 < this)
+                })
+            {
+                break;
+            }
             if self.outbox[i].item.sealed.is_none() {
                 match self.seal(i) {
                     Ok(()) => {}
@@ -1001,6 +1038,21 @@ impl Engine {
             }
             Ok(other) => return Err(Error::Connection(format!("unexpected reply {other:?}"))),
             Err(e) => match e.code {
+                // Sealed at an epoch the group has left and not stored (the
+                // relay answers a stored retry as a duplicate first): seal it
+                // again at the current epoch, same id, once caught up to it.
+                ErrorCode::StaleEpoch => {
+                    let current = match e.detail {
+                        ErrorDetail::CurrentEpoch(c) => c,
+                        _ => self.outbox[i].item.sealed.as_ref().map_or(0, |s| s.0 + 1),
+                    };
+                    let q = &mut self.outbox[i];
+                    q.sent = None;
+                    q.item.sealed = None;
+                    self.staged.batch.put(key::outbox(n), &q.item)?;
+                    let want = self.outbox_epoch.entry(q.item.group.clone()).or_insert(0);
+                    *want = (*want).max(current);
+                }
                 ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable => {
                     let wait = match e.detail {
                         ErrorDetail::RetryAfterMs(ms) => ms as u64,

@@ -420,3 +420,84 @@ fn a_message_typed_offline_waits_unsealed_and_goes_once_connected() {
     assert_eq!(sends, 1);
     assert!(p.bob.outbox[0].item.sealed.is_some());
 }
+
+/// The sends of one outbox item, in the order they went out.
+fn sends(frames: &[ClientFrame]) -> Vec<(u32, hush_protocol::frame::Send)> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            ClientFrame::Request {
+                id,
+                op: Request::Send(s),
+            } => Some((*id, s.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn items_refused_as_stale_are_sealed_again_at_the_new_epoch_in_order_with_the_same_ids() {
+    let mut p = Pair::new(EngineConfig::default());
+    for t in ["x", "y"] {
+        let (tx, _rx) = oneshot::channel();
+        p.bob.handle_command(
+            p.now,
+            Command::Enqueue {
+                group: p.group.clone(),
+                payload: text(t),
+                answer: tx,
+            },
+        );
+    }
+    p.bob.flush();
+    let first = sends(&p.drain_transmits());
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|(_, s)| s.epoch == 1));
+    // Alice's commit reached the relay first: both are refused as stale.
+    let stale = || {
+        Err(WireError {
+            code: ErrorCode::StaleEpoch,
+            message: "stale".into(),
+            detail: ErrorDetail::CurrentEpoch(2),
+        })
+    };
+    for (id, _) in &first {
+        p.reply(*id, stale());
+    }
+    p.bob.flush();
+    assert!(
+        sends(&p.drain_transmits()).is_empty(),
+        "nothing is sealed again before this device reaches epoch 2"
+    );
+    // The commit arrives; Bob moves to epoch 2 and seals both again.
+    let commit = p.alice.self_update(&p.group).unwrap();
+    p.alice.merge_pending_commit(&p.group).unwrap();
+    let seq = p.seq;
+    p.seq += 1;
+    p.bob.handle_frame(
+        p.now,
+        RelayFrame::Deliver(LogEntry {
+            group: p.group.clone(),
+            seq,
+            sender: p.alice.device_id(),
+            client_msg_id: 99,
+            kind: MessageKind::Commit,
+            epoch: 1,
+            timestamp_ms: 1,
+            payload: commit.message.into(),
+        }),
+    );
+    p.bob.flush();
+    p.bob.flush();
+    let again = sends(&p.drain_transmits());
+    let ids = |v: &[(u32, hush_protocol::frame::Send)]| v.iter().map(|(_, s)| s.client_msg_id).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&first), "the same ids, in the same order");
+    for (_, s) in &again {
+        assert_eq!(s.epoch, 2);
+        // Alice, at epoch 2, reads them.
+        assert!(matches!(
+            p.alice.process(&s.payload).unwrap(),
+            hush_crypto::Processed::Application { epoch: 2, .. }
+        ));
+    }
+}

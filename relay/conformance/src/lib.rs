@@ -155,6 +155,15 @@ pub async fn group_of<S: Store>(store: &S, count: u8) -> (GroupId, Vec<DeviceId>
     (group, devices)
 }
 
+/// An application message at epoch 1, the epoch of a [`group_of`] group of
+/// more than one device (its members were added by a commit).
+pub fn message_e1(group: &GroupId, sender: DeviceId, client_msg_id: ClientMsgId, payload: &str) -> AppendRequest {
+    AppendRequest {
+        epoch: 1,
+        ..message(group, sender, client_msg_id, payload)
+    }
+}
+
 /// An application message at epoch 0, accepted at time 1000.
 pub fn message(group: &GroupId, sender: DeviceId, client_msg_id: ClientMsgId, payload: &str) -> AppendRequest {
     AppendRequest {
@@ -362,10 +371,10 @@ pub async fn timestamps_never_go_back<S: Store>(store: &Arc<S>) {
 /// nothing; the key includes the sender.
 pub async fn idempotent_retry<S: Store>(store: &Arc<S>) {
     let (group, devices) = group_of(store.as_ref(), 2).await;
-    let (first, ..) = appended(store.append(message(&group, devices[0], 7, "hello")).await);
+    let (first, ..) = appended(store.append(message_e1(&group, devices[0], 7, "hello")).await);
     assert_eq!(first.seq, 2);
     for _ in 0..3 {
-        let retry = store.append(message(&group, devices[0], 7, "hello")).await;
+        let retry = store.append(message_e1(&group, devices[0], 7, "hello")).await;
         assert_eq!(retry, Ok(AppendOutcome::Duplicate { seq: 2, epoch: 1 }));
     }
     // A retried commit is answered the same way, not as a stale commit.
@@ -377,7 +386,7 @@ pub async fn idempotent_retry<S: Store>(store: &Arc<S>) {
     );
 
     // The same client message id from another device is another message.
-    let (other, ..) = appended(store.append(message(&group, devices[1], 7, "hello")).await);
+    let (other, ..) = appended(store.append(message_e1(&group, devices[1], 7, "hello")).await);
     assert_eq!(other.seq, 3);
 }
 
@@ -418,14 +427,14 @@ pub async fn announce_only_policy<S: Store>(store: &Arc<S>) {
     };
     store.set_policy(&group, d[0], policy).await.expect("set policy");
     assert!(matches!(
-        store.append(message(&group, d[1], 1, "hi")).await,
+        store.append(message_e1(&group, d[1], 1, "hi")).await,
         Err(StoreError::Forbidden(_))
     ));
-    appended(store.append(message(&group, d[0], 1, "announcement")).await);
+    appended(store.append(message_e1(&group, d[0], 1, "announcement")).await);
     let proposal = AppendRequest {
         kind: MessageKind::Proposal,
         epoch: 1,
-        ..message(&group, d[1], 2, "proposal")
+        ..message_e1(&group, d[1], 2, "proposal")
     };
     appended(store.append(proposal).await);
     appended(store.append(commit(&group, d[1], 1, 1, None)).await);
@@ -495,9 +504,11 @@ pub async fn set_policy_rules<S: Store>(store: &Arc<S>) {
     ));
 }
 
-/// A commit at the current epoch moves it by one; a commit for an old epoch is
-/// stale (with the current epoch); any message from a future epoch is invalid;
-/// roster changes ride only with commits.
+/// A commit at the current epoch moves it by one; a commit, message or
+/// proposal for an old epoch is stale (with the current epoch: members may
+/// already have deleted that epoch's keys, so it could never be read), unless
+/// it is a retry of one already stored; any message from a future epoch is
+/// invalid; roster changes ride only with commits.
 pub async fn commit_moves_epoch<S: Store>(store: &Arc<S>) {
     let (group, d) = group_of(store.as_ref(), 1).await;
     let (entry, epoch, ..) = appended(store.append(commit(&group, d[0], 1, 0, None)).await);
@@ -517,17 +528,37 @@ pub async fn commit_moves_epoch<S: Store>(store: &Arc<S>) {
         };
         assert!(matches!(store.append(future).await, Err(StoreError::Invalid(_))));
     }
-    // An application message from an older epoch is not a commit: it is kept.
-    let (old, epoch, ..) = appended(store.append(message(&group, d[0], 4, "late")).await);
-    assert_eq!((old.seq, old.epoch, epoch), (2, 0, 1));
-    let with_roster = AppendRequest {
+    // A message sealed at the current epoch, then the same one retried after
+    // the group moved on: the retry is a duplicate, not stale.
+    let at_one = AppendRequest {
         epoch: 1,
+        ..message(&group, d[0], 6, "at one")
+    };
+    let (kept, ..) = appended(store.append(at_one.clone()).await);
+    assert_eq!((kept.seq, kept.epoch), (2, 1));
+    let (_, epoch, ..) = appended(store.append(commit(&group, d[0], 7, 1, None)).await);
+    assert_eq!(epoch, 2);
+    assert!(matches!(
+        store.append(at_one).await,
+        Ok(AppendOutcome::Duplicate { seq: 2, .. })
+    ));
+    // New messages and proposals from an older epoch: stale.
+    for kind in [MessageKind::Application, MessageKind::Proposal] {
+        let late = AppendRequest {
+            kind,
+            epoch: 1,
+            ..message(&group, d[0], 4, "late")
+        };
+        assert_eq!(store.append(late).await, Err(StoreError::StaleEpoch { current: 2 }));
+    }
+    let with_roster = AppendRequest {
+        epoch: 2,
         roster: adding(&[], None),
         ..message(&group, d[0], 5, "not a commit")
     };
     assert!(matches!(store.append(with_roster).await, Err(StoreError::Invalid(_))));
     let record = store.group(&group).await.expect("group").expect("exists");
-    assert_eq!((record.epoch, record.head_seq), (1, 2));
+    assert_eq!((record.epoch, record.head_seq), (2, 3));
 }
 
 /// Eight concurrent commits for one epoch: exactly one is accepted, the others
@@ -564,7 +595,7 @@ pub async fn concurrent_appends_are_gapless<S: Store>(store: &Arc<S>) {
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 for n in 0..EACH {
-                    let req = message(&group, sender, task * 100 + n, &format!("{task}/{n}"));
+                    let req = message_e1(&group, sender, task * 100 + n, &format!("{task}/{n}"));
                     got.push(appended(store.append(req).await).0.seq);
                 }
                 got
@@ -611,7 +642,7 @@ pub async fn roster_add<S: Store>(store: &Arc<S>) {
             commit_seq: 2
         }
     );
-    appended(store.append(message(&group, b, 1, "hi from b")).await);
+    appended(store.append(message_e1(&group, b, 1, "hi from b")).await);
 
     // Without a Welcome the added device's inbox seq is reported as 0.
     let (_, _, added, _) = appended(store.append(commit(&group, d[0], 2, 1, adding(&[c], None))).await);
@@ -651,7 +682,7 @@ pub async fn roster_remove<S: Store>(store: &Arc<S>) {
     assert_eq!((tombstone.joined_seq, tombstone.removed_seq), (1, Some(2)));
     assert_eq!(store.memberships(d[1]).await, Ok(vec![tombstone]));
     assert_eq!(
-        store.append(message(&group, d[1], 1, "still here?")).await,
+        store.append(message_e1(&group, d[1], 1, "still here?")).await,
         Err(StoreError::NotMember)
     );
     let record = store.group(&group).await.expect("group").expect("exists");
@@ -663,7 +694,11 @@ pub async fn roster_remove<S: Store>(store: &Arc<S>) {
         (back.joined_seq, back.cursor, back.removed_seq),
         (entry.seq, entry.seq, None)
     );
-    appended(store.append(message(&group, d[1], 1, "back")).await);
+    let back = AppendRequest {
+        epoch: 3,
+        ..message(&group, d[1], 1, "back")
+    };
+    appended(store.append(back).await);
 }
 
 /// Pages forward and backward, with limits, clamped to what exists.
@@ -693,7 +728,7 @@ pub async fn read_log_paging<S: Store>(store: &Arc<S>) {
 pub async fn advance_cursors<S: Store>(store: &Arc<S>) {
     let (group, d) = group_of(store.as_ref(), 3).await;
     for n in 1..=5 {
-        appended(store.append(message(&group, d[0], n, "m")).await);
+        appended(store.append(message_e1(&group, d[0], n, "m")).await);
     }
     appended(store.append(commit(&group, d[0], 1, 1, removing(&[d[2]]))).await);
     let outsider = DeviceId([0xcd; 16]);
@@ -824,7 +859,7 @@ pub async fn inbox<S: Store>(store: &Arc<S>) {
 pub async fn prune_acknowledged<S: Store>(store: &Arc<S>) {
     let (group, d) = group_of(store.as_ref(), 2).await;
     for n in 1..=5 {
-        appended(store.append(message(&group, d[0], n, "m")).await);
+        appended(store.append(message_e1(&group, d[0], n, "m")).await);
     }
     store
         .advance_cursors(vec![(d[0], group.clone(), 6), (d[1], group.clone(), 3)])
@@ -849,10 +884,10 @@ pub async fn prune_acknowledged<S: Store>(store: &Arc<S>) {
 
     // Seq 2 held client message id 1; its idempotency key is gone, so the same id
     // is now a new message. Seq 4's key is kept.
-    let (again, ..) = appended(store.append(message(&group, d[0], 1, "m")).await);
+    let (again, ..) = appended(store.append(message_e1(&group, d[0], 1, "m")).await);
     assert_eq!(again.seq, 7);
     assert_eq!(
-        store.append(message(&group, d[0], 3, "m")).await,
+        store.append(message_e1(&group, d[0], 3, "m")).await,
         Ok(AppendOutcome::Duplicate { seq: 4, epoch: 1 })
     );
     let nothing = prune(store.as_ref(), 1_000, u64::MAX, true).await.expect("prune");
@@ -901,7 +936,7 @@ pub async fn prune_in_bounded_steps<S: Store>(store: &Arc<S>) {
             store
                 .append(AppendRequest {
                     now_ms,
-                    ..message(&group, d[0], n, "m")
+                    ..message_e1(&group, d[0], n, "m")
                 })
                 .await,
         );
@@ -1263,7 +1298,7 @@ pub async fn survives_restart<B: Backend>(backend: &mut B) {
     let store = Arc::new(backend.open_empty().await);
     let (group, d) = group_of(store.as_ref(), 2).await;
     for n in 1..=3 {
-        appended(store.append(message(&group, d[0], n, &format!("m{n}"))).await);
+        appended(store.append(message_e1(&group, d[0], n, &format!("m{n}"))).await);
     }
     store
         .advance_cursors(vec![(d[1], group.clone(), 3)])
@@ -1301,11 +1336,11 @@ pub async fn survives_restart<B: Backend>(backend: &mut B) {
     assert_eq!(store.last_seen(d[0]).await, Ok(42_000));
     assert_eq!(store.device(d[0]).await, Ok(Some(device_record(1, "user-1"))));
     assert_eq!(
-        store.append(message(&group, d[0], 2, "m2")).await,
+        store.append(message_e1(&group, d[0], 2, "m2")).await,
         Ok(AppendOutcome::Duplicate { seq: 3, epoch: 1 }),
         "idempotency keys survive"
     );
-    let (next, ..) = appended(store.append(message(&group, d[1], 1, "after restart")).await);
+    let (next, ..) = appended(store.append(message_e1(&group, d[1], 1, "after restart")).await);
     assert_eq!(next.seq, 5, "seqs continue without a gap");
     let claimed = store
         .claim_key_packages(OpToken::random(), vec![d[1]])

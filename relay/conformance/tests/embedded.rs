@@ -76,6 +76,7 @@ async fn concurrent_appends_get_gapless_unique_seqs() {
         .map(|task| {
             let store = store.clone();
             let group = if task % 2 == 0 { a.clone() } else { b.clone() };
+            let a_id = a.clone();
             let sender = if task % 2 == 0 {
                 devices[(task % 4) as usize]
             } else {
@@ -84,7 +85,12 @@ async fn concurrent_appends_get_gapless_unique_seqs() {
             tokio::spawn(async move {
                 let mut seqs = Vec::new();
                 for n in 0..EACH {
-                    match store.append(send(&group, sender, task * 1_000 + n)).await {
+                    // Group a is at epoch 1 (its members were added by a commit).
+                    let req = AppendRequest {
+                        epoch: u64::from(group == a_id),
+                        ..send(&group, sender, task * 1_000 + n)
+                    };
+                    match store.append(req).await {
                         Ok(AppendOutcome::Appended { entry, .. }) => seqs.push(entry.seq),
                         other => panic!("append failed: {other:?}"),
                     }
@@ -192,7 +198,11 @@ async fn cursors_stop_at_the_head_and_inboxes_need_a_device() {
         .expect("read")
         .expect("member");
     assert_eq!(member.cursor, 1);
-    store.append(send(&group, devices[0], 1)).await.expect("append");
+    let req = AppendRequest {
+        epoch: 1,
+        ..send(&group, devices[0], 1)
+    };
+    store.append(req).await.expect("append");
     let report = conformance::prune(&store, 10, u64::MAX, true).await.expect("prune");
     assert_eq!(
         report.acknowledged, 1,
