@@ -3,7 +3,7 @@
 import { fromHex, toHex } from './hush/codec.js';
 import { HushClient, randomU64 } from './hush/client.js';
 import { DeviceIdentity } from './hush/identity.js';
-import { privateMessage, readPrivateMessage } from './hush/mls.js';
+import { ephemeralEnvelope, privateMessage, readPrivateMessage } from './hush/mls.js';
 
 const $ = (id) => document.getElementById(id);
 const enc = new TextEncoder();
@@ -121,7 +121,8 @@ $('send').onclick = async () => {
 };
 
 $('typing').onclick = async () => {
-  const via = await client.ephemeral(group(), enc.encode('typing'));
+  const epoch = BigInt($('epoch').value || 0);
+  const via = await client.ephemeral(group(), ephemeralEnvelope(epoch, enc.encode('typing')));
   log(`typing signal sent (${via})`);
 };
 

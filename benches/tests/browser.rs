@@ -90,6 +90,17 @@ fn private_message(group: &GroupId, epoch: u64, kind: MessageKind, ciphertext: &
 /// one-byte encrypted group info.
 const WELCOME: &[u8] = &[0x00, 0x01, 0x00, 0x03, 0x00, 0x01, 0x03, 0x00, 0x00, 0x00, 0x01, 0x77];
 
+/// An ephemeral signal's envelope (PROTOCOL.md 8.7) for `epoch`: the relay
+/// reads only its header, so the sealed part is filler.
+fn envelope(epoch: u64, text: &[u8]) -> Bytes {
+    use hush_protocol::ephemeral::{SIGNATURE_LEN, TAG_LEN, encode_header};
+    let mut out = encode_header(epoch, &[3; 12]).to_vec();
+    out.extend_from_slice(&[0; SIGNATURE_LEN]);
+    out.extend_from_slice(text);
+    out.extend_from_slice(&[0; TAG_LEN]);
+    Bytes::from(out)
+}
+
 fn hexs(b: &[u8]) -> String {
     hex::encode(b)
 }
@@ -219,13 +230,13 @@ async fn exchange(
     // Typing, Rust -> browser.
     rust.send(&ClientFrame::Ephemeral {
         group: group.clone(),
-        payload: Bytes::from_static(b"typing:rust"),
+        payload: envelope(1, b"typing:rust"),
     })
     .await
     .unwrap();
     let e = browser
         .wait_frame(name, "Ephemeral", |e| {
-            e["frame"]["payload"] == hexs(b"typing:rust").as_str()
+            e["frame"]["payload"] == hexs(&envelope(1, b"typing:rust")).as_str()
         })
         .await
         .unwrap();
@@ -239,7 +250,7 @@ async fn exchange(
     let sent_via = browser
         .call(
             "ephemeral",
-            json!({"name": name, "group": g, "payload": hexs(b"typing:browser")}),
+            json!({"name": name, "group": g, "payload": hexs(&envelope(1, b"typing:browser"))}),
         )
         .await
         .unwrap();
@@ -254,7 +265,7 @@ async fn exchange(
     };
     assert_eq!(&fg, group);
     assert_eq!(sender, browser_device);
-    assert_eq!(&payload[..], b"typing:browser");
+    assert_eq!(payload, envelope(1, b"typing:browser"));
     let datagrams = rust.datagrams().received() - datagrams_before;
 
     browser.call("close", json!({"name": name})).await.unwrap();

@@ -265,6 +265,19 @@ impl Inner {
     }
 }
 
+/// What became of a sent message ([`Client::send_outcome`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendOutcome {
+    /// In the group's log.
+    Stored,
+    /// Still in the outbox: it goes, exactly once, when the relay is reached.
+    Queued,
+    /// Refused by the relay (or impossible to encrypt): it will never be
+    /// sent. The reason.
+    Failed(String),
+}
+
 /// A group as listed by [`Client::groups`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupSummary {
@@ -616,8 +629,31 @@ impl Client {
         Ok(items.len())
     }
 
+    /// What became of a message this device sent (by the id `send_*`
+    /// returned): stored in the group's log, still queued, or refused.
+    pub fn send_outcome(&self, id: &str) -> Result<SendOutcome, Error> {
+        let raw: [u8; 16] = hex::decode(id)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| Error::Local(format!("not a message id: {id}")))?;
+        if let Some(reason) = self.inner.local.get::<String>(&key::send_failed(&raw))? {
+            return Ok(SendOutcome::Failed(reason));
+        }
+        let items: Vec<(Vec<u8>, OutboxItem)> = self.inner.local.scan(key::OUTBOX, None, false, usize::MAX)?;
+        if items
+            .iter()
+            .any(|(_, item)| Payload::decode(&item.payload).is_ok_and(|p| p.id.0 == raw))
+        {
+            return Ok(SendOutcome::Queued);
+        }
+        // Out of the outbox and not refused: the relay stored it. (An id
+        // this device never sent also lands here; history has the messages.)
+        Ok(SendOutcome::Stored)
+    }
+
     /// Waits until the outbox is empty (every message sent so far is stored
-    /// by the relay), at most `timeout`.
+    /// by the relay, or refused: see [`Client::send_outcome`]), at most
+    /// `timeout`.
     pub async fn flush(&self, timeout: Duration) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut rx = self.inner.events.subscribe();

@@ -164,6 +164,17 @@ pub enum Event {
         /// The group.
         group: GroupId,
     },
+    /// The relay says this device was removed from the group by the commit
+    /// at `seq`, but that commit, processed by MLS, did not remove it: the
+    /// relay's roster and the group's disagree. The group's keys are kept
+    /// (nothing is deleted on the relay's word); the relay delivers nothing
+    /// more of the group to this device and refuses its sends.
+    RosterMismatch {
+        /// The group.
+        group: GroupId,
+        /// The commit the relay named.
+        seq: u64,
+    },
     /// A new device of this user was linked (and added to its groups).
     DeviceLinked {
         /// The new device.

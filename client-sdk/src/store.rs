@@ -130,6 +130,14 @@ pub(crate) mod key {
         k
     }
 
+    /// Why the relay refused a message this device sent (it never reached
+    /// the log), by message id.
+    pub fn send_failed(id: &[u8; 16]) -> Vec<u8> {
+        let mut k = b"f".to_vec();
+        k.extend_from_slice(id);
+        k
+    }
+
     /// The device keys last seen for a user (safety number changes).
     pub fn known_devices(user: &str) -> Vec<u8> {
         let mut k = b"k".to_vec();

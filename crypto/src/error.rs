@@ -78,6 +78,10 @@ pub enum Error {
     /// failed decryption, invalid commit, unsupported proposal, ...).
     #[error("MLS: {0}")]
     Mls(String),
+    /// An ephemeral signal that is not a valid envelope for this group and
+    /// epoch, does not decrypt, or is not signed by the member it names.
+    #[error("ephemeral signal: {0}")]
+    Ephemeral(String),
 }
 
 impl Error {

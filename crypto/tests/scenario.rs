@@ -313,3 +313,68 @@ fn held_writes_are_lost_together_with_a_crash_so_the_message_processes_again() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Typing signals are sealed outside the message ratchet: any number of them
+/// overtaking a backlog leaves every message of the backlog readable; a
+/// commit passed off as a signal is refused and changes nothing; a signal is
+/// bound to its sender and epoch.
+#[test]
+fn ephemeral_signals_never_touch_the_ratchet_or_the_group_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, mut b, mut log, group) = alice_and_bob(&dir);
+    // A backlog of 20 messages Bob has not read yet.
+    let backlog: Vec<Vec<u8>> = (0..20)
+        .map(|n| a.d().encrypt(&group, format!("m{n}").as_bytes()).unwrap())
+        .collect();
+    // 50 typing signals overtake it (MLS tolerates only a few skipped
+    // generations: through the ratchet, these would lose the backlog).
+    for n in 0..50 {
+        let sealed = a.d().seal_ephemeral(&group, format!("typing {n}").as_bytes()).unwrap();
+        let (from, plain) = b.d().open_ephemeral(&group, a.id(), &sealed).unwrap();
+        assert_eq!((from.device, plain), (a.id(), format!("typing {n}").into_bytes()));
+    }
+    for (n, ct) in backlog.iter().enumerate() {
+        match b.d().process(ct).unwrap() {
+            Processed::Application { plaintext, .. } => assert_eq!(plaintext, format!("m{n}").into_bytes()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // Another sender named by the relay: refused (the signature is Alice's).
+    let sealed = a.d().seal_ephemeral(&group, b"hi").unwrap();
+    let bob = b.id();
+    assert!(matches!(
+        b.d().open_ephemeral(&group, bob, &sealed),
+        Err(Error::Ephemeral(_))
+    ));
+    // A flipped byte: refused.
+    let mut bent = sealed.clone();
+    *bent.last_mut().unwrap() ^= 1;
+    assert!(matches!(
+        b.d().open_ephemeral(&group, a.id(), &bent),
+        Err(Error::Ephemeral(_))
+    ));
+
+    // A commit sent as a typing signal: refused, and Bob's group is unchanged.
+    let commit = a.d().self_update(&group).unwrap();
+    let before = (b.d().epoch(&group).unwrap(), b.d().members(&group).unwrap().len());
+    assert!(matches!(
+        b.d().open_ephemeral(&group, a.id(), &commit.message),
+        Err(Error::Ephemeral(_))
+    ));
+    assert_eq!(
+        before,
+        (b.d().epoch(&group).unwrap(), b.d().members(&group).unwrap().len())
+    );
+
+    // After the commit, a signal sealed at the old epoch no longer opens.
+    log.submit(a.id(), &commit.message).unwrap();
+    a.d().merge_pending_commit(&group).unwrap();
+    log.deliver(&mut b);
+    assert!(matches!(
+        b.d().open_ephemeral(&group, a.id(), &sealed),
+        Err(Error::Ephemeral(_))
+    ));
+    let fresh = a.d().seal_ephemeral(&group, b"new epoch").unwrap();
+    assert_eq!(b.d().open_ephemeral(&group, a.id(), &fresh).unwrap().1, b"new epoch");
+}

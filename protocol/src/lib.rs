@@ -31,6 +31,7 @@
 pub mod auth;
 pub mod codec;
 pub mod datagram;
+pub mod ephemeral;
 pub mod error;
 pub mod frame;
 pub mod ids;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use hush_protocol::frame::{
-    ClientFrame, Direction, Notice, PresenceUpdate, Registration, RelayFrame, Reply, Request, Resume,
+    ClientFrame, Direction, MessageKind, Notice, PresenceUpdate, Registration, RelayFrame, Reply, Request, Resume,
 };
 use hush_protocol::{ErrorCode, ErrorDetail};
 use hush_relay::token::{issue_hs256, issue_hs256_for_device};
@@ -144,9 +144,11 @@ async fn presence_and_typing_reach_only_group_members() {
     let f = wait_for(&mut ca, |f| matches!(f, RelayFrame::Presence(p) if p.online)).await;
     assert!(matches!(f, RelayFrame::Presence(PresenceUpdate { online: true, .. })));
     // Typing: delivered live to the other member, never stored.
+    let epoch = epoch_of(&ca, &g).await;
+    let typing = envelope(epoch, b"typing");
     ca.send(&ClientFrame::Ephemeral {
         group: g.clone(),
-        payload: bytes::Bytes::from_static(b"typing"),
+        payload: typing.clone(),
     })
     .await
     .unwrap();
@@ -156,9 +158,34 @@ async fn presence_and_typing_reach_only_group_members() {
         RelayFrame::Ephemeral {
             group: g.clone(),
             sender: a.device(),
-            payload: bytes::Bytes::from_static(b"typing")
+            payload: typing,
         }
     );
+    // Only envelopes of the current epoch travel: an MLS message (a commit
+    // passed off as a typing signal), bare bytes and an old epoch's envelope
+    // are refused with their reasons, and the other member hears nothing.
+    for (payload, code) in [
+        (
+            mls(&g, epoch, MessageKind::Commit, b"evict everyone"),
+            ErrorCode::InvalidMls,
+        ),
+        (
+            mls(&g, epoch, MessageKind::Application, b"ratchet"),
+            ErrorCode::InvalidMls,
+        ),
+        (bytes::Bytes::from_static(b"typing"), ErrorCode::InvalidRequest),
+        (envelope(epoch + 1, b"future"), ErrorCode::StaleEpoch),
+    ] {
+        ca.send(&ClientFrame::Ephemeral {
+            group: g.clone(),
+            payload,
+        })
+        .await
+        .unwrap();
+        let f = wait_for(&mut ca, |f| matches!(f, RelayFrame::Error(_))).await;
+        assert!(matches!(&f, RelayFrame::Error(e) if e.code == code), "{f:?}");
+    }
+    assert_quiet(&mut cb, |f| matches!(f, RelayFrame::Ephemeral { .. })).await;
     match ca.request(Request::GetGroup { group: g.clone() }).await.unwrap() {
         Reply::Group(info) => assert_eq!(info.head_seq, 1, "typing must not be stored"),
         other => panic!("{other:?}"),
@@ -178,7 +205,7 @@ async fn presence_and_typing_reach_only_group_members() {
     );
     ce.send(&ClientFrame::Ephemeral {
         group: g.clone(),
-        payload: bytes::Bytes::from_static(b"x"),
+        payload: envelope(epoch, b"x"),
     })
     .await
     .unwrap();

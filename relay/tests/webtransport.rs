@@ -79,9 +79,10 @@ async fn typing_signals_travel_as_datagrams() {
     assert_quiet(&mut cb, |_| false).await;
     let before = cb.datagrams().received();
 
+    let typing = envelope(epoch_of(&ca, &g).await, b"typing...");
     ca.send(&ClientFrame::Ephemeral {
         group: g.clone(),
-        payload: Bytes::from_static(b"typing..."),
+        payload: typing.clone(),
     })
     .await
     .unwrap();
@@ -90,7 +91,7 @@ async fn typing_signals_travel_as_datagrams() {
         unreachable!()
     };
     assert_eq!(sender, ca.ready().device);
-    assert_eq!(&payload[..], b"typing...");
+    assert_eq!(payload, typing);
     assert_eq!(ca.datagrams().sent(), 1, "the sender used a datagram");
     assert!(cb.datagrams().received() > before, "the receiver got it by datagram");
     // The WebSocket member gets the same signal as a message.

@@ -43,6 +43,22 @@ export function privateMessage(m) {
 }
 
 /**
+ * The envelope of an ephemeral signal (PROTOCOL.md section 8.7): magic 48 45,
+ * version 1, the epoch (u64 big-endian), a 12-byte nonce, then the sealed
+ * part. The relay reads only the header; a real client seals `sealed` with the
+ * epoch's exported key (this page, which does no MLS, passes the plaintext in
+ * the place of a signature and ciphertext, at least 80 bytes).
+ */
+export function ephemeralEnvelope(epoch, sealed) {
+  const out = new Uint8Array(23 + Math.max(sealed.length, 80));
+  out.set([0x48, 0x45, 0x01], 0);
+  new DataView(out.buffer).setBigUint64(3, BigInt(epoch), false);
+  crypto.getRandomValues(out.subarray(11, 23));
+  out.set(sealed, 23);
+  return out;
+}
+
+/**
  * Reads a PrivateMessage's fields back (null if the bytes are not one).
  * @returns {{group: Uint8Array, epoch: bigint, contentType: number, authenticatedData: Uint8Array,
  *   encryptedSenderData: Uint8Array, ciphertext: Uint8Array}|null}

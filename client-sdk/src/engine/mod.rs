@@ -85,6 +85,10 @@ const FIRST_REQUEST_ID: u32 = 0x8000_0000;
 /// Where an answer to an app call goes.
 pub(crate) type Answer<T> = oneshot::Sender<Result<T, Error>>;
 
+/// A typing signal older (or newer) than this by its own clock is dropped:
+/// replayed signals say nothing about now.
+const TYPING_MAX_AGE_MS: u64 = 30_000;
+
 /// Settings of the engine.
 #[derive(Clone, Debug)]
 pub(crate) struct EngineConfig {
@@ -262,6 +266,9 @@ pub(crate) struct Engine {
     /// outbox item as stale: items are sealed again only once this device
     /// has caught up to it.
     outbox_epoch: HashMap<GroupId, u64>,
+    /// Groups the relay says this device was removed from, by the seq of the
+    /// removing commit, until that commit is applied.
+    removal_notices: HashMap<GroupId, u64>,
     ops: HashMap<GroupId, VecDeque<change::Op>>,
     key_request: bool,
     staged: Staged,
@@ -314,6 +321,7 @@ impl Engine {
             next_outbox,
             outbox_paused_until: None,
             outbox_epoch: HashMap::new(),
+            removal_notices: HashMap::new(),
             ops: HashMap::new(),
             key_request: false,
             staged: Staged::default(),
@@ -623,10 +631,15 @@ impl Engine {
             RelayFrame::Deliver(entry) => self.on_entry(now, entry)?,
             RelayFrame::Inbox(entry) => self.on_inbox(now, entry)?,
             RelayFrame::Response { id, result } => self.on_response(now, id, result)?,
-            RelayFrame::Ephemeral { group, payload, .. } => {
-                if let Ok(hush_crypto::Processed::Application { sender, plaintext, .. }) = self.device.process(&payload)
+            RelayFrame::Ephemeral { group, sender, payload } => {
+                // Never MLS processing: only an envelope sealed with this
+                // epoch's ephemeral key and signed by `sender` opens, and
+                // opening it changes no state. Stale signals (over 30 s,
+                // replayed) are dropped.
+                if let Ok((sender, plaintext)) = self.device.open_ephemeral(&group, sender, &payload)
                     && let Ok(p) = Payload::decode(&plaintext)
                     && let Content::Typing { active } = p.content
+                    && now_ms().abs_diff(p.sent_at_ms) <= TYPING_MAX_AGE_MS
                 {
                     self.emit(Event::Typing {
                         group,
@@ -644,17 +657,15 @@ impl Engine {
                 self.truncated(&group, first_available)?;
                 self.advance(now, &group)?;
             }
-            RelayFrame::Notice(Notice::Removed { group, .. }) => {
+            // The relay's word alone deletes nothing: only the removing
+            // commit, processed by MLS, does (then the group is gone here
+            // already). The notice is checked once the commit at `seq` has
+            // been applied.
+            RelayFrame::Notice(Notice::Removed { group, seq }) => {
                 let meta: Option<GroupMeta> = self.local.get_staged(&self.staged.batch, &key::group(&group))?;
-                if meta.as_ref().is_some_and(|m| !m.left) {
-                    let mut batch = std::mem::take(&mut self.staged.batch);
-                    let r = self.mark_left(&mut batch, &group);
-                    self.staged.batch = batch;
-                    r?;
-                    if self.joined(&group)? {
-                        self.device.forget_group(&group)?;
-                    }
-                    self.emit(Event::Removed { group });
+                if meta.as_ref().is_some_and(|m| !m.left) && self.joined(&group)? {
+                    self.removal_notices.insert(group.clone(), seq);
+                    self.check_removal_notice(&group)?;
                 }
             }
             RelayFrame::Notice(_) | RelayFrame::Pong { .. } => {}
@@ -697,6 +708,29 @@ impl Engine {
 
     /// Applies the queued entries that follow the cursor; asks for a missing
     /// range; acknowledges what was applied (sent once the batch is durable).
+    /// A `Notice::Removed` whose commit this device has applied while MLS
+    /// still counts it a member: the relay's roster and the group's disagree
+    /// (a commit whose roster change did not match what it did). The group's
+    /// state is kept; the user is told.
+    fn check_removal_notice(&mut self, group: &GroupId) -> Result<(), Error> {
+        let Some(&seq) = self.removal_notices.get(group) else {
+            return Ok(());
+        };
+        if !self.joined(group)? {
+            self.removal_notices.remove(group);
+            return Ok(());
+        }
+        if self.flow(group)?.cursor >= seq {
+            self.removal_notices.remove(group);
+            tracing::warn!(group = %group.to_hex(), seq, "the relay removed this device, the group's commit did not");
+            self.emit(Event::RosterMismatch {
+                group: group.clone(),
+                seq,
+            });
+        }
+        Ok(())
+    }
+
     fn advance(&mut self, now: Instant, group: &GroupId) -> Result<(), Error> {
         let connected = self.conn.is_some();
         loop {
@@ -732,6 +766,7 @@ impl Engine {
             // An entry may have asked for a change (a leave proposal).
             self.progress(now, group)?;
         }
+        self.check_removal_notice(group)?;
         // Items refused as stale wait for this device to reach the relay's
         // epoch; a commit just applied may have brought it there.
         if let Some(&want) = self.outbox_epoch.get(group)
@@ -1074,9 +1109,15 @@ impl Engine {
 
     fn give_up(&mut self, q: &Queued, reason: &str) {
         self.staged.batch.delete(key::outbox(q.n));
-        let id = Payload::decode(&q.item.payload)
-            .map(|p| hex::encode(p.id.0))
-            .unwrap_or_default();
+        let decoded = Payload::decode(&q.item.payload).ok();
+        // Durable, in the same batch as the outbox item's removal: whoever
+        // asks about this message later learns it failed, and why.
+        if let Some(p) = &decoded
+            && let Err(e) = self.staged.batch.put(key::send_failed(&p.id.0), &reason.to_owned())
+        {
+            tracing::warn!(error = %e, "could not record a failed send");
+        }
+        let id = decoded.map(|p| hex::encode(p.id.0)).unwrap_or_default();
         self.emit(Event::SendFailed {
             group: q.item.group.clone(),
             id,
@@ -1183,7 +1224,9 @@ impl Engine {
                     return Ok(());
                 }
                 let payload = Payload::new(Content::Typing { active }, now_ms());
-                match self.device.send(&group, &payload) {
+                // Sealed outside the message ratchet: a signal that overtakes
+                // a backlog costs its messages nothing.
+                match self.device.seal_ephemeral(&group, &payload.encode()) {
                     Ok(ciphertext) => {
                         self.staged.transmits.push(ClientFrame::Ephemeral {
                             group,

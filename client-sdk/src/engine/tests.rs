@@ -100,6 +100,18 @@ impl Pair {
     /// The next log entry: a text from Alice.
     fn entry(&mut self, t: &str) -> LogEntry {
         let payload = self.alice.send(&self.group, &text(t)).unwrap();
+        let epoch = self.alice.epoch(&self.group).unwrap();
+        self.next(MessageKind::Application, epoch, payload)
+    }
+
+    /// Alice's self-update, merged on her side, as the next log entry.
+    fn commit_entry(&mut self) -> LogEntry {
+        let commit = self.alice.self_update(&self.group).unwrap();
+        self.alice.merge_pending_commit(&self.group).unwrap();
+        self.next(MessageKind::Commit, commit.epoch, commit.message)
+    }
+
+    fn next(&mut self, kind: MessageKind, epoch: u64, payload: Vec<u8>) -> LogEntry {
         let seq = self.seq;
         self.seq += 1;
         LogEntry {
@@ -107,8 +119,8 @@ impl Pair {
             seq,
             sender: self.alice.device_id(),
             client_msg_id: seq,
-            kind: MessageKind::Application,
-            epoch: 1,
+            kind,
+            epoch,
             timestamp_ms: 1,
             payload: payload.into(),
         }
@@ -470,23 +482,8 @@ fn items_refused_as_stale_are_sealed_again_at_the_new_epoch_in_order_with_the_sa
         "nothing is sealed again before this device reaches epoch 2"
     );
     // The commit arrives; Bob moves to epoch 2 and seals both again.
-    let commit = p.alice.self_update(&p.group).unwrap();
-    p.alice.merge_pending_commit(&p.group).unwrap();
-    let seq = p.seq;
-    p.seq += 1;
-    p.bob.handle_frame(
-        p.now,
-        RelayFrame::Deliver(LogEntry {
-            group: p.group.clone(),
-            seq,
-            sender: p.alice.device_id(),
-            client_msg_id: 99,
-            kind: MessageKind::Commit,
-            epoch: 1,
-            timestamp_ms: 1,
-            payload: commit.message.into(),
-        }),
-    );
+    let commit = p.commit_entry();
+    p.bob.handle_frame(p.now, RelayFrame::Deliver(commit));
     p.bob.flush();
     p.bob.flush();
     let again = sends(&p.drain_transmits());
@@ -500,4 +497,127 @@ fn items_refused_as_stale_are_sealed_again_at_the_new_epoch_in_order_with_the_sa
             hush_crypto::Processed::Application { epoch: 2, .. }
         ));
     }
+}
+
+#[test]
+fn typing_that_overtakes_a_backlog_costs_the_backlog_nothing_and_a_commit_as_typing_is_ignored() {
+    let mut p = Pair::new(EngineConfig::default());
+    // A backlog of 10 texts, not delivered yet...
+    let backlog: Vec<LogEntry> = (0..10).map(|n| p.entry(&format!("m{n}"))).collect();
+    // ...overtaken by 30 typing signals (through the message ratchet, these
+    // would have used up generations the backlog needs).
+    for _ in 0..30 {
+        let typing = Payload::new(Content::Typing { active: true }, super::now_ms());
+        let sealed = p.alice.seal_ephemeral(&p.group, &typing.encode()).unwrap();
+        p.bob.handle_frame(
+            p.now,
+            RelayFrame::Ephemeral {
+                group: p.group.clone(),
+                sender: p.alice.device_id(),
+                payload: sealed.into(),
+            },
+        );
+    }
+    p.bob.flush();
+    let events = p.drain_events();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Typing { active: true, .. }))
+            .count(),
+        30
+    );
+    // A commit passed off as a typing signal (a relay that forwarded it):
+    // nothing happens, and no state is written.
+    let commit = p.alice.self_update(&p.group).unwrap();
+    p.bob.handle_frame(
+        p.now,
+        RelayFrame::Ephemeral {
+            group: p.group.clone(),
+            sender: p.alice.device_id(),
+            payload: commit.message.clone().into(),
+        },
+    );
+    p.bob.flush();
+    assert!(p.drain_events().is_empty());
+    assert_eq!(p.bob.device.epoch(&p.group).unwrap(), 1, "the commit was not applied");
+    assert_eq!(p.bob.device.members(&p.group).unwrap().len(), 2);
+    p.alice.discard_pending_commit(&p.group).unwrap();
+    // Every message of the backlog still reads.
+    for e in backlog {
+        p.bob.handle_frame(p.now, RelayFrame::Deliver(e));
+    }
+    p.bob.flush();
+    assert_eq!(
+        texts(&p.drain_events()),
+        (0..10).map(|n| format!("m{n}")).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_refused_item_leaves_the_outbox_with_a_durable_reason() {
+    let mut p = Pair::new(EngineConfig::default());
+    let payload = text("not allowed");
+    let id = payload.id.0;
+    let (tx, _rx) = oneshot::channel();
+    p.bob.handle_command(
+        p.now,
+        Command::Enqueue {
+            group: p.group.clone(),
+            payload,
+            answer: tx,
+        },
+    );
+    p.bob.flush();
+    let sent = sends(&p.drain_transmits());
+    p.reply(
+        sent[0].0,
+        Err(WireError::new(ErrorCode::Forbidden, "this group is announce-only")),
+    );
+    p.bob.flush();
+    let events = p.drain_events();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::SendFailed { .. })),
+        "{events:?}"
+    );
+    assert!(p.bob.outbox.is_empty());
+    // On disk, for `Client::send_outcome` (and `hush send`'s exit status).
+    let reason: Option<String> = p.bob.local.get(&crate::store::key::send_failed(&id)).unwrap();
+    assert!(reason.unwrap().contains("announce-only"));
+}
+
+#[test]
+fn the_relays_removal_notice_alone_deletes_nothing() {
+    let mut p = Pair::new(EngineConfig::default());
+    // A commit that does not remove Bob, which the relay (or a member's
+    // lying roster change) says removed him.
+    let commit = p.commit_entry();
+    let seq = commit.seq;
+    p.bob.handle_frame(
+        p.now,
+        RelayFrame::Notice(hush_protocol::frame::Notice::Removed {
+            group: p.group.clone(),
+            seq,
+        }),
+    );
+    p.bob.flush();
+    assert!(p.drain_events().is_empty(), "nothing yet: the commit is not applied");
+    assert_eq!(p.bob.device.epoch(&p.group).unwrap(), 1, "the group is still here");
+    p.bob.handle_frame(p.now, RelayFrame::Deliver(commit));
+    p.bob.flush();
+    let events = p.drain_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::RosterMismatch { seq: s, .. } if *s == seq)),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::Removed { .. })), "{events:?}");
+    // Still a member with its keys: Alice's next message reads.
+    assert_eq!(p.bob.device.epoch(&p.group).unwrap(), 2);
+    let ct = p.alice.send(&p.group, &text("still here")).unwrap();
+    assert!(matches!(
+        p.bob.device.process(&ct).unwrap(),
+        hush_crypto::Processed::Application { .. }
+    ));
 }

@@ -6,6 +6,7 @@
 //! (the group is then reloaded from the store on next use, so memory and disk
 //! never disagree).
 
+mod ephemeral;
 mod membership;
 mod messages;
 

@@ -223,6 +223,15 @@ impl LiveGroup {
         lock(&self.state).view.as_ref().map(|v| v.roster.contains(&device))
     }
 
+    /// Whether `device` is on the roster, and the group's epoch, if the view
+    /// is loaded.
+    pub fn member_at(&self, device: DeviceId) -> Option<(bool, u64)> {
+        lock(&self.state)
+            .view
+            .as_ref()
+            .map(|v| (v.roster.contains(&device), v.epoch))
+    }
+
     /// How far connection `conn` may be sent entries now.
     pub fn deliverable(&self, conn: u64) -> Deliverable {
         let s = lock(&self.state);

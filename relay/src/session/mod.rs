@@ -428,14 +428,31 @@ async fn ephemeral(shared: &Shared, conn: &ConnHandle, group: GroupId, payload: 
     }
     rate_check(shared, conn.device)?;
     // A member's connection watches the group, so its live view is here.
-    let member = shared
+    let (member, epoch) = shared
         .log
         .live()
         .group(&group)
-        .and_then(|g| g.has_member(conn.device))
-        .unwrap_or(false);
+        .and_then(|g| g.member_at(conn.device))
+        .unwrap_or((false, 0));
     if !member {
         return Err(WireError::new(ErrorCode::NotMember, "not a member of the group"));
+    }
+    // Only a sealed envelope of the current epoch travels: never an MLS
+    // message (a commit sent as a typing signal would be applied by every
+    // online member), nothing members of this epoch cannot open.
+    let header = hush_protocol::ephemeral::header(&payload).map_err(|e| {
+        let code = match e {
+            hush_protocol::ephemeral::EnvelopeError::Mls => ErrorCode::InvalidMls,
+            _ => ErrorCode::InvalidRequest,
+        };
+        WireError::new(code, e.to_string())
+    })?;
+    if header.epoch != epoch {
+        return Err(WireError::with_detail(
+            ErrorCode::StaleEpoch,
+            format!("ephemeral signal for epoch {}, the group is at {epoch}", header.epoch),
+            ErrorDetail::CurrentEpoch(epoch),
+        ));
     }
     let frame = RelayFrame::Ephemeral {
         group: group.clone(),

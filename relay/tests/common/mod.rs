@@ -221,3 +221,22 @@ pub async fn group_with(creator: &WireClient, name: &str, members: &[&WireClient
     commit(creator, &g, 0, add, vec![]).await.unwrap();
     g
 }
+
+/// An ephemeral signal's envelope (PROTOCOL.md 8.7) for `epoch` around
+/// `text`: the relay reads only its header, so the sealed part is filler.
+pub fn envelope(epoch: u64, text: &[u8]) -> Bytes {
+    use hush_protocol::ephemeral::{SIGNATURE_LEN, TAG_LEN, encode_header};
+    let mut out = encode_header(epoch, &[3; 12]).to_vec();
+    out.extend_from_slice(&[0; SIGNATURE_LEN]);
+    out.extend_from_slice(text);
+    out.extend_from_slice(&[0; TAG_LEN]);
+    Bytes::from(out)
+}
+
+/// The group's current epoch, as the relay has it.
+pub async fn epoch_of(c: &WireClient, group: &GroupId) -> u64 {
+    match c.request(Request::GetGroup { group: group.clone() }).await.unwrap() {
+        Reply::Group(info) => info.epoch,
+        other => panic!("{other:?}"),
+    }
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use hush_sdk::{Client, Event, GroupId, Message, Trust};
+use hush_sdk::{Client, Event, GroupId, Message, SendOutcome, Trust};
 use serde::{Deserialize, Serialize};
 
 mod json;
@@ -396,7 +396,7 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
             // them, started if there is none yet.
             let g = conversation_named(&client, &group).await?;
             let id = client.send_text(&g, &text).await?;
-            finish_send(&client, &id, wait).await;
+            finish_send(&client, &id, wait).await?;
         }
         Command::Edit { group, id, text } => {
             let client = open(&dir, None).await?;
@@ -404,7 +404,7 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
             let g = client.find_group(&group).await?;
             let full = full_id(&client, &g, &id).await?;
             let sent = client.edit(&g, &full, &text).await?;
-            finish_send(&client, &sent, wait).await;
+            finish_send(&client, &sent, wait).await?;
         }
         Command::Delete { group, id } => {
             let client = open(&dir, None).await?;
@@ -412,7 +412,7 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
             let g = client.find_group(&group).await?;
             let full = full_id(&client, &g, &id).await?;
             let sent = client.delete(&g, &full).await?;
-            finish_send(&client, &sent, wait).await;
+            finish_send(&client, &sent, wait).await?;
         }
         Command::React {
             group,
@@ -425,7 +425,7 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
             let g = client.find_group(&group).await?;
             let full = full_id(&client, &g, &id).await?;
             let sent = client.react(&g, &full, &emoji, remove).await?;
-            finish_send(&client, &sent, wait).await;
+            finish_send(&client, &sent, wait).await?;
         }
         Command::Read {
             group,
@@ -571,12 +571,20 @@ async fn full_id(client: &Client, group: &GroupId, prefix: &str) -> Result<Strin
     }
 }
 
-async fn finish_send(client: &Client, id: &str, wait: Duration) {
-    match client.flush(wait).await {
-        Ok(()) => println!("{id}"),
-        Err(_) => println!("{id} (queued: sent exactly once when hush next reaches the relay)"),
-    }
+/// Waits for the message to reach the relay, then says what became of it:
+/// its id when stored, "(queued ...)" when the relay could not be reached in
+/// time, an error (exit status 1) when the relay refused it.
+async fn finish_send(client: &Client, id: &str, wait: Duration) -> Result<()> {
+    let _ = client.flush(wait).await;
+    let outcome = client.send_outcome(id);
     client.close().await;
+    match outcome? {
+        SendOutcome::Stored => println!("{id}"),
+        SendOutcome::Queued => println!("{id} (queued: sent exactly once when hush next reaches the relay)"),
+        SendOutcome::Failed(reason) => bail!("message {id} was not sent: {reason}"),
+        other => bail!("message {id}: {other:?}"),
+    }
+    Ok(())
 }
 
 /// Interactive line mode: incoming messages, typing, presence and receipts
@@ -661,6 +669,7 @@ async fn chat(client: &Client, group: GroupId) -> Result<()> {
                     Event::Presence { member, online, .. } => println!("* {} is {}", member.user, if online { "online" } else { "offline" }),
                     Event::MemberAdded { group: g, member } if g == group => println!("* {} joined", member.user),
                     Event::MemberRemoved { group: g, member } if g == group => println!("* {} left", member.user),
+                    Event::RosterMismatch { group: g, .. } if g == group => println!("! the relay removed you from this conversation, but no member's commit did: it no longer delivers it"),
                     Event::SafetyNumberChanged { user, safety_number } => println!("! {user}'s devices changed; new safety number {safety_number}"),
                     Event::Connection(c) => println!("* connection: {c:?}"),
                     _ => {}

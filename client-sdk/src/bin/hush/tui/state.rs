@@ -275,6 +275,12 @@ impl App {
                     self.notice = Some("you are no longer in this conversation".into());
                 }
             }
+            Event::RosterMismatch { group, .. } if self.group() == Some(&group) => {
+                self.notice = Some(
+                    "! the relay removed you from this conversation, but no member's commit did: it no longer delivers it"
+                        .into(),
+                );
+            }
             Event::SafetyNumberChanged { user, .. } => {
                 self.notice = Some(format!(
                     "! {user}'s devices changed: compare safety numbers again (/safety {user})"
