@@ -4,6 +4,11 @@
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 /// Largest ciphertext payload in a group message.
 pub const MAX_PAYLOAD_LEN: usize = 512 * 1024;
+/// How many epochs back a message or proposal may be and still be stored:
+/// one sealed just before a commit and arriving just after it is kept
+/// (members keep two past epochs' secrets), anything older is refused as
+/// stale, since members may have deleted its keys.
+pub const MAX_PAST_EPOCHS: u64 = 1;
 /// Largest payload of an ephemeral signal (typing): small enough for a QUIC datagram.
 pub const MAX_EPHEMERAL_LEN: usize = 1024;
 /// Longest group id in bytes (MLS group ids are opaque bytes).

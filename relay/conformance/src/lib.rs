@@ -504,10 +504,10 @@ pub async fn set_policy_rules<S: Store>(store: &Arc<S>) {
     ));
 }
 
-/// A commit at the current epoch moves it by one; a commit, message or
-/// proposal for an old epoch is stale (with the current epoch: members may
-/// already have deleted that epoch's keys, so it could never be read), unless
-/// it is a retry of one already stored; any message from a future epoch is
+/// A commit at the current epoch moves it by one; a commit for an old epoch,
+/// or a message or proposal from more than `MAX_PAST_EPOCHS` back, is stale
+/// (with the current epoch: members may already have deleted that epoch's
+/// keys), unless it is a retry of one already stored; any message from a future epoch is
 /// invalid; roster changes ride only with commits.
 pub async fn commit_moves_epoch<S: Store>(store: &Arc<S>) {
     let (group, d) = group_of(store.as_ref(), 1).await;
@@ -542,15 +542,25 @@ pub async fn commit_moves_epoch<S: Store>(store: &Arc<S>) {
         store.append(at_one).await,
         Ok(AppendOutcome::Duplicate { seq: 2, .. })
     ));
-    // New messages and proposals from an older epoch: stale.
+    // New messages and proposals from more than one epoch back: stale (one
+    // epoch back is a message sealed just before the commit: it is kept).
     for kind in [MessageKind::Application, MessageKind::Proposal] {
         let late = AppendRequest {
             kind,
-            epoch: 1,
+            epoch: 0,
             ..message(&group, d[0], 4, "late")
         };
         assert_eq!(store.append(late).await, Err(StoreError::StaleEpoch { current: 2 }));
     }
+    let (just_before, ..) = appended(
+        store
+            .append(AppendRequest {
+                epoch: 1,
+                ..message(&group, d[0], 8, "sealed just before the commit")
+            })
+            .await,
+    );
+    assert_eq!((just_before.seq, just_before.epoch), (4, 1));
     let with_roster = AppendRequest {
         epoch: 2,
         roster: adding(&[], None),
@@ -558,7 +568,7 @@ pub async fn commit_moves_epoch<S: Store>(store: &Arc<S>) {
     };
     assert!(matches!(store.append(with_roster).await, Err(StoreError::Invalid(_))));
     let record = store.group(&group).await.expect("group").expect("exists");
-    assert_eq!((record.epoch, record.head_seq), (2, 3));
+    assert_eq!((record.epoch, record.head_seq), (2, 4));
 }
 
 /// Eight concurrent commits for one epoch: exactly one is accepted, the others

@@ -282,13 +282,17 @@ fn check_append(t: &Tables<'_>, req: &AppendRequest) -> StoreResult<Checked<Appe
             req.epoch, meta.epoch
         )));
     }
-    // Anything from an older epoch is stale, not only commits: members may
-    // already have deleted that epoch's keys, so a message sealed then could
-    // never be read. (A retry of one stored earlier was answered above.)
-    if req.epoch < meta.epoch {
+    // A message or proposal from more than MAX_PAST_EPOCHS back is stale:
+    // members may already have deleted that epoch's keys, so it could never
+    // be read. (A retry of one stored earlier was answered above.)
+    if req.epoch < meta.epoch.saturating_sub(hush_protocol::limits::MAX_PAST_EPOCHS) {
         return Err(StoreError::StaleEpoch { current: meta.epoch });
     }
     if req.kind == MessageKind::Commit {
+        // A commit only at the group's epoch: exactly one per epoch wins.
+        if req.epoch != meta.epoch {
+            return Err(StoreError::StaleEpoch { current: meta.epoch });
+        }
         meta.epoch = meta
             .epoch
             .checked_add(1)
