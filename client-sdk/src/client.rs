@@ -901,7 +901,26 @@ pub(crate) async fn claim(client: &Client, user: &str, device: Option<DeviceId>)
         })
         .await
     {
-        Ok(Reply::KeyPackages(p)) if !p.is_empty() => Ok(p.into_iter().map(|k| k.key_package.to_vec()).collect()),
+        Ok(Reply::KeyPackages(p)) => {
+            // The relay checks uploads, but is not trusted to: a package
+            // whose leaf is not the device and user asked for is dropped.
+            let packages: Vec<Vec<u8>> = p
+                .into_iter()
+                .filter(|k| {
+                    let ok = leaf_is(&k.key_package, k.device, user);
+                    if !ok {
+                        tracing::warn!(device = %k.device, user, "dropping a claimed key package whose leaf is someone else's");
+                    }
+                    ok
+                })
+                .map(|k| k.key_package.to_vec())
+                .collect();
+            if packages.is_empty() {
+                Err(Error::NoDevices(user.to_owned()))
+            } else {
+                Ok(packages)
+            }
+        }
         Ok(_) => Err(Error::NoDevices(user.to_owned())),
         Err(e)
             if matches!(
@@ -913,6 +932,20 @@ pub(crate) async fn claim(client: &Client, user: &str, device: Option<DeviceId>)
         }
         Err(e) => Err(e),
     }
+}
+
+/// Whether `key_package`'s leaf is `device` of `user`: its signature key
+/// derives the device id and its credential names both.
+fn leaf_is(key_package: &[u8], device: DeviceId, user: &str) -> bool {
+    let Ok(hush_crypto::inspect::Inspected::KeyPackage(k)) = hush_crypto::inspect::inspect_any(key_package) else {
+        return false;
+    };
+    let key: Option<[u8; 32]> = k.signature_key.as_slice().try_into().ok();
+    key.is_some_and(|key| DeviceId::from_public_key(&key) == device)
+        && k.credential_identity
+            .as_deref()
+            .and_then(hush_crypto::inspect::credential_identity)
+            .is_some_and(|(d, u)| d == device && u.0 == user)
 }
 
 /// Claims key packages for the devices of `user` not in `present`.
@@ -957,5 +990,25 @@ impl EventStream {
     /// The next event within `timeout`.
     pub async fn next_timeout(&mut self, timeout: Duration) -> Option<Event> {
         tokio::time::timeout(timeout, self.next()).await.ok().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use hush_crypto::{Device, DeviceConfig, MlsStore};
+
+    use super::*;
+
+    #[test]
+    fn a_claimed_key_package_must_be_the_leaf_asked_for() {
+        let mut alice = Device::create(MlsStore::in_memory(), UserId("alice".into()), DeviceConfig::default()).unwrap();
+        let kp = alice.generate_key_packages(1, 0).unwrap().remove(0);
+        assert!(leaf_is(&kp, alice.device_id(), "alice"));
+        // Asked for bob, or for another device: not this package.
+        assert!(!leaf_is(&kp, alice.device_id(), "bob"));
+        assert!(!leaf_is(&kp, DeviceId([9; 16]), "alice"));
+        assert!(!leaf_is(b"not a key package", alice.device_id(), "alice"));
     }
 }

@@ -64,24 +64,17 @@ impl DeviceCredential {
 
     /// Parses basic credential identity bytes.
     pub fn decode(identity: &[u8]) -> Result<Self, CredentialError> {
-        let Some((&CREDENTIAL_V1, rest)) = identity.split_first() else {
-            return Err(CredentialError::Malformed);
-        };
-        if rest.len() < 16 + 1 || rest.len() > 16 + MAX_USER_ID_LEN {
-            return Err(CredentialError::Malformed);
+        match crate::inspect::credential_identity(identity) {
+            Some((device, user)) => Ok(DeviceCredential { user, device }),
+            // Well framed, but the user id is not one (empty, control characters).
+            None if identity.first() == Some(&CREDENTIAL_V1)
+                && (16 + 1..=16 + MAX_USER_ID_LEN).contains(&(identity.len() - 1))
+                && std::str::from_utf8(&identity[17..]).is_ok() =>
+            {
+                Err(CredentialError::InvalidUserId)
+            }
+            None => Err(CredentialError::Malformed),
         }
-        let (device, user) = rest.split_at(16);
-        let mut id = [0u8; 16];
-        id.copy_from_slice(device);
-        let user = std::str::from_utf8(user).map_err(|_| CredentialError::Malformed)?;
-        let user = UserId(user.to_owned());
-        if !user.is_valid() {
-            return Err(CredentialError::InvalidUserId);
-        }
-        Ok(DeviceCredential {
-            user,
-            device: DeviceId(id),
-        })
     }
 
     /// Parses an MLS credential and checks that its device id is the one

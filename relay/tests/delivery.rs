@@ -226,10 +226,11 @@ async fn welcome_lands_in_the_inbox_and_key_packages_are_claimed_once() {
     let (a, b) = (Identity::generate("alice"), Identity::generate("bob"));
     let ca = relay.connect(&a).await;
     let mut cb = relay.connect(&b).await;
+    let (one_time, last) = key_packages(&b, 2);
     let up = cb
         .request(Request::UploadKeyPackages {
-            one_time: vec![bytes::Bytes::from_static(b"kp1"), bytes::Bytes::from_static(b"kp2")],
-            last_resort: Some(bytes::Bytes::from_static(b"last")),
+            one_time: one_time.clone(),
+            last_resort: Some(last.clone()),
         })
         .await
         .unwrap();
@@ -257,10 +258,10 @@ async fn welcome_lands_in_the_inbox_and_key_packages_are_claimed_once() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(claimed[0], (bytes::Bytes::from_static(b"kp1"), false));
-    assert_eq!(claimed[1], (bytes::Bytes::from_static(b"kp2"), false));
-    assert_eq!(claimed[2], (bytes::Bytes::from_static(b"last"), true));
-    assert_eq!(claimed[3], (bytes::Bytes::from_static(b"last"), true));
+    assert_eq!(claimed[0], (one_time[0].clone(), false));
+    assert_eq!(claimed[1], (one_time[1].clone(), false));
+    assert_eq!(claimed[2], (last.clone(), true));
+    assert_eq!(claimed[3], (last, true));
 
     let g = gid("welcomed");
     create_group(&ca, &g, Default::default()).await;
@@ -365,5 +366,43 @@ async fn history_pages_of_large_entries_stay_within_one_frame() {
         }
     }
     assert_eq!(seen, vec![1, 2, 3, 4, 5]);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn key_package_uploads_must_be_the_uploaders_own_leaf() {
+    let relay = TestRelay::start().await;
+    let mallory = Identity::generate("mallory");
+    let cm = relay.connect(&mallory).await;
+    let upload = |one_time: Vec<bytes::Bytes>, last_resort: Option<bytes::Bytes>| {
+        cm.request(Request::UploadKeyPackages { one_time, last_resort })
+    };
+    let code = |r: Result<Reply, hush_sdk::wire::ClientError>| match r {
+        Err(hush_sdk::wire::ClientError::Relay(e)) => e.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    // Mallory's own key, a credential claiming to be bob: refused.
+    let as_bob = Identity::from_seed("bob", mallory.seed());
+    let (forged, _) = key_packages(&as_bob, 1);
+    assert_eq!(code(upload(forged, None).await), ErrorCode::Forbidden);
+    // Alice's genuine key package, uploaded by Mallory: refused.
+    let alice = Identity::generate("alice");
+    let (hers, _) = key_packages(&alice, 1);
+    assert_eq!(code(upload(hers, None).await), ErrorCode::Forbidden);
+    // Not a key package at all, or a one-time one passed off as last-resort.
+    assert_eq!(
+        code(upload(vec![bytes::Bytes::from_static(b"kp1")], None).await),
+        ErrorCode::InvalidMls
+    );
+    let (own, own_last) = key_packages(&mallory, 1);
+    assert_eq!(code(upload(vec![], Some(own[0].clone())).await), ErrorCode::InvalidMls);
+    // Nothing refused was stored; Mallory's own leaf is accepted.
+    assert_eq!(
+        upload(own, Some(own_last)).await.unwrap(),
+        Reply::KeyPackageCount {
+            one_time: 1,
+            last_resort: true
+        }
+    );
     relay.stop().await;
 }

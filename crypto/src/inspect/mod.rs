@@ -25,7 +25,8 @@
 pub mod framing;
 mod reader;
 
-use hush_protocol::{GroupId, frame::MessageKind, limits::MAX_GROUP_ID_LEN};
+use hush_protocol::limits::MAX_USER_ID_LEN;
+use hush_protocol::{DeviceId, GroupId, UserId, frame::MessageKind, limits::MAX_GROUP_ID_LEN};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use reader::Reader;
@@ -251,6 +252,23 @@ pub fn inspect_any(mls_bytes: &[u8]) -> Result<Inspected, InspectError> {
         WireFormat::KeyPackage => Inspected::KeyPackage(key_package(&mut r)?),
     };
     Ok(out)
+}
+
+/// The (device, user) a hush v1 basic-credential identity names:
+/// `0x01 || device_id (16 bytes) || user_id (UTF-8, 1..=128 bytes)`. Keyless:
+/// the relay uses it to check that an uploaded key package is the
+/// uploader's; `None` for anything else.
+pub fn credential_identity(identity: &[u8]) -> Option<(DeviceId, UserId)> {
+    let (&1, rest) = identity.split_first()? else {
+        return None;
+    };
+    if rest.len() < 16 + 1 || rest.len() > 16 + MAX_USER_ID_LEN {
+        return None;
+    }
+    let (device, user) = rest.split_at(16);
+    let device = DeviceId(device.try_into().ok()?);
+    let user = UserId(std::str::from_utf8(user).ok()?.to_owned());
+    user.is_valid().then_some((device, user))
 }
 
 fn read_version(r: &mut Reader<'_>) -> Result<(), InspectError> {

@@ -72,6 +72,53 @@ pub(super) fn direct_payload(payload: &[u8]) -> Result<(), WireError> {
         .map_err(|e| invalid_mls("payload", &e))
 }
 
+/// Checks an uploaded key package: an MLS `KeyPackage` whose leaf is the
+/// uploader's own: its signature key derives the uploading device's id, and
+/// its credential names that device and its user (so nobody can publish a
+/// leaf that claims to be someone else), with the `last_resort` extension
+/// exactly when it is uploaded as a last-resort package.
+pub(super) fn own_key_package(
+    bytes: &[u8],
+    device: hush_protocol::DeviceId,
+    user: &hush_protocol::UserId,
+    last_resort: bool,
+) -> Result<(), WireError> {
+    let summary = match inspect::inspect_any(bytes) {
+        Ok(Inspected::KeyPackage(k)) => k,
+        Ok(_) => {
+            return Err(WireError::new(
+                ErrorCode::InvalidMls,
+                "an uploaded key package is another kind of MLS message",
+            ));
+        }
+        Err(e) => return Err(invalid_mls("an uploaded key package", &e)),
+    };
+    let key: Option<[u8; 32]> = summary.signature_key.as_slice().try_into().ok();
+    if key.map(|k| hush_protocol::DeviceId::from_public_key(&k)) != Some(device) {
+        return Err(WireError::new(
+            ErrorCode::Forbidden,
+            "a key package's signature key is not this device's key",
+        ));
+    }
+    let named = summary
+        .credential_identity
+        .as_deref()
+        .and_then(inspect::credential_identity);
+    if named.as_ref().is_none_or(|(d, u)| *d != device || u != user) {
+        return Err(WireError::new(
+            ErrorCode::Forbidden,
+            "a key package's credential does not name this device and its user",
+        ));
+    }
+    if summary.last_resort != last_resort {
+        return Err(WireError::new(
+            ErrorCode::InvalidMls,
+            "last-resort key packages carry the last_resort extension, one-time ones do not",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -223,6 +223,13 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
             {
                 return Err(invalid(format!("key packages must be 1..={MAX_KEY_PACKAGE_LEN} bytes")));
             }
+            for (k, last) in one_time
+                .iter()
+                .map(|k| (k, false))
+                .chain(last_resort.iter().map(|k| (k, true)))
+            {
+                mls_check::own_key_package(k, ctx.conn.device, &ctx.conn.user, last)?;
+            }
             // One token per request: a retry of the store call cannot add twice.
             let token = OpToken::random();
             let store = &ctx.shared.store;

@@ -240,3 +240,23 @@ pub async fn epoch_of(c: &WireClient, group: &GroupId) -> u64 {
         other => panic!("{other:?}"),
     }
 }
+
+/// Real MLS key packages of `id`'s device: `one_time` one-time ones and a
+/// last-resort one (the relay checks that uploads are the uploader's leaf).
+pub fn key_packages(id: &Identity, one_time: usize) -> (Vec<Bytes>, Bytes) {
+    let identity = hush_crypto::DeviceIdentity::from_secret(id.user.clone(), id.seed()).unwrap();
+    let mut device = hush_crypto::Device::with_identity(
+        hush_crypto::MlsStore::in_memory(),
+        identity,
+        hush_crypto::DeviceConfig::default(),
+    )
+    .unwrap();
+    let mut kps: Vec<Bytes> = device
+        .generate_key_packages(one_time, 1)
+        .unwrap()
+        .into_iter()
+        .map(Bytes::from)
+        .collect();
+    let last = kps.pop().unwrap();
+    (kps, last)
+}
