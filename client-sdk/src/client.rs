@@ -697,7 +697,7 @@ impl Client {
 
     /// Replaces the text of one of this user's messages.
     pub async fn edit(&self, group: &GroupId, id: &str, text: &str) -> Result<String, Error> {
-        let target = parse_id(id)?;
+        let target = self.own_message(group, id)?;
         self.enqueue(
             group,
             Content::Edit {
@@ -710,8 +710,29 @@ impl Client {
 
     /// Deletes one of this user's messages for everyone.
     pub async fn delete(&self, group: &GroupId, id: &str) -> Result<String, Error> {
-        let target = parse_id(id)?;
+        let target = self.own_message(group, id)?;
         self.enqueue(group, Content::Delete { target }).await
+    }
+
+    /// The id of a message of this group, sent by this user and not deleted:
+    /// what an edit or delete may target (every member's client ignores
+    /// the others, so they are refused here rather than sent for nothing).
+    fn own_message(&self, group: &GroupId, id: &str) -> Result<MessageId, Error> {
+        let target = parse_id(id)?;
+        let unknown = || Error::UnknownMessage(id.to_owned());
+        let (g, seq) = self
+            .inner
+            .local
+            .get::<(GroupId, u64)>(&key::message_id(&target.0))?
+            .ok_or_else(unknown)?;
+        if g != *group {
+            return Err(unknown());
+        }
+        let m: Message = self.inner.local.get(&key::history(group, seq))?.ok_or_else(unknown)?;
+        if m.sender.user != *self.user() || m.deleted {
+            return Err(Error::NotYourMessage(id.to_owned()));
+        }
+        Ok(target)
     }
 
     /// Adds (or with `remove`, takes back) a reaction to a message.

@@ -38,6 +38,10 @@ pub enum Error {
     /// No such message in this group's history.
     #[error("unknown message {0}")]
     UnknownMessage(String),
+    /// Only the user who sent a message may edit or delete it (or it is
+    /// deleted already).
+    #[error("message {0} is not yours to change")]
+    NotYourMessage(String),
     /// The user has no device with a key package (never registered, or all
     /// packages claimed and no last-resort one).
     #[error("user {0} has no device to add")]

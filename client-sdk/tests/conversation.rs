@@ -44,6 +44,21 @@ async fn two_users_chat_with_every_feature() {
     .await;
     assert_eq!(m.id, reply);
 
+    // Someone else's message cannot be edited or deleted: refused here, not
+    // sent to be ignored by every member.
+    assert!(matches!(
+        alice.edit(&group, &reply, "put words in bob's mouth").await,
+        Err(hush_sdk::Error::NotYourMessage(_))
+    ));
+    assert!(matches!(
+        bob.delete(&group, &id).await,
+        Err(hush_sdk::Error::NotYourMessage(_))
+    ));
+    assert!(matches!(
+        alice.edit(&group, "00112233445566778899aabbccddeeff", "no such").await,
+        Err(hush_sdk::Error::UnknownMessage(_))
+    ));
+
     // Edit, react, receipt, delete.
     alice.edit(&group, &id, "hello bob (edited)").await.unwrap();
     wait_for(&mut b_ev, |e| {
