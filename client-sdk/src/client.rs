@@ -437,11 +437,13 @@ impl Client {
     }
 
     /// The direct conversation with `user`: the existing one, or a new one.
+    ///
+    /// If two people started one at the same moment they have two; both sides
+    /// then use the same one, the one with the lowest group id
+    /// ([`canonical_direct`]), so they converge without talking about it.
     pub async fn direct(&self, user: &str) -> Result<GroupId, Error> {
-        for g in self.groups().await? {
-            if g.direct_with.as_deref() == Some(user) {
-                return Ok(g.group);
-            }
+        if let Some(g) = canonical_direct(&self.groups().await?, user) {
+            return Ok(g.group.clone());
         }
         self.create(user, &[user], Some(user.to_owned()), false).await
     }
@@ -891,19 +893,45 @@ impl Client {
     /// Finds a group by a prefix of its hex id, its label, or (for direct
     /// conversations) the partner's user id.
     pub async fn find_group(&self, name: &str) -> Result<GroupId, Error> {
-        let groups = self.groups().await?;
-        let found: Vec<&GroupSummary> = groups
+        resolve_group(&self.groups().await?, name)
+    }
+}
+
+/// The direct conversation with `user` both sides use: of those this device
+/// is in, the one with the lowest group id (two started at once converge on
+/// the same one).
+pub fn canonical_direct<'a>(groups: &'a [GroupSummary], user: &str) -> Option<&'a GroupSummary> {
+    groups
+        .iter()
+        .filter(|g| g.direct_with.as_deref() == Some(user))
+        .min_by(|a, b| a.group.0.cmp(&b.group.0))
+}
+
+/// A group by name: a direct conversation's partner (its canonical one), a
+/// label, or a unique prefix of the hex id. More than one match is an
+/// [`Error::AmbiguousGroup`] naming them.
+fn resolve_group(groups: &[GroupSummary], name: &str) -> Result<GroupId, Error> {
+    if let Some(g) = canonical_direct(groups, name) {
+        return Ok(g.group.clone());
+    }
+    let ambiguous = |found: &[&GroupSummary]| Error::AmbiguousGroup {
+        name: name.to_owned(),
+        candidates: found
             .iter()
-            .filter(|g| g.direct_with.as_deref() == Some(name) || g.name == name)
-            .collect();
-        if let [one] = found.as_slice() {
-            return Ok(one.group.clone());
-        }
-        let by_hex: Vec<&GroupSummary> = groups.iter().filter(|g| g.group.to_hex().starts_with(name)).collect();
-        match by_hex.as_slice() {
-            [one] if !name.is_empty() => Ok(one.group.clone()),
-            _ => Err(Error::UnknownGroup(name.to_owned())),
-        }
+            .map(|g| format!("{} ({})", &g.group.to_hex()[..8.min(g.group.to_hex().len())], g.name))
+            .collect(),
+    };
+    let labelled: Vec<&GroupSummary> = groups.iter().filter(|g| g.name == name).collect();
+    match labelled.as_slice() {
+        [one] => return Ok(one.group.clone()),
+        [] => {}
+        many => return Err(ambiguous(many)),
+    }
+    let by_hex: Vec<&GroupSummary> = groups.iter().filter(|g| g.group.to_hex().starts_with(name)).collect();
+    match by_hex.as_slice() {
+        [one] if !name.is_empty() => Ok(one.group.clone()),
+        [_, _, ..] if !name.is_empty() => Err(ambiguous(&by_hex)),
+        _ => Err(Error::UnknownGroup(name.to_owned())),
     }
 }
 
@@ -1021,6 +1049,39 @@ mod tests {
     use hush_crypto::{Device, DeviceConfig, MlsStore};
 
     use super::*;
+
+    fn summary(id: u8, name: &str, direct_with: Option<&str>) -> GroupSummary {
+        GroupSummary {
+            group: GroupId(vec![id; 16]),
+            name: name.into(),
+            direct_with: direct_with.map(str::to_owned),
+            own_devices: false,
+            members: vec![],
+            seq: 0,
+        }
+    }
+
+    #[test]
+    fn two_direct_conversations_resolve_to_the_same_one_and_ambiguous_names_are_reported() {
+        // Bob started one (0x90...) while Alice started hers (0x20...): on
+        // either side, in either order, "bob" is the lowest id.
+        let a = [summary(0x90, "bob", Some("bob")), summary(0x20, "bob", Some("bob"))];
+        let b = [summary(0x20, "bob", Some("bob")), summary(0x90, "bob", Some("bob"))];
+        assert_eq!(resolve_group(&a, "bob").unwrap(), GroupId(vec![0x20; 16]));
+        assert_eq!(resolve_group(&b, "bob").unwrap(), GroupId(vec![0x20; 16]));
+        // Two groups with one label: ambiguous, with both candidates.
+        let c = [summary(0x11, "team", None), summary(0x12, "team", None)];
+        match resolve_group(&c, "team") {
+            Err(Error::AmbiguousGroup { candidates, .. }) => {
+                assert_eq!(candidates, vec!["11111111 (team)", "12121212 (team)"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // An id prefix shared by both: ambiguous too; a unique one resolves.
+        assert!(matches!(resolve_group(&c, "1"), Err(Error::AmbiguousGroup { .. })));
+        assert_eq!(resolve_group(&c, "12").unwrap(), GroupId(vec![0x12; 16]));
+        assert!(matches!(resolve_group(&c, "nobody"), Err(Error::UnknownGroup(_))));
+    }
 
     #[test]
     fn a_claimed_key_package_must_be_the_leaf_asked_for() {

@@ -38,6 +38,14 @@ pub enum Error {
     /// No such message in this group's history.
     #[error("unknown message {0}")]
     UnknownMessage(String),
+    /// A name matches more than one group: say which (by id prefix).
+    #[error("{name} names more than one conversation: {}", candidates.join(", "))]
+    AmbiguousGroup {
+        /// The name given.
+        name: String,
+        /// The matching groups: hex id prefix and label.
+        candidates: Vec<String>,
+    },
     /// Only the user who sent a message may edit or delete it (or it is
     /// deleted already).
     #[error("message {0} is not yours to change")]

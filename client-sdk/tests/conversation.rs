@@ -151,3 +151,37 @@ async fn two_users_chat_with_every_feature() {
     // ...while the clients' own history does (it is decrypted locally).
     assert!(contains(&all_bytes(&tmp.path().join("bob")), kept.as_bytes()));
 }
+
+/// Two people start a direct conversation with each other at the same
+/// moment: once each has joined both, both use the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_conversations_started_at_once_converge_on_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&tmp.path().join("relay")).await;
+    let alice = relay.ready_client(&tmp.path().join("alice"), "alice").await;
+    let bob = relay.ready_client(&tmp.path().join("bob"), "bob").await;
+    let (mut a_ev, mut b_ev) = (alice.events(), bob.events());
+    let (ga, gb) = tokio::join!(alice.direct("bob"), bob.direct("alice"));
+    let (ga, gb) = (ga.unwrap(), gb.unwrap());
+    // Each joins the other's (a no-op when they were the same group).
+    for (events, other) in [(&mut a_ev, &gb), (&mut b_ev, &ga)] {
+        if ga != gb {
+            wait_for(events, |e| {
+                matches!(e, Event::Joined { group } if group == other).then_some(())
+            })
+            .await;
+        }
+    }
+    let (da, db) = (alice.direct("bob").await.unwrap(), bob.direct("alice").await.unwrap());
+    assert_eq!(da, db);
+    assert_eq!(da.0, std::cmp::min(ga.0, gb.0));
+    assert_eq!(alice.find_group("bob").await.unwrap(), da);
+    let id = alice.send_text(&da, "one conversation").await.unwrap();
+    let m = wait_for(&mut b_ev, |e| match e {
+        Event::Message(m) if m.id == id => Some(m.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(m.group, db);
+    relay.stop().await;
+}

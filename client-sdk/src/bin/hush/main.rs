@@ -525,16 +525,10 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
 /// (the most active one, should there be two), a group with that label or
 /// id prefix, or else a new direct conversation with that user.
 async fn conversation_named(client: &Client, name: &str) -> Result<GroupId> {
-    let groups = client.groups().await?;
-    let direct = groups
-        .iter()
-        .filter(|g| g.direct_with.as_deref() == Some(name))
-        .max_by_key(|g| g.seq);
-    if let Some(g) = direct {
-        return Ok(g.group.clone());
-    }
-    if let Ok(g) = client.find_group(name).await {
-        return Ok(g);
+    match client.find_group(name).await {
+        Ok(g) => return Ok(g),
+        Err(e @ hush_sdk::Error::AmbiguousGroup { .. }) => return Err(e.into()),
+        Err(_) => {}
     }
     if !client.is_connected() {
         bail!("no conversation {name} on this device, and the relay is not reachable to start one");
