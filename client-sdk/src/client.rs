@@ -265,6 +265,15 @@ impl Inner {
     }
 }
 
+/// What [`Client::remove_device`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRemoval {
+    /// Whether the relay revoked it now (false: it was revoked before).
+    pub revoked: bool,
+    /// The groups it was removed from (by a commit of this device).
+    pub removed_from: Vec<GroupId>,
+}
+
 /// What became of a sent message ([`Client::send_outcome`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -547,15 +556,42 @@ impl Client {
         Ok(())
     }
 
-    /// Removes one device from every group of this device that contains it
-    /// (for example a lost phone of this user). Needs a connection.
-    pub async fn remove_device(&self, device: DeviceId) -> Result<(), Error> {
+    /// Revokes one of this user's devices (a lost phone, say) and removes it
+    /// from every group of this device that contains it. After the
+    /// revocation the relay refuses the device at once (its connections are
+    /// closed), nothing can add it to a group again, and link approvals it
+    /// signed are void. Needs a connection.
+    pub async fn remove_device(&self, device: DeviceId) -> Result<DeviceRemoval, Error> {
+        let Reply::Devices(mine) = self
+            .request(Request::ListDevices {
+                user: self.user().clone(),
+            })
+            .await?
+        else {
+            return Err(Error::Connection("unexpected reply to ListDevices".into()));
+        };
+        let target = mine.iter().find(|d| d.device == device);
+        let revoked = match target {
+            Some(d) => {
+                let transcript = hush_protocol::auth::revoke_transcript(self.user(), &d.key);
+                let signature = self.inner.identity.sign(&transcript);
+                self.request(Request::RevokeDevice { device, signature }).await?;
+                true
+            }
+            // Not listed: revoked already, or not a device of this user.
+            None => false,
+        };
+        let mut removed_from = Vec::new();
         for g in self.groups().await? {
             if g.members.iter().any(|m| m.device == device) {
                 self.change(&g.group, Change::RemoveDevice(device)).await?;
+                removed_from.push(g.group);
             }
         }
-        Ok(())
+        if !revoked && removed_from.is_empty() {
+            return Err(Error::UnknownDevice(device.to_hex()));
+        }
+        Ok(DeviceRemoval { revoked, removed_from })
     }
 
     /// Leaves a group: asks the other members to remove this device (the

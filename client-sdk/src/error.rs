@@ -38,6 +38,10 @@ pub enum Error {
     /// No such message in this group's history.
     #[error("unknown message {0}")]
     UnknownMessage(String),
+    /// No device of this user has this id (or it was revoked and is in no
+    /// group).
+    #[error("no device {0} of yours")]
+    UnknownDevice(String),
     /// A name matches more than one group: say which (by id prefix).
     #[error("{name} names more than one conversation: {}", candidates.join(", "))]
     AmbiguousGroup {

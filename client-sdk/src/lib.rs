@@ -147,7 +147,9 @@ mod store;
 mod transport;
 pub mod wire;
 
-pub use client::{Client, ClientBuilder, EventStream, GroupSummary, SendOutcome, Timing, canonical_direct};
+pub use client::{
+    Client, ClientBuilder, DeviceRemoval, EventStream, GroupSummary, SendOutcome, Timing, canonical_direct,
+};
 pub use error::Error;
 pub use event::{ConnectionState, Event, Member, Message};
 pub use hush_protocol::{DeviceId, GroupId, UserId};

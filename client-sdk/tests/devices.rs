@@ -154,14 +154,48 @@ async fn two_users_three_devices_with_linking_history_and_every_feature() {
     })
     .await;
 
-    // The phone removes the laptop (a lost device): it is out of every
-    // group and reads nothing new.
+    // The phone removes the laptop (a lost device): revoked at the relay, so
+    // it is disconnected at once and cannot come back, it is out of every
+    // group, reads nothing new, and nothing it sends reaches anyone.
     let laptop_id = laptop.device_id();
-    phone.remove_device(laptop_id).await.unwrap();
+    let report = phone.remove_device(laptop_id).await.unwrap();
+    assert!(report.revoked);
+    assert!(report.removed_from.contains(&dm), "{report:?}");
     wait_for(&mut l_ev, |e| {
-        matches!(e, Event::Removed { group } if *group == dm).then_some(())
+        matches!(e, Event::Connection(hush_sdk::ConnectionState::Disconnected { .. })).then_some(())
     })
     .await;
+    assert!(
+        laptop
+            .wait_connected(std::time::Duration::from_millis(1500))
+            .await
+            .is_err(),
+        "a revoked device cannot connect again"
+    );
+    let lost = laptop.send_text(&dm, "from the lost laptop").await.unwrap();
+    assert_eq!(laptop.send_outcome(&lost).unwrap(), hush_sdk::SendOutcome::Queued);
+    // It is no longer listed, and a new group does not include it.
+    assert!(
+        phone
+            .devices("alice")
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.device != laptop_id)
+    );
+    let later = phone.create_group("after the loss", &["bob"]).await.unwrap();
+    assert!(
+        phone
+            .members(&later)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.device != laptop_id)
+    );
+    assert!(matches!(
+        phone.remove_device(laptop_id).await,
+        Err(Error::UnknownDevice(_))
+    ));
     wait_for(&mut b_ev, |e| {
         matches!(e, Event::MemberRemoved { member, .. } if member.device == laptop_id).then_some(())
     })

@@ -28,10 +28,21 @@ pub fn auth_transcript(nonce: &[u8; 32], relay_id: &str, user: &UserId, device_k
 /// The bytes an existing device signs to approve a new device of the same user:
 /// `"hush-link-v1\0" || u16be len || user || new_device_key(32)`.
 pub fn link_transcript(user: &UserId, new_device_key: &[u8; 32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(13 + 2 + user.0.len() + 32);
-    out.extend_from_slice(b"hush-link-v1\0");
+    user_key_transcript(b"hush-link-v1\0", user, new_device_key)
+}
+
+/// The bytes a device signs to revoke another device of its user (or itself):
+/// `"hush-revoke-v1\0" || u16be len || user || revoked_device_key(32)`.
+pub fn revoke_transcript(user: &UserId, revoked_device_key: &[u8; 32]) -> Vec<u8> {
+    user_key_transcript(b"hush-revoke-v1\0", user, revoked_device_key)
+}
+
+/// `label || u16be len || user || key(32)`.
+fn user_key_transcript(label: &[u8], user: &UserId, key: &[u8; 32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(label.len() + 2 + user.0.len() + 32);
+    out.extend_from_slice(label);
     put_str(&mut out, &user.0);
-    out.extend_from_slice(new_device_key);
+    out.extend_from_slice(key);
     out
 }
 

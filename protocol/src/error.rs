@@ -87,6 +87,9 @@ error_codes! {
     InvalidMls = 21,
     /// The MLS header disagrees with the envelope's group, epoch or kind.
     MlsMismatch = 22,
+    /// This device was revoked by a device of its user: it can no longer
+    /// connect.
+    Revoked = 23,
 }
 
 impl Serialize for ErrorCode {

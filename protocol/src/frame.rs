@@ -254,6 +254,18 @@ pub enum Request {
         /// The entry.
         seq: u64,
     },
+    /// 12: revokes a device of the caller's user (another one, or the caller
+    /// itself), signed by the caller over [`crate::auth::revoke_transcript`].
+    /// From then on the relay refuses the device (its open connections are
+    /// closed), lists it as revoked, hands out none of its key packages, lets
+    /// no commit add it, and voids link approvals it signed.
+    /// Reply: [`Reply::Done`] (also when it was revoked already).
+    RevokeDevice {
+        /// The device to revoke.
+        device: DeviceId,
+        /// The caller's signature.
+        signature: Signature,
+    },
 }
 
 /// A message to append to a group's log.

@@ -365,3 +365,73 @@ async fn silent_connections_are_closed_and_pinging_ones_kept() {
     }
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_revoked_device_is_refused_unlisted_unaddable_and_its_approvals_void() {
+    let relay = TestRelay::start().await;
+    let phone = Identity::generate("alice");
+    let laptop = Identity::from_seed("alice", rand::random());
+    let bob = Identity::generate("bob");
+    let cp = relay.connect(&phone).await;
+    let mut cl = relay.connect(&laptop).await;
+    let cb = relay.connect(&bob).await;
+    let revoke = |by: &Identity, target: &Identity| Request::RevokeDevice {
+        device: target.device(),
+        signature: by.sign(&hush_protocol::auth::revoke_transcript(
+            &target.user,
+            &target.public_key(),
+        )),
+    };
+    let code = |r: Result<Reply, hush_sdk::wire::ClientError>| match r {
+        Err(hush_sdk::wire::ClientError::Relay(e)) => e.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    // Bob cannot revoke alice's laptop; a signature by someone else does not do.
+    assert_eq!(code(cb.request(revoke(&bob, &laptop)).await), ErrorCode::NotFound);
+    assert_eq!(code(cp.request(revoke(&bob, &laptop)).await), ErrorCode::AuthFailed);
+    // The laptop signs a link approval for a new device, then the phone
+    // revokes the laptop: its open connection is closed at once.
+    let tablet = Identity::from_seed("alice", rand::random());
+    let approval = laptop.approve_link(&tablet.public_key());
+    assert_eq!(cp.request(revoke(&phone, &laptop)).await.unwrap(), Reply::Done);
+    let f = wait_for(&mut cl, |f| matches!(f, RelayFrame::Closing(_))).await;
+    assert!(matches!(f, RelayFrame::Closing(c) if c.reason == hush_protocol::frame::CloseReason::AuthFailed));
+    // Again: still done, nothing changes.
+    assert_eq!(cp.request(revoke(&phone, &laptop)).await.unwrap(), Reply::Done);
+    // It cannot connect again, and its approval is void.
+    let err = relay.try_connect(&laptop, relay.options()).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Revoked));
+    let mut opts = relay.options();
+    opts.registration = approval;
+    assert_eq!(
+        relay.try_connect(&tablet, opts).await.unwrap_err().code(),
+        Some(ErrorCode::AuthFailed)
+    );
+    // It is not listed, has no key package, gets no direct message, and no
+    // commit can add it.
+    match cb
+        .request(Request::ListDevices {
+            user: phone.user.clone(),
+        })
+        .await
+        .unwrap()
+    {
+        Reply::Devices(d) => assert_eq!(d.iter().map(|d| d.device).collect::<Vec<_>>(), vec![phone.device()]),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        cb.request(Request::ClaimKeyPackages {
+            user: phone.user.clone(),
+            device: Some(laptop.device()),
+        })
+        .await
+        .is_err()
+    );
+    let g = group_with(&cb, "after", &[]).await;
+    let add = commit(&cb, &g, epoch_of(&cb, &g).await, vec![laptop.device()], vec![]).await;
+    assert!(
+        matches!(&add, Err(hush_sdk::wire::ClientError::Relay(e)) if e.code == ErrorCode::Forbidden),
+        "{add:?}"
+    );
+    relay.stop().await;
+}

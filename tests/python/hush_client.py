@@ -216,6 +216,7 @@ ERROR_CODES = {
     20: "IdempotencyConflict",
     21: "InvalidMls",
     22: "MlsMismatch",
+    23: "Revoked",
 }
 ERROR_CODE = {name: code for code, name in ERROR_CODES.items()}
 

@@ -306,6 +306,7 @@ export const ERROR_CODES = {
   20: 'IdempotencyConflict',
   21: 'InvalidMls',
   22: 'MlsMismatch',
+  23: 'Revoked',
 };
 
 function unitIndex(names, name) {

@@ -87,6 +87,60 @@ pub async fn run_all<B: Backend>(backend: &mut B) {
     );
     eprintln!("conformance: survives_restart");
     survives_restart(backend).await;
+    eprintln!("conformance: revocation");
+    revocation(backend).await;
+}
+
+/// A revoked device: its revocation is kept (the first one; revoking again
+/// changes nothing) across a restart, its key packages are gone, no commit
+/// can add it; an unknown device cannot be revoked.
+pub async fn revocation<B: Backend>(backend: &mut B) {
+    let store = Arc::new(backend.open_empty().await);
+    let (group, d) = group_of(store.as_ref(), 1).await;
+    let lost = register(store.as_ref(), 3).await[2];
+    store
+        .upload_key_packages(
+            OpToken::random(),
+            lost,
+            vec![Bytes::from_static(b"kp")],
+            Some(Bytes::from_static(b"last")),
+        )
+        .await
+        .expect("upload");
+    let first = revocation_of(lost, d[0], 7_000);
+    assert_eq!(store.revocation(lost).await, Ok(None));
+    store.revoke_device(first.clone()).await.expect("revoke");
+    store
+        .revoke_device(revocation_of(lost, d[0], 9_000))
+        .await
+        .expect("again");
+    assert_eq!(store.revocation(lost).await, Ok(Some(first.clone())));
+    assert_eq!(
+        store.claim_key_packages(OpToken::random(), vec![lost]).await,
+        Ok(vec![])
+    );
+    assert!(matches!(
+        store
+            .append(commit(&group, d[0], 1, 0, adding(&[lost], Some("w"))))
+            .await,
+        Err(StoreError::Forbidden(_))
+    ));
+    assert!(matches!(
+        store.revoke_device(revocation_of(DeviceId([0xee; 16]), d[0], 1)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let store = Arc::into_inner(store).expect("no other handle");
+    let store = backend.reopen(store).await;
+    assert_eq!(store.revocation(lost).await, Ok(Some(first)));
+}
+
+fn revocation_of(device: DeviceId, by: DeviceId, revoked_ms: u64) -> hush_relay::store::Revocation {
+    hush_relay::store::Revocation {
+        device,
+        by,
+        revoked_ms,
+        signature: vec![7; 64],
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -49,6 +49,8 @@ pub enum Change {
     Added(GroupId, u64),
     /// The device was removed from `group` by the commit `seq`.
     Removed(GroupId, u64),
+    /// The device was revoked: the connection ends.
+    Revoked,
 }
 
 /// Work for one connection's outbound task.
@@ -640,6 +642,13 @@ impl Live {
             && lock(&live.state).conns.is_empty()
         {
             groups.remove(group);
+        }
+    }
+
+    /// `device` was revoked: each of its connections here ends.
+    pub fn revoked(&self, device: DeviceId) {
+        for c in lock(&self.devices).get(&device).into_iter().flatten() {
+            c.mark_change(Change::Revoked);
         }
     }
 

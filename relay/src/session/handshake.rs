@@ -124,6 +124,12 @@ async fn reject(writer: &mut dyn FrameWriter, e: WireError, reason: CloseReason)
 
 /// Applies the registration rules; returns whether the device was newly registered.
 async fn register(shared: &Shared, p: &ProvenDevice) -> Result<bool, WireError> {
+    if shared.store.revocation(p.device).await?.is_some() {
+        return Err(WireError::new(
+            ErrorCode::Revoked,
+            "this device was revoked by a device of its user",
+        ));
+    }
     if let Some(existing) = shared.store.device(p.device).await? {
         if existing.user != p.user {
             return Err(WireError::new(
@@ -176,6 +182,13 @@ async fn register(shared: &Shared, p: &ProvenDevice) -> Result<bool, WireError> 
                     "approving device is not a device of this user",
                 ));
             };
+            // A revoked device's approvals are void, pending ones included.
+            if shared.store.revocation(*by).await?.is_some() {
+                return Err(WireError::new(
+                    ErrorCode::AuthFailed,
+                    "the approving device was revoked",
+                ));
+            }
             if !verify(&approver.key, &link_transcript(&p.user, &p.key), signature) {
                 return Err(WireError::new(
                     ErrorCode::AuthFailed,

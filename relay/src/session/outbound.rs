@@ -282,6 +282,13 @@ impl Outbound {
             match change {
                 Change::Added(g, seq) => self.added(g, seq, &mut batch).await?,
                 Change::Removed(g, seq) => self.removed(g, seq, &mut batch).await?,
+                Change::Revoked => {
+                    self.closer.close(Exit::Close(
+                        CloseReason::AuthFailed,
+                        "this device was revoked by a device of its user".into(),
+                    ));
+                    return Err(Stop::Closed);
+                }
             }
         }
         for g in &groups {

@@ -239,10 +239,7 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
             Ok(Reply::KeyPackageCount { one_time, last_resort })
         }
         Request::ClaimKeyPackages { user, device } => {
-            let mut devices: Vec<DeviceId> = ctx
-                .shared
-                .store
-                .user_devices(&user)
+            let mut devices: Vec<DeviceId> = active_devices(ctx, &user)
                 .await?
                 .into_iter()
                 .map(|d| d.device)
@@ -260,6 +257,7 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
             ))
         }
         Request::ListDevices { user } => list_devices(ctx, &user).await,
+        Request::RevokeDevice { device, signature } => revoke(ctx, device, signature).await,
         Request::Redact { group, seq } => {
             ctx.shared.log.redact(&group, seq, ctx.conn.device).await?;
             Ok(Reply::Done)
@@ -269,7 +267,8 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
                 return Err(invalid(format!("payload over {MAX_PAYLOAD_LEN} bytes")));
             }
             mls_check::direct_payload(&payload)?;
-            if ctx.shared.store.device(device).await?.is_none() {
+            if ctx.shared.store.device(device).await?.is_none() || ctx.shared.store.revocation(device).await?.is_some()
+            {
                 return Err(WireError::new(ErrorCode::NotFound, "no such device"));
             }
             let (token, now) = (OpToken::random(), now_ms());
@@ -451,8 +450,52 @@ async fn history(
     Ok(Reply::History { entries, next_from })
 }
 
+/// A user's devices that are not revoked.
+async fn active_devices(ctx: &Ctx, user: &UserId) -> Result<Vec<crate::store::DeviceRecord>, WireError> {
+    let mut out = Vec::new();
+    for d in ctx.shared.store.user_devices(user).await? {
+        if ctx.shared.store.revocation(d.device).await?.is_none() {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+/// Revokes a device of the caller's user, signed by the caller.
+async fn revoke(ctx: &Ctx, device: DeviceId, signature: hush_protocol::frame::Signature) -> Result<Reply, WireError> {
+    let store = &ctx.shared.store;
+    let target = store
+        .device(device)
+        .await?
+        .filter(|d| d.user == ctx.conn.user)
+        .ok_or_else(|| WireError::new(ErrorCode::NotFound, "no such device of this user"))?;
+    let signer = store
+        .device(ctx.conn.device)
+        .await?
+        .ok_or_else(|| WireError::new(ErrorCode::Internal, "the calling device is not registered"))?;
+    let transcript = hush_protocol::auth::revoke_transcript(&ctx.conn.user, &target.key);
+    if !hush_protocol::auth::verify(&signer.key, &transcript, &signature) {
+        return Err(WireError::new(
+            ErrorCode::AuthFailed,
+            "revocation signature does not verify",
+        ));
+    }
+    store
+        .revoke_device(crate::store::Revocation {
+            device,
+            by: ctx.conn.device,
+            revoked_ms: now_ms(),
+            signature: signature.0.to_vec(),
+        })
+        .await?;
+    // Its open connections here end now; new ones are refused at the handshake.
+    ctx.shared.log.live().revoked(device);
+    tracing::info!(%device, by = %ctx.conn.device, "device revoked");
+    Ok(Reply::Done)
+}
+
 async fn list_devices(ctx: &Ctx, user: &UserId) -> Result<Reply, WireError> {
-    let devices = ctx.shared.store.user_devices(user).await?;
+    let devices = active_devices(ctx, user).await?;
     Ok(Reply::Devices(
         devices
             .into_iter()

@@ -125,7 +125,7 @@ use self::writer::{Config, Durability, TokenBounds, Writer};
 use self::writes::{NewGroup, NewInboxEntry, Tokened};
 use super::{
     AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, Membership, OpToken, PendingAppend, PruneStep,
-    RegisterOutcome, RetentionRule, Store, StoreError, StoreResult,
+    RegisterOutcome, RetentionRule, Revocation, Store, StoreError, StoreResult,
 };
 
 /// Name of the database file inside the data directory.
@@ -400,6 +400,7 @@ fn init(db: &Database) -> StoreResult<()> {
             layout::WELCOMES,
             layout::OP_TOKENS,
             layout::OP_TOKEN_ORDER,
+            layout::REVOKED,
         ] {
             txn.open_table(def)?;
         }
@@ -411,8 +412,9 @@ fn init(db: &Database) -> StoreResult<()> {
             }
             Some(layout::FORMAT_VERSION) => {}
             // Version 1 differs only in having no log, version 2 in having
-            // Welcomes inline (still read) and no tokens.
-            Some(1 | 2) => {
+            // Welcomes inline (still read) and no tokens, version 3 in having
+            // no revocations.
+            Some(1..=3) => {
                 meta.insert(layout::FORMAT_KEY, layout::encode(&layout::FORMAT_VERSION)?.as_slice())?;
             }
             Some(other) => {
@@ -453,6 +455,15 @@ impl Store for EmbeddedStore {
 
     async fn device(&self, device: DeviceId) -> StoreResult<Option<DeviceRecord>> {
         self.read(move |txn| reads::device(&txn.open_table(layout::DEVICES)?, device))
+            .await
+    }
+
+    async fn revoke_device(&self, revocation: Revocation) -> StoreResult<()> {
+        self.write(WriteOp::RevokeDevice(revocation.into()), done).await
+    }
+
+    async fn revocation(&self, device: DeviceId) -> StoreResult<Option<Revocation>> {
+        self.read(move |txn| reads::revocation(&txn.open_table(layout::REVOKED)?, device))
             .await
     }
 

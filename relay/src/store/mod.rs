@@ -35,6 +35,20 @@ pub struct DeviceRecord {
     pub registered_ms: u64,
 }
 
+/// A device's revocation: signed by another device of the same user (or the
+/// device itself) over [`hush_protocol::auth::revoke_transcript`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// The revoked device.
+    pub device: DeviceId,
+    /// The device that signed it.
+    pub by: DeviceId,
+    /// When it was revoked (ms since the Unix epoch).
+    pub revoked_ms: u64,
+    /// `by`'s Ed25519 signature.
+    pub signature: Vec<u8>,
+}
+
 /// Result of [`Store::register_device`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegisterOutcome {
@@ -345,6 +359,15 @@ pub trait Store: Send + Sync + 'static {
     async fn register_device(&self, record: DeviceRecord) -> StoreResult<RegisterOutcome>;
     /// A device by id.
     async fn device(&self, device: DeviceId) -> StoreResult<Option<DeviceRecord>>;
+
+    /// Revokes a registered device: records the revocation (the first one
+    /// stays; revoking again changes nothing) and deletes its key packages,
+    /// so nobody can add it to a group again. `NotFound` for an unknown
+    /// device.
+    async fn revoke_device(&self, revocation: Revocation) -> StoreResult<()>;
+
+    /// The device's revocation, if it was revoked.
+    async fn revocation(&self, device: DeviceId) -> StoreResult<Option<Revocation>>;
     /// Up to `limit` of a user's devices with ids greater than `after` (all
     /// ids when `None`), sorted by device id.
     async fn user_devices_page(

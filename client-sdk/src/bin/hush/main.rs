@@ -158,7 +158,7 @@ enum Command {
         /// The user.
         user: Option<String>,
     },
-    /// Removes one of your devices (by id) from every group.
+    /// Revokes one of your devices (by id) and removes it from every group.
     RemoveDevice {
         /// Device id (32 hex digits).
         device: String,
@@ -485,8 +485,19 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
         Command::RemoveDevice { device } => {
             let client = ready(&dir, wait).await?;
             let d = hush_sdk::DeviceId::from_hex(&device).context("device id: 32 hex digits")?;
-            client.remove_device(d).await?;
+            let report = client.remove_device(d).await;
             client.close().await;
+            let report = report?;
+            if report.revoked {
+                println!("revoked {device}: the relay refuses it from now on and nothing adds it again");
+            } else {
+                println!("{device} was revoked already");
+            }
+            if report.removed_from.is_empty() {
+                println!("it was in none of your conversations");
+            } else {
+                println!("removed it from {} conversation(s)", report.removed_from.len());
+            }
         }
         Command::Safety { user } => {
             let client = open(&dir, None).await?;

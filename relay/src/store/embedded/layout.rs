@@ -36,6 +36,8 @@ pub(super) const INBOX_META: Def = TableDefinition::new("inbox_meta");
 pub(super) const WELCOMES: Def = TableDefinition::new("welcomes");
 pub(super) const OP_TOKENS: Def = TableDefinition::new("op_tokens");
 pub(super) const OP_TOKEN_ORDER: Def = TableDefinition::new("op_token_order");
+/// Revoked devices: device id → [`RevokedValue`].
+pub(super) const REVOKED: Def = TableDefinition::new("revoked");
 
 /// Key of the format marker in [`META`].
 pub(super) const FORMAT_KEY: &[u8] = b"format";
@@ -49,7 +51,10 @@ pub(super) const FORMAT_KEY: &[u8] = b"format";
 /// older relay would deliver them empty), and operation tokens are kept. A
 /// version 1 or 2 file is upgraded in place: its inbox entries carry their
 /// Welcome inline, which version 3 still reads, and its log records replay.
-pub(super) const FORMAT_VERSION: u64 = 3;
+///
+/// 4: revoked devices live in `revoked` (an older relay would let them in).
+/// Older files are upgraded in place (they revoked nobody).
+pub(super) const FORMAT_VERSION: u64 = 4;
 /// Key in [`META`] of the operation-token counters ([`TokenMeta`]).
 pub(super) const TOKEN_META_KEY: &[u8] = b"op_tokens";
 /// Key in [`META`] of the sequence number (`u64`) of the last write-ahead log
@@ -167,6 +172,14 @@ pub(super) fn trailing_u64(key: &[u8]) -> StoreResult<u64> {
 // ---------------------------------------------------------------------------
 // Values
 // ---------------------------------------------------------------------------
+
+/// Value of [`REVOKED`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct RevokedValue {
+    pub by: DeviceId,
+    pub revoked_ms: u64,
+    pub signature: Vec<u8>,
+}
 
 /// Value of [`DEVICES`].
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::writer::{Fatal, Tables};
 use super::writes::{self, NewGroup, NewInboxEntry, PruneRequest, Tokened};
 use crate::store::{
-    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, PruneStep, RegisterOutcome, RetentionRule, StoreError,
-    StoreResult,
+    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, PruneStep, RegisterOutcome, RetentionRule, Revocation,
+    StoreError, StoreResult,
 };
 
 /// One write request. The variants mirror the `Store` write methods.
@@ -78,6 +78,38 @@ pub(super) enum WriteOp {
         rule: RetentionRule,
         max_entries: u64,
     },
+    RevokeDevice(StoredRevocation),
+}
+
+/// A [`Revocation`] as logged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct StoredRevocation {
+    device: DeviceId,
+    by: DeviceId,
+    revoked_ms: u64,
+    signature: Vec<u8>,
+}
+
+impl From<Revocation> for StoredRevocation {
+    fn from(r: Revocation) -> Self {
+        StoredRevocation {
+            device: r.device,
+            by: r.by,
+            revoked_ms: r.revoked_ms,
+            signature: r.signature,
+        }
+    }
+}
+
+impl From<StoredRevocation> for Revocation {
+    fn from(r: StoredRevocation) -> Self {
+        Revocation {
+            device: r.device,
+            by: r.by,
+            revoked_ms: r.revoked_ms,
+            signature: r.signature,
+        }
+    }
 }
 
 /// What an op answers. Each `Store` method expects one variant.
@@ -101,6 +133,7 @@ pub(super) fn apply(t: &mut Tables<'_>, op: WriteOp) -> Result<StoreResult<Outco
     }
     match op {
         WriteOp::RegisterDevice(d) => map(writes::register_device(t, d.into()), Outcome::Registered),
+        WriteOp::RevokeDevice(r) => map(writes::revoke_device(t, r.into()), |()| Outcome::Done),
         WriteOp::SetLastSeen { device, ms } => map(writes::set_last_seen(t, device, ms), |()| Outcome::Done),
         WriteOp::CreateGroup(new) => map(writes::create_group(t, new), Outcome::Group),
         WriteOp::SetPolicy { group, by, policy } => map(writes::set_policy(t, group, by, policy), |()| Outcome::Done),

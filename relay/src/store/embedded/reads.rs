@@ -105,6 +105,16 @@ pub(super) fn trailing_device(key: &[u8]) -> StoreResult<DeviceId> {
 }
 
 /// A registered device.
+pub(super) fn revocation(revoked: &impl RawTable, device: DeviceId) -> StoreResult<Option<crate::store::Revocation>> {
+    let value: Option<layout::RevokedValue> = layout::get(revoked, &device.0)?;
+    Ok(value.map(|v| crate::store::Revocation {
+        device,
+        by: v.by,
+        revoked_ms: v.revoked_ms,
+        signature: v.signature,
+    }))
+}
+
 pub(super) fn device(devices: &impl RawTable, device: DeviceId) -> StoreResult<Option<DeviceRecord>> {
     Ok(get::<DeviceValue>(devices, &device.0)?.map(|v| DeviceRecord {
         device,

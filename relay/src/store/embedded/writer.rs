@@ -63,6 +63,7 @@ pub(super) struct Tables<'txn> {
     pub welcomes: Table<'txn, &'static [u8], &'static [u8]>,
     pub op_tokens: Table<'txn, &'static [u8], &'static [u8]>,
     pub op_token_order: Table<'txn, &'static [u8], &'static [u8]>,
+    pub revoked: Table<'txn, &'static [u8], &'static [u8]>,
     /// How long and how many operation tokens are remembered.
     pub token_bounds: TokenBounds,
     /// Set when an op passed its check and went on to write: only such ops
@@ -91,6 +92,7 @@ impl<'txn> Tables<'txn> {
             welcomes: open(layout::WELCOMES)?,
             op_tokens: open(layout::OP_TOKENS)?,
             op_token_order: open(layout::OP_TOKEN_ORDER)?,
+            revoked: open(layout::REVOKED)?,
             token_bounds,
             wrote: false,
         })

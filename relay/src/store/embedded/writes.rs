@@ -100,6 +100,42 @@ pub(super) fn register_device(t: &mut Tables<'_>, record: DeviceRecord) -> Resul
     )
 }
 
+pub(super) fn revoke_device(t: &mut Tables<'_>, r: crate::store::Revocation) -> Result<StoreResult<()>, Fatal> {
+    checked(
+        t,
+        |t| {
+            if !contains(&t.devices, &r.device.0)? {
+                return Err(StoreError::NotFound(format!("device {}", r.device)));
+            }
+            if contains(&t.revoked, &r.device.0)? {
+                return Ok(Checked::Answer(()));
+            }
+            let (lo, hi) = (device_seq(r.device, 0), device_seq(r.device, u64::MAX));
+            let packages: Vec<Vec<u8>> = t
+                .kp_one_time
+                .range(lo.as_slice()..=hi.as_slice())?
+                .map(|kv| kv.map(|(k, _)| k.value().to_vec()))
+                .collect::<Result<_, _>>()?;
+            let value = encode(&layout::RevokedValue {
+                by: r.by,
+                revoked_ms: r.revoked_ms,
+                signature: r.signature.clone(),
+            })?;
+            Ok(Checked::Write((packages, value)))
+        },
+        |t, (packages, value)| {
+            put(&mut t.revoked, &r.device.0, &value)?;
+            // Nobody can add it to a group again.
+            for k in packages {
+                delete(&mut t.kp_one_time, &k)?;
+            }
+            delete(&mut t.kp_last_resort, &r.device.0)?;
+            delete(&mut t.kp_meta, &r.device.0)?;
+            Ok(())
+        },
+    )
+}
+
 pub(super) fn set_last_seen(t: &mut Tables<'_>, device: DeviceId, ms: u64) -> Result<StoreResult<()>, Fatal> {
     checked(
         t,
@@ -374,6 +410,9 @@ fn check_roster_change(
         }
         if !contains(&t.devices, &device.0)? {
             return Err(StoreError::Invalid(format!("added device {device} is not registered")));
+        }
+        if contains(&t.revoked, &device.0)? {
+            return Err(StoreError::Forbidden(format!("added device {device} is revoked")));
         }
         if contains(&t.roster, &key.roster(device))? {
             return Err(StoreError::Invalid(format!(
