@@ -758,11 +758,15 @@ impl Client {
     fn own_message(&self, group: &GroupId, id: &str) -> Result<MessageId, Error> {
         let target = parse_id(id)?;
         let unknown = || Error::UnknownMessage(id.to_owned());
-        let (g, seq) = self
-            .inner
-            .local
-            .get::<(GroupId, u64)>(&key::message_id(&target.0))?
-            .ok_or_else(unknown)?;
+        let Some((g, seq)) = self.inner.local.get::<(GroupId, u64)>(&key::message_id(&target.0))? else {
+            // Sent by this device and not stored by the relay yet: the change
+            // queues behind it.
+            let items: Vec<(Vec<u8>, OutboxItem)> = self.inner.local.scan(key::OUTBOX, None, false, usize::MAX)?;
+            let queued = items
+                .iter()
+                .any(|(_, item)| item.group == *group && Payload::decode(&item.payload).is_ok_and(|p| p.id == target));
+            return if queued { Ok(target) } else { Err(unknown()) };
+        };
         if g != *group {
             return Err(unknown());
         }

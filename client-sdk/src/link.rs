@@ -7,8 +7,8 @@
 //!  Rendezvous(slot, SPAKE2 msg) ───────▶ pairs the two ◀──────── Rendezvous(slot, SPAKE2 msg)
 //!        ◀──────────────── each side's SPAKE2 message ────────────────▶
 //!        ◀──────────── sealed {key: new device's public key} ──────────
-//!        ──── sealed {user, by, signature over the link transcript} ──▶
-//!                                        │ ◀── connects: Registration::Linked, uploads key packages
+//!        ──── sealed {user, by, expiry, signature over the link transcript} ──▶
+//!                                        │ ◀── connects: Registration::LinkedUntil, uploads key packages
 //!        ◀──────────────────────── sealed {ready} ─────────────────────
 //!  adds the device to every group (own-devices group first),
 //!  posts the history of each group in the own-devices group (MLS)
@@ -114,10 +114,11 @@ enum LinkMsg {
     /// New → existing: the new device's Ed25519 public key (hex).
     Key { key: String },
     /// Existing → new: the user, the approving device and its signature
-    /// over the link transcript (hex), for `Registration::Linked`.
+    /// over the link transcript (hex) and its expiry, for `Registration::LinkedUntil`.
     Approve {
         user: String,
         by: String,
+        expires_ms: u64,
         signature: String,
     },
     /// New → existing: registered, key packages uploaded.
@@ -315,12 +316,18 @@ impl PendingLink {
             return Err(link_err("expected the new device's key"));
         };
         let key: [u8; 32] = parse_hex(&key, "device key")?;
-        let Registration::Linked { by, signature } = client.inner.identity.approve_link(&key) else {
+        let Registration::LinkedUntil {
+            by,
+            expires_ms,
+            signature,
+        } = client.inner.identity.approve_link(&key)
+        else {
             return Err(link_err("approval failed"));
         };
         let approve = LinkMsg::Approve {
             user: client.inner.user.0.clone(),
             by: by.to_string(),
+            expires_ms,
             signature: hex::encode(signature.0),
         };
         pipe.send(sealer.seal(&approve)?).await?;
@@ -483,7 +490,13 @@ impl ClientBuilder {
             key: hex::encode(public),
         })?)
         .await?;
-        let LinkMsg::Approve { user, by, signature } = sealer.open(&pipe.recv().await?)? else {
+        let LinkMsg::Approve {
+            user,
+            by,
+            expires_ms,
+            signature,
+        } = sealer.open(&pipe.recv().await?)?
+        else {
             return Err(link_err("expected the approval"));
         };
         let by = DeviceId(parse_hex(&by, "approving device")?);
@@ -491,7 +504,11 @@ impl ClientBuilder {
         let (client, events) = self
             .user(user)
             .device_seed(seed)
-            .registration(Registration::Linked { by, signature })
+            .registration(Registration::LinkedUntil {
+                by,
+                expires_ms,
+                signature,
+            })
             .open_with_events()
             .await?;
         let mut settled = client.inner.settled.subscribe();

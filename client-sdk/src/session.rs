@@ -114,7 +114,7 @@ async fn session(
     let first_device = ready.registered
         && !matches!(
             *inner.registration.lock().unwrap_or_else(|p| p.into_inner()),
-            Registration::Linked { .. }
+            Registration::Linked { .. } | Registration::LinkedUntil { .. }
         );
     engine.handle_connected(Instant::now().into_std(), relay_hb);
     let _ = inner.connected.send_replace(true);

@@ -88,15 +88,29 @@ impl Identity {
         Signature(self.key.sign(msg).to_bytes())
     }
 
-    /// Approves `new_device_key` as another device of the same user.
+    /// Approves `new_device_key` as another device of the same user, for
+    /// the next [`LINK_APPROVAL_VALIDITY`].
     pub fn approve_link(&self, new_device_key: &[u8; 32]) -> Registration {
-        let t = hush_protocol::auth::link_transcript(&self.user, new_device_key);
-        Registration::Linked {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.approve_link_until(new_device_key, now + LINK_APPROVAL_VALIDITY.as_millis() as u64)
+    }
+
+    /// Approves `new_device_key` until `expires_ms` (ms since the Unix epoch;
+    /// relays accept at most 15 minutes ahead).
+    pub fn approve_link_until(&self, new_device_key: &[u8; 32], expires_ms: u64) -> Registration {
+        let t = hush_protocol::auth::link_transcript_until(&self.user, new_device_key, expires_ms);
+        Registration::LinkedUntil {
             by: self.device(),
+            expires_ms,
             signature: self.sign(&t),
         }
     }
 }
+
+/// How long a link approval made by [`Identity::approve_link`] is valid.
+pub const LINK_APPROVAL_VALIDITY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 /// How to trust the relay's certificate.
 #[derive(Clone, Debug)]

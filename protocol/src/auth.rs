@@ -31,6 +31,15 @@ pub fn link_transcript(user: &UserId, new_device_key: &[u8; 32]) -> Vec<u8> {
     user_key_transcript(b"hush-link-v1\0", user, new_device_key)
 }
 
+/// The bytes an existing device signs to approve a new device of the same user
+/// until `expires_ms`: `"hush-link-v2\0" || u16be len || user ||
+/// new_device_key(32) || expires_ms (u64 BE)`.
+pub fn link_transcript_until(user: &UserId, new_device_key: &[u8; 32], expires_ms: u64) -> Vec<u8> {
+    let mut out = user_key_transcript(b"hush-link-v2\0", user, new_device_key);
+    out.extend_from_slice(&expires_ms.to_be_bytes());
+    out
+}
+
 /// The bytes a device signs to revoke another device of its user (or itself):
 /// `"hush-revoke-v1\0" || u16be len || user || revoked_device_key(32)`.
 pub fn revoke_transcript(user: &UserId, revoked_device_key: &[u8; 32]) -> Vec<u8> {

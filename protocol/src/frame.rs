@@ -149,11 +149,22 @@ pub enum Registration {
     None,
     /// 1: a JWT from the app's backend whose `sub` is the user id.
     Token(String),
-    /// 2: an existing device of the same user approves the new key.
+    /// 2: an existing device of the same user approves the new key, with no
+    /// expiry. Refused by current relays: use `LinkedUntil`.
     Linked {
         /// The approving device (already registered to the same user).
         by: DeviceId,
         /// Its signature over [`crate::auth::link_transcript`].
+        signature: Signature,
+    },
+    /// 3: an existing device of the same user approves the new key until
+    /// `expires_ms` (at most [`crate::limits::MAX_LINK_APPROVAL_MS`] ahead).
+    LinkedUntil {
+        /// The approving device (already registered to the same user).
+        by: DeviceId,
+        /// When the approval stops being accepted, ms since the Unix epoch.
+        expires_ms: u64,
+        /// Its signature over [`crate::auth::link_transcript_until`].
         signature: Signature,
     },
 }

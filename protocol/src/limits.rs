@@ -4,6 +4,9 @@
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 /// Largest ciphertext payload in a group message.
 pub const MAX_PAYLOAD_LEN: usize = 512 * 1024;
+/// Longest a link approval may be valid for: its `expires_ms` at most this
+/// far ahead of the relay's clock.
+pub const MAX_LINK_APPROVAL_MS: u64 = 15 * 60 * 1000;
 /// How many epochs back a message or proposal may be and still be stored:
 /// one sealed just before a commit and arriving just after it is kept
 /// (members keep two past epochs' secrets), anything older is refused as

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use ed25519_dalek::{Signer, SigningKey};
-use hush_protocol::auth::{auth_transcript, link_transcript};
+use hush_protocol::auth::{auth_transcript, link_transcript_until};
 use hush_protocol::codec::{self, CodecError};
 use hush_protocol::error::{ErrorCode, ErrorDetail, WireError};
 use hush_protocol::frame::{
@@ -333,7 +333,10 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     all.push(("auth-transcript", example_auth_transcript()));
     all.push(("device-key", public.to_vec()));
     all.push(("device-id", example_device().0.to_vec()));
-    all.push(("link-transcript", link_transcript(&UserId::from("alice"), &new_key)));
+    all.push((
+        "link-transcript",
+        link_transcript_until(&UserId::from("alice"), &new_key, 1_700_000_000_000),
+    ));
     all
 }
 

@@ -103,6 +103,7 @@ fn registration_index(r: &Registration) -> u8 {
         Registration::None => 0,
         Registration::Token(_) => 1,
         Registration::Linked { .. } => 2,
+        Registration::LinkedUntil { .. } => 3,
     }
 }
 
@@ -313,7 +314,7 @@ fn strategies_reach_every_variant() {
     assert_eq!(indices(relay_frame(), relay_frame_index), all(12));
     assert_eq!(indices(reply(), reply_index), all(10));
     assert_eq!(indices(notice(), notice_index), all(3));
-    assert_eq!(indices(registration(), registration_index), all(3));
+    assert_eq!(indices(registration(), registration_index), all(4));
     assert_eq!(indices(error_detail(), small_enum_index), all(6));
     assert_eq!(
         indices(inbox_kind(), |k| match k {

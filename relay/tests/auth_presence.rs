@@ -435,3 +435,51 @@ async fn a_revoked_device_is_refused_unlisted_unaddable_and_its_approvals_void()
     );
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn link_approvals_expire() {
+    let relay = TestRelay::start_with(|c| {
+        c.auth.open = Some(false);
+        c.auth.jwt_hs256_secret = Some(APP_SECRET.into());
+    })
+    .await;
+    let phone = Identity::generate("alice");
+    let mut opts = relay.options();
+    opts.registration = Registration::Token(issue_hs256(APP_SECRET.as_bytes(), "alice", exp()));
+    drop(relay.try_connect(&phone, opts).await.unwrap());
+    let now = hush_relay::now_ms();
+    let relay = &relay;
+    let try_with = |registration: Registration| {
+        let mut opts = relay.options();
+        opts.registration = registration;
+        let laptop = Identity::from_seed("alice", [9; 32]);
+        async move { relay.try_connect(&laptop, opts).await.map(|c| c.ready().registered) }
+    };
+    let laptop_key = Identity::from_seed("alice", [9; 32]).public_key();
+    // Expired, valid for too long, or with no expiry at all: refused.
+    for registration in [
+        phone.approve_link_until(&laptop_key, now - 1_000),
+        phone.approve_link_until(&laptop_key, now + 60 * 60 * 1000),
+        Registration::Linked {
+            by: phone.device(),
+            signature: phone.sign(&hush_protocol::auth::link_transcript(&phone.user, &laptop_key)),
+        },
+    ] {
+        let err = try_with(registration).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::AuthFailed), "{err}");
+    }
+    // A fresh one: accepted; its expiry cannot be moved (the signature covers it).
+    let Registration::LinkedUntil { by, signature, .. } = phone.approve_link(&laptop_key) else {
+        unreachable!()
+    };
+    let stretched = Registration::LinkedUntil {
+        by,
+        expires_ms: now + 14 * 60 * 1000,
+        signature,
+    };
+    assert_eq!(
+        try_with(stretched).await.unwrap_err().code(),
+        Some(ErrorCode::AuthFailed)
+    );
+    assert!(try_with(phone.approve_link(&laptop_key)).await.unwrap());
+}

@@ -109,6 +109,11 @@ pub fn registration() -> impl Strategy<Value = Registration> {
         Just(Registration::None),
         text().prop_map(Registration::Token),
         (device_id(), signature()).prop_map(|(by, signature)| Registration::Linked { by, signature }),
+        (device_id(), u64_any(), signature()).prop_map(|(by, expires_ms, signature)| Registration::LinkedUntil {
+            by,
+            expires_ms,
+            signature
+        }),
     ]
 }
 

@@ -2,9 +2,10 @@
 
 use std::time::Instant;
 
-use hush_protocol::auth::{link_transcript, verify};
+use hush_protocol::auth::{link_transcript_until, verify};
 use hush_protocol::codec;
 use hush_protocol::frame::{ClientFrame, CloseReason, Registration, RelayFrame, Resume};
+use hush_protocol::limits::MAX_LINK_APPROVAL_MS;
 use hush_protocol::session::{ProvenDevice, RelayHandshake, RelayStep};
 use hush_protocol::{ErrorCode, WireError};
 use rand::RngCore;
@@ -174,7 +175,27 @@ async fn register(shared: &Shared, p: &ProvenDevice) -> Result<bool, WireError> 
                 }
             }
         }
-        Registration::Linked { by, signature } => {
+        Registration::Linked { .. } => {
+            return Err(WireError::new(
+                ErrorCode::AuthFailed,
+                "link approvals without an expiry are not accepted: use LinkedUntil",
+            ));
+        }
+        Registration::LinkedUntil {
+            by,
+            expires_ms,
+            signature,
+        } => {
+            let now = now_ms();
+            if *expires_ms < now || *expires_ms > now.saturating_add(MAX_LINK_APPROVAL_MS) {
+                return Err(WireError::new(
+                    ErrorCode::AuthFailed,
+                    format!(
+                        "link approval expired or valid for longer than {} minutes",
+                        MAX_LINK_APPROVAL_MS / 60_000
+                    ),
+                ));
+            }
             let approver = shared.store.device(*by).await?;
             let Some(approver) = approver.filter(|a| a.user == p.user) else {
                 return Err(WireError::new(
@@ -189,7 +210,11 @@ async fn register(shared: &Shared, p: &ProvenDevice) -> Result<bool, WireError> 
                     "the approving device was revoked",
                 ));
             }
-            if !verify(&approver.key, &link_transcript(&p.user, &p.key), signature) {
+            if !verify(
+                &approver.key,
+                &link_transcript_until(&p.user, &p.key, *expires_ms),
+                signature,
+            ) {
                 return Err(WireError::new(
                     ErrorCode::AuthFailed,
                     "link approval signature does not verify",
