@@ -22,7 +22,7 @@ MAX_FRAME_LEN = 1 << 20
 U64_MAX = (1 << 64) - 1
 
 AUTH_LABEL = b"hush-auth-v1\x00"
-LINK_LABEL = b"hush-link-v1\x00"
+LINK_LABEL = b"hush-link-v2\x00"
 DEVICE_ID_LABEL = b"hush-device-id-v1"
 
 
@@ -251,7 +251,7 @@ class Resume:
     after_seq: int
 
 
-# Registration: None | ("Token", jwt) | ("Linked", by, signature)
+# Registration: None | ("Token", jwt) | ("Linked", by, signature) | ("LinkedUntil", by, expires_ms, signature)
 @dataclass
 class Challenge:
     version: int
@@ -436,6 +436,8 @@ def encode_authenticate(
         w.variant(1).string(registration[1])
     elif registration[0] == "Linked":
         w.variant(2).fixed(registration[1], 16).fixed(registration[2], 64)
+    elif registration[0] == "LinkedUntil":
+        w.variant(3).fixed(registration[1], 16).u64(registration[2]).fixed(registration[3], 64)
     else:
         raise ValueError(f"unknown registration {registration!r}")
 
@@ -583,13 +585,15 @@ def decode_client_frame(buf: bytes) -> tuple:
         out: tuple = ("Hello", r.u16(), r.u16(), r.string())
     elif index == 1:
         user, key, sig = r.string(), r.fixed(32), r.fixed(64)
-        reg_index = r.variant(3, "Registration")
+        reg_index = r.variant(4, "Registration")
         if reg_index == 0:
             reg: Any = None
         elif reg_index == 1:
             reg = ("Token", r.string())
-        else:
+        elif reg_index == 2:
             reg = ("Linked", r.fixed(16), r.fixed(64))
+        else:
+            reg = ("LinkedUntil", r.fixed(16), r.u64(), r.fixed(64))
         resume = r.vec(lambda: Resume(r.bytes_(), r.u64()))
         out = ("Authenticate", user, key, sig, reg, resume)
     elif index == 2:
@@ -759,8 +763,8 @@ def auth_transcript(nonce: bytes, relay_id: str, user: str, public_key: bytes) -
     return AUTH_LABEL + nonce + _u16be_str(relay_id) + _u16be_str(user) + public_key
 
 
-def link_transcript(user: str, new_public_key: bytes) -> bytes:
-    return LINK_LABEL + _u16be_str(user) + new_public_key
+def link_transcript(user: str, new_public_key: bytes, expires_ms: int) -> bytes:
+    return LINK_LABEL + _u16be_str(user) + new_public_key + expires_ms.to_bytes(8, "big")
 
 
 class Identity:

@@ -95,7 +95,7 @@ class WorkedExamples(unittest.TestCase):
         transcript = hc.auth_transcript(bytes(range(32)), "eu-1/a", "alice", self.identity.public_key)
         self.assertEqual(transcript, self.ex["auth-transcript"])
         new_key = hc.Identity(b"\x02" * 32).public_key
-        self.assertEqual(hc.link_transcript("alice", new_key), self.ex["link-transcript"])
+        self.assertEqual(hc.link_transcript("alice", new_key, 1_700_000_000_000), self.ex["link-transcript"])
 
     def test_authenticate(self) -> None:
         transcript = hc.auth_transcript(bytes(range(32)), "eu-1/a", "alice", self.identity.public_key)
@@ -440,7 +440,8 @@ class RelayTest(unittest.IsolatedAsyncioTestCase):
             closing = await self.expect_end(c)
             self.assertIsNotNone(closing, "no Closing before the end of the connection")
             self.assertEqual(closing.reason_name, "GoingAway")
-        self.assertEqual(await self.relay.stop(), 0)
+        code = await self.relay.stop()
+        self.assertEqual(code, 0, self.relay.logs())
 
 
 if __name__ == "__main__":

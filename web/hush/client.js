@@ -44,7 +44,7 @@ export class HushClient {
    * @param {string} o.url `https://host:port/wt` (WebTransport) or `wss://host:port/ws`
    * @param {Uint8Array|Uint8Array[]} [o.certHash] the development relay's certificate SHA-256, or
    *   all the hashes its /cert-hash lists (WebTransport; a wss:// WebSocket cannot pin)
-   * @param {object} [o.registration] `{type: 'None'}` (default), `{type: 'Token', token}` or `{type: 'Linked', by, signature}`
+   * @param {object} [o.registration] `{type: 'None'}` (default), `{type: 'Token', token}` or `{type: 'LinkedUntil', by, expires_ms, signature}`
    * @param {Array} [o.resume] `[{group, after_seq}]`
    * @param {string} [o.clientName]
    * @param {number} [o.timeoutMs] handshake deadline

@@ -401,6 +401,12 @@ function putRequest(op) {
     case 'ListGroups':
       this.variant(10);
       break;
+    case 'Redact':
+      this.variant(11).bytes(op.group).u64(op.seq);
+      break;
+    case 'RevokeDevice':
+      this.variant(12).fixed(op.device, DEVICE_ID_LEN).fixed(op.signature, SIG_LEN);
+      break;
     default:
       throw new TypeError(`unknown Request ${op.type}`);
   }
@@ -416,6 +422,9 @@ function putRegistration(r) {
       break;
     case 'Linked':
       this.variant(2).fixed(r.by, DEVICE_ID_LEN).fixed(r.signature, SIG_LEN);
+      break;
+    case 'LinkedUntil':
+      this.variant(3).fixed(r.by, DEVICE_ID_LEN).u64(r.expires_ms).fixed(r.signature, SIG_LEN);
       break;
     default:
       throw new TypeError(`unknown Registration ${r.type}`);

@@ -28,9 +28,14 @@ export function authTranscript(nonce, relayId, user, publicKey) {
   return concat([enc.encode('hush-auth-v1\0'), nonce, lengthPrefixed(relayId), lengthPrefixed(user), publicKey]);
 }
 
-/** The link transcript (section 6.4): "hush-link-v1\0" || u16be(len user) || user || new key. */
-export function linkTranscript(user, newPublicKey) {
-  return concat([enc.encode('hush-link-v1\0'), lengthPrefixed(user), newPublicKey]);
+/**
+ * The link transcript (section 6.4): "hush-link-v2\0" || u16be(len user) || user || new key
+ * || expires_ms (u64 big-endian), for `Registration` `LinkedUntil`.
+ */
+export function linkTranscript(user, newPublicKey, expiresMs) {
+  const expiry = new Uint8Array(8);
+  new DataView(expiry.buffer).setBigUint64(0, BigInt(expiresMs), false);
+  return concat([enc.encode('hush-link-v2\0'), lengthPrefixed(user), newPublicKey, expiry]);
 }
 
 /** device id = first 16 bytes of SHA-256("hush-device-id-v1" || public key) (section 6.3). */
