@@ -667,6 +667,14 @@ impl Client {
         Ok(items.len())
     }
 
+    /// Whether message `id` waits in the outbox (in `group`, if given).
+    fn queued_in(&self, group: Option<&GroupId>, id: &[u8; 16]) -> Result<bool, Error> {
+        let items: Vec<(Vec<u8>, OutboxItem)> = self.inner.local.scan(key::OUTBOX, None, false, usize::MAX)?;
+        Ok(items.iter().any(|(_, item)| {
+            group.is_none_or(|g| item.group == *g) && Payload::decode(&item.payload).is_ok_and(|p| p.id.0 == *id)
+        }))
+    }
+
     /// What became of a message this device sent (by the id `send_*`
     /// returned): stored in the group's log, still queued, or refused.
     pub fn send_outcome(&self, id: &str) -> Result<SendOutcome, Error> {
@@ -677,11 +685,7 @@ impl Client {
         if let Some(reason) = self.inner.local.get::<String>(&key::send_failed(&raw))? {
             return Ok(SendOutcome::Failed(reason));
         }
-        let items: Vec<(Vec<u8>, OutboxItem)> = self.inner.local.scan(key::OUTBOX, None, false, usize::MAX)?;
-        if items
-            .iter()
-            .any(|(_, item)| Payload::decode(&item.payload).is_ok_and(|p| p.id.0 == raw))
-        {
+        if self.queued_in(None, &raw)? {
             return Ok(SendOutcome::Queued);
         }
         // Out of the outbox and not refused: the relay stored it. (An id
@@ -761,11 +765,11 @@ impl Client {
         let Some((g, seq)) = self.inner.local.get::<(GroupId, u64)>(&key::message_id(&target.0))? else {
             // Sent by this device and not stored by the relay yet: the change
             // queues behind it.
-            let items: Vec<(Vec<u8>, OutboxItem)> = self.inner.local.scan(key::OUTBOX, None, false, usize::MAX)?;
-            let queued = items
-                .iter()
-                .any(|(_, item)| item.group == *group && Payload::decode(&item.payload).is_ok_and(|p| p.id == target));
-            return if queued { Ok(target) } else { Err(unknown()) };
+            return if self.queued_in(Some(group), &target.0)? {
+                Ok(target)
+            } else {
+                Err(unknown())
+            };
         };
         if g != *group {
             return Err(unknown());
