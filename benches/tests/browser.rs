@@ -151,7 +151,14 @@ async fn exchange(
             client_msg_id: 1,
             kind: MessageKind::Commit,
             epoch: 0,
-            payload: private_message(group, 0, MessageKind::Commit, b"commit adding the browser"),
+            payload: hush_crypto::inspect::framing::commit(
+                group,
+                0,
+                &[browser_device],
+                &[],
+                b"commit adding the browser",
+            )
+            .into(),
             roster: Some(RosterChange {
                 add: vec![browser_device],
                 remove: vec![],

@@ -175,6 +175,19 @@ pub enum Event {
         /// The commit the relay named.
         seq: u64,
     },
+    /// The commit at `seq` was rejected and not merged: its roster binding
+    /// names other devices than the ones it adds and removes in MLS, or the
+    /// devices it brings in do not carry valid hush credentials. The relay
+    /// applied the roster change the commit claims, so until the group moves
+    /// on from a commit every member accepts, it and the relay disagree.
+    CommitRejected {
+        /// The group.
+        group: GroupId,
+        /// The rejected commit.
+        seq: u64,
+        /// Why.
+        reason: String,
+    },
     /// A new device of this user was linked (and added to its groups).
     DeviceLinked {
         /// The new device.

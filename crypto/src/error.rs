@@ -55,6 +55,12 @@ pub enum Error {
         /// The group's epoch.
         group: u64,
     },
+    /// A commit whose roster binding (its `authenticated_data`, see
+    /// `hush_protocol::roster`) is missing or names other devices than the
+    /// ones MLS adds and removes: the relay would apply a different roster
+    /// than the group's, so the commit is rejected and not merged.
+    #[error("the commit's roster binding does not match what it changes: {0}")]
+    RosterBinding(String),
     /// A message of an epoch the group has not reached: commits were missed
     /// and must be processed first.
     #[error("message for epoch {message}, group is only at {group}")]

@@ -36,6 +36,7 @@ pub mod error;
 pub mod frame;
 pub mod ids;
 pub mod limits;
+pub mod roster;
 pub mod session;
 
 /// The newest protocol version this crate speaks.

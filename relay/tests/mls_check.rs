@@ -83,6 +83,31 @@ async fn envelopes_that_disagree_with_their_mls_bytes_are_refused() {
     ] {
         assert_eq!(send(&ca, &g, Application, 1, garbage).await, Err(ErrorCode::InvalidMls));
     }
+    // A commit whose roster binding is missing, or names other devices than
+    // its envelope: the relay would apply a roster the committer did not sign.
+    let carol = Identity::generate("carol").device();
+    for payload in [
+        mls(&g, 1, Commit, b"no binding"),
+        Bytes::from(framing::commit(&g, 1, &[], &[], b"binds no change")),
+        Bytes::from(framing::commit(&g, 1, &[], &[carol], b"binds a removal")),
+    ] {
+        let refused = ca
+            .request(Request::Send(Send {
+                group: g.clone(),
+                client_msg_id: rand::random(),
+                kind: Commit,
+                epoch: 1,
+                payload,
+                roster: Some(RosterChange {
+                    add: vec![carol],
+                    remove: vec![],
+                    welcome: Some(Bytes::from(framing::welcome(b"w"))),
+                }),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Some(ErrorCode::MlsMismatch));
+    }
     // A commit whose Welcome is not a Welcome.
     let bad_welcome = ca
         .request(Request::Send(Send {
@@ -90,9 +115,9 @@ async fn envelopes_that_disagree_with_their_mls_bytes_are_refused() {
             client_msg_id: 77,
             kind: Commit,
             epoch: 1,
-            payload: mls(&g, 1, Commit, b"adds carol"),
+            payload: Bytes::from(framing::commit(&g, 1, &[carol], &[], b"adds carol")),
             roster: Some(RosterChange {
-                add: vec![Identity::generate("carol").device()],
+                add: vec![carol],
                 remove: vec![],
                 welcome: Some(Bytes::from_static(b"welcome")),
             }),

@@ -28,7 +28,9 @@ fn roster_commit(group: &GroupId, epoch: u64, add: Vec<DeviceId>, remove: Vec<De
         client_msg_id: rand::random(),
         kind: MessageKind::Commit,
         epoch,
-        payload: mls(group, epoch, MessageKind::Commit, b"commit"),
+        payload: bytes::Bytes::from(hush_crypto::inspect::framing::commit(
+            group, epoch, &add, &remove, b"commit",
+        )),
         roster: Some(RosterChange { add, remove, welcome }),
     })
 }

@@ -500,6 +500,15 @@ def mls_private_message(
     )
 
 
+def roster_binding(add=(), remove=()) -> bytes:
+    """A commit's authenticated_data: "HR" 0x01, then the added and the
+    removed device ids, each list as a u16 BE count and 16-byte ids."""
+    out = b"HR\x01"
+    for ids in (add, remove):
+        out += len(ids).to_bytes(2, "big") + b"".join(ids)
+    return out
+
+
 def mls_welcome(encrypted_group_info: bytes, cipher_suite: int = 1) -> bytes:
     """An MLS Welcome with one (empty) EncryptedGroupSecrets entry."""
     secret = mls_vector(b"") + mls_vector(b"") + mls_vector(b"")

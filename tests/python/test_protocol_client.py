@@ -342,7 +342,9 @@ class RelayTest(unittest.IsolatedAsyncioTestCase):
         # A creates the group (epoch 0) and adds B with a commit.
         self.assertEqual(await a.call(hc.op_create_group(group), "GroupCreated"), 0)
         welcome = hc.mls_welcome(b"welcome for bob")
-        commit = hc.mls_private_message(group, 0, hc.COMMIT, b"commit epoch 0")
+        commit = hc.mls_private_message(
+            group, 0, hc.COMMIT, b"commit epoch 0", authenticated_data=hc.roster_binding(add=[bob.device_id])
+        )
         roster = hc.RosterChange(add=[bob.device_id], welcome=welcome)
         sent = await a.call(hc.op_send(group, 1, hc.COMMIT, 0, commit, roster), "Sent")
         self.assertEqual(sent, hc.Sent(1, 1, False))
@@ -407,7 +409,7 @@ class RelayTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(info.policy, hc.Policy())
 
         # A stale commit is refused with the current epoch.
-        late = hc.mls_private_message(group, 0, hc.COMMIT, b"late commit")
+        late = hc.mls_private_message(group, 0, hc.COMMIT, b"late commit", authenticated_data=hc.roster_binding())
         resp = await a.request(hc.op_send(group, 2, hc.COMMIT, 0, late))
         self.assertFalse(resp.ok)
         self.assertEqual(resp.error.name, "StaleEpoch")
@@ -420,6 +422,15 @@ class RelayTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((resp.ok, resp.error.name), (False, "MlsMismatch"))
         as_commit = hc.mls_private_message(group, 1, hc.APPLICATION, b"x")
         resp = await a.request(hc.op_send(group, 4, hc.COMMIT, 1, as_commit))
+        self.assertEqual((resp.ok, resp.error.name), (False, "MlsMismatch"))
+        # A commit must carry its roster binding, naming the envelope's devices.
+        unbound = hc.mls_private_message(group, 1, hc.COMMIT, b"x")
+        resp = await a.request(hc.op_send(group, 6, hc.COMMIT, 1, unbound))
+        self.assertEqual((resp.ok, resp.error.name), (False, "MlsMismatch"))
+        other = hc.mls_private_message(
+            group, 1, hc.COMMIT, b"x", authenticated_data=hc.roster_binding(remove=[bob.device_id])
+        )
+        resp = await a.request(hc.op_send(group, 7, hc.COMMIT, 1, other))
         self.assertEqual((resp.ok, resp.error.name), (False, "MlsMismatch"))
         resp = await a.request(hc.op_send(group, 5, hc.APPLICATION, 1, b"not mls"))
         self.assertEqual((resp.ok, resp.error.name), (False, "InvalidMls"))

@@ -99,7 +99,7 @@ async fn setup_group(t: &Target, n: usize, name: &str) -> anyhow::Result<(GroupI
             client_msg_id: 0,
             kind: MessageKind::Commit,
             epoch: 0,
-            payload: Bytes::from(framing::private_message(&group, 0, MessageKind::Commit, b"commit")),
+            payload: Bytes::from(framing::commit(&group, 0, &add, &[], b"commit")),
             roster: Some(RosterChange {
                 add,
                 remove: vec![],

@@ -373,7 +373,7 @@ impl RawPair {
                 client_msg_id: 0,
                 kind: MessageKind::Commit,
                 epoch: 0,
-                payload: Bytes::from(framing::private_message(&group, 0, MessageKind::Commit, b"commit")),
+                payload: Bytes::from(framing::commit(&group, 0, &[receiver.ready().device], &[], b"commit")),
                 roster: Some(RosterChange {
                     add: vec![receiver.ready().device],
                     remove: vec![],

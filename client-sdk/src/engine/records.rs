@@ -47,6 +47,18 @@ impl Engine {
         } else if !skip_own {
             match self.device.process(&entry.payload) {
                 Ok(processed) => self.processed(batch, events, entry, processed)?,
+                Err(e @ (hush_crypto::Error::RosterBinding(_) | hush_crypto::Error::Credential(_)))
+                    if entry.kind == MessageKind::Commit =>
+                {
+                    // A commit that would make the relay's roster and the
+                    // group's differ, or bring in a forged leaf: not merged.
+                    tracing::warn!(group = %group, seq = entry.seq, error = %e, "rejecting a commit");
+                    events.push(Event::CommitRejected {
+                        group: group.clone(),
+                        seq: entry.seq,
+                        reason: e.to_string(),
+                    });
+                }
                 Err(e) => {
                     // Undecryptable (too old an epoch, corrupted, not for
                     // us): it can never be read, so move past it.

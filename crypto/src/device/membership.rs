@@ -1,6 +1,6 @@
 //! Creating, joining and changing groups: every change is a commit the relay orders.
 
-use hush_protocol::{DeviceId, GroupId};
+use hush_protocol::{DeviceId, GroupId, roster};
 use openmls::group::GroupId as MlsGroupId;
 use openmls::prelude::{
     KeyPackage, KeyPackageIn, LeafNodeIndex, LeafNodeParameters, MlsGroup, MlsGroupJoinConfig, MlsMessageBodyIn,
@@ -152,10 +152,15 @@ impl Device {
             for bytes in key_packages {
                 packages.push(d.parse_key_package(bytes)?);
             }
-            let (g, provider, identity) = d.idle_group_parts(group)?;
-            let epoch = g.epoch().as_u64();
-            let (commit, welcome, _) = g.add_members(provider, identity, &packages).map_err(Error::mls)?;
-            d.commit_output(group, epoch, commit, Some(welcome))
+            let mut guess = Vec::with_capacity(packages.len());
+            for kp in &packages {
+                let leaf = kp.leaf_node();
+                guess.push(DeviceCredential::from_leaf(leaf.credential(), leaf.signature_key().as_slice())?.device);
+            }
+            d.bound_commit(group, (guess, Vec::new()), |g, provider, identity| {
+                let (commit, welcome, _) = g.add_members(provider, identity, &packages).map_err(Error::mls)?;
+                Ok((commit, Some(welcome)))
+            })
         })
     }
 
@@ -188,10 +193,10 @@ impl Device {
                     .ok_or(Error::NotAMember(*device))?;
                 leaves.push(LeafNodeIndex::new(member.leaf));
             }
-            let (g, provider, identity) = d.idle_group_parts(group)?;
-            let epoch = g.epoch().as_u64();
-            let (commit, welcome, _) = g.remove_members(provider, identity, &leaves).map_err(Error::mls)?;
-            d.commit_output(group, epoch, commit, welcome)
+            d.bound_commit(group, (Vec::new(), devices.to_vec()), |g, provider, identity| {
+                let (commit, welcome, _) = g.remove_members(provider, identity, &leaves).map_err(Error::mls)?;
+                Ok((commit, welcome))
+            })
         })
     }
 
@@ -200,13 +205,13 @@ impl Device {
     /// leave.
     pub fn self_update(&mut self, group: &GroupId) -> Result<Commit, Error> {
         self.atomically(Some(group), |d| {
-            let (g, provider, identity) = d.idle_group_parts(group)?;
-            let epoch = g.epoch().as_u64();
-            let bundle = g
-                .self_update(provider, identity, LeafNodeParameters::default())
-                .map_err(Error::mls)?;
-            let (commit, welcome, _) = bundle.into_messages();
-            d.commit_output(group, epoch, commit, welcome)
+            d.bound_commit(group, (Vec::new(), Vec::new()), |g, provider, identity| {
+                let bundle = g
+                    .self_update(provider, identity, LeafNodeParameters::default())
+                    .map_err(Error::mls)?;
+                let (commit, welcome, _) = bundle.into_messages();
+                Ok((commit, welcome))
+            })
         })
     }
 
@@ -221,6 +226,42 @@ impl Device {
             let proposal = g.leave_group(provider, identity).map_err(Error::mls)?;
             proposal.to_bytes().map_err(Error::mls)
         })
+    }
+
+    /// Makes a commit with `make`, carrying the roster binding of what it
+    /// adds and removes as its authenticated data (`hush_protocol::roster`).
+    /// `guess` is what the caller asked for; proposals received earlier (a
+    /// member's request to leave) may join the commit, and then it is made
+    /// again with the binding of what it really changes.
+    fn bound_commit(
+        &mut self,
+        group: &GroupId,
+        guess: (Vec<DeviceId>, Vec<DeviceId>),
+        make: impl Fn(
+            &mut MlsGroup,
+            &super::Provider,
+            &crate::identity::DeviceIdentity,
+        ) -> Result<(MlsMessageOut, Option<MlsMessageOut>), Error>,
+    ) -> Result<Commit, Error> {
+        let mut aad = roster::binding(&guess.0, &guess.1);
+        for _ in 0..2 {
+            let (g, provider, identity) = self.idle_group_parts(group)?;
+            let epoch = g.epoch().as_u64();
+            g.set_aad(aad.clone());
+            let made = make(g, provider, identity);
+            g.set_aad(Vec::new());
+            let (commit, welcome) = made?;
+            let out = self.commit_output(group, epoch, commit, welcome)?;
+            let devices = |list: &[DeviceCredential]| list.iter().map(|c| c.device).collect::<Vec<_>>();
+            let actual = roster::binding(&devices(&out.added), &devices(&out.removed));
+            if actual == aad {
+                return Ok(out);
+            }
+            let (g, provider, _) = self.group_parts(group)?;
+            g.clear_pending_commit(&provider.store)?;
+            aad = actual;
+        }
+        Err(Error::RosterBinding("the commit changed between two attempts".into()))
     }
 
     fn commit_output(
@@ -350,5 +391,75 @@ impl Device {
             .store
             .read_record(&tree_beside_record(group))?
             .unwrap_or(!self.config.ratchet_tree_in_welcome))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use hush_protocol::UserId;
+    use openmls::prelude::LeafNodeIndex;
+
+    use super::*;
+    use crate::{DeviceConfig, MlsStore, Processed};
+
+    fn device(dir: &tempfile::TempDir, name: &str, user: &str) -> Device {
+        let store = MlsStore::open(dir.path().join(format!("{name}.redb"))).unwrap();
+        Device::create(store, UserId::from(user), DeviceConfig::default()).unwrap()
+    }
+
+    /// A commit that removes carol in MLS while its roster binding (what
+    /// the relay applies) says it changes nothing is not merged by bob; the
+    /// same removal, honestly bound, is.
+    #[test]
+    fn a_commit_whose_roster_binding_hides_a_removal_is_not_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut alice, mut bob, mut carol) = (
+            device(&dir, "a", "alice"),
+            device(&dir, "b", "bob"),
+            device(&dir, "c", "carol"),
+        );
+        let g = GroupId(b"bound".to_vec());
+        alice.create_group(&g).unwrap();
+        let kb = bob.generate_key_packages(1, 0).unwrap().remove(0);
+        let kc = carol.generate_key_packages(1, 0).unwrap().remove(0);
+        let add = alice.add_members(&g, &[&kb, &kc]).unwrap();
+        let (add_ids, _) =
+            roster::parse_binding(&crate::inspect::inspect(&add.message).unwrap().authenticated_data).unwrap();
+        assert_eq!(add_ids, vec![bob.device_id(), carol.device_id()]);
+        alice.merge_pending_commit(&g).unwrap();
+        for d in [&mut bob, &mut carol] {
+            d.join(add.welcome.as_deref().unwrap(), add.ratchet_tree.as_deref())
+                .unwrap();
+        }
+        let carol_leaf = alice
+            .members(&g)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.credential.device == carol.device_id())
+            .unwrap()
+            .leaf;
+
+        let forged = {
+            let (grp, provider, identity) = alice.idle_group_parts(&g).unwrap();
+            grp.set_aad(roster::binding(&[], &[]));
+            let (msg, _, _) = grp
+                .remove_members(provider, identity, &[LeafNodeIndex::new(carol_leaf)])
+                .unwrap();
+            msg.to_bytes().unwrap()
+        };
+        let before = bob.epoch(&g).unwrap();
+        assert!(matches!(bob.process(&forged), Err(Error::RosterBinding(_))));
+        assert_eq!(bob.epoch(&g).unwrap(), before);
+        assert_eq!(bob.members(&g).unwrap().len(), 3);
+
+        alice.discard_pending_commit(&g).unwrap();
+        let honest = alice.remove_members(&g, &[carol.device_id()]).unwrap();
+        match bob.process(&honest.message).unwrap() {
+            Processed::Commit { removed, .. } => assert_eq!(removed[0].device, carol.device_id()),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(bob.epoch(&g).unwrap(), before + 1);
     }
 }

@@ -117,6 +117,7 @@ impl Device {
                 _ => None,
             };
             let sender = decode_credential(processed.credential());
+            let aad = processed.aad().to_vec();
             match processed.into_content() {
                 ProcessedMessageContent::ApplicationMessage(app) => Ok(Processed::Application {
                     group_id: group.clone(),
@@ -144,6 +145,7 @@ impl Device {
                     let sender = sender?;
                     check_commit_credentials(g, &staged, committer)?;
                     let (added, removed) = roster_change(g, &staged)?;
+                    check_binding(&aad, &added, &removed)?;
                     let self_removed = staged.self_removed();
                     g.merge_staged_commit(provider, *staged).map_err(Error::mls)?;
                     if self_removed {
@@ -181,4 +183,25 @@ impl Device {
             }
         })
     }
+}
+
+/// A commit's roster binding must name exactly the devices MLS adds and
+/// removes: the relay applies the binding's (the envelope's) roster change.
+fn check_binding(aad: &[u8], added: &[DeviceCredential], removed: &[DeviceCredential]) -> Result<(), Error> {
+    let Some((add, remove)) = hush_protocol::roster::parse_binding(aad) else {
+        return Err(Error::RosterBinding("no roster binding".into()));
+    };
+    let devices = |list: &[DeviceCredential]| list.iter().map(|c| c.device).collect::<Vec<_>>();
+    if !hush_protocol::roster::same_devices(&add, &devices(added))
+        || !hush_protocol::roster::same_devices(&remove, &devices(removed))
+    {
+        return Err(Error::RosterBinding(format!(
+            "it claims {} added and {} removed, MLS adds {} and removes {}",
+            add.len(),
+            remove.len(),
+            added.len(),
+            removed.len()
+        )));
+    }
+    Ok(())
 }

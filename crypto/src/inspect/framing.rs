@@ -7,7 +7,7 @@
 //! send bytes the relay accepts; no MLS member can decrypt them. They are
 //! also the layout `PROTOCOL.md` (section "MLS payloads") describes, in code.
 
-use hush_protocol::{GroupId, frame::MessageKind};
+use hush_protocol::{DeviceId, GroupId, frame::MessageKind};
 
 use super::{ContentType, Reader, private_message_fields, read_version, varint};
 
@@ -58,17 +58,44 @@ pub fn content_type_for(kind: MessageKind) -> ContentType {
 ///
 /// If the group id or `body` is 2³⁰ bytes or longer.
 pub fn private_message(group: &GroupId, epoch: u64, kind: MessageKind, body: &[u8]) -> Vec<u8> {
+    private_message_with_aad(group, epoch, kind, &[], body)
+}
+
+/// A commit `PrivateMessage` for `group` at `epoch` carrying the roster
+/// binding of `add` and `remove` ([`hush_protocol::roster::binding`]) as its
+/// `authenticated_data`, as the relay requires, and `body` as its ciphertext.
+///
+/// ```
+/// use hush_crypto::inspect::{framing, inspect};
+/// use hush_protocol::{DeviceId, GroupId, roster};
+///
+/// let group = GroupId(b"g".to_vec());
+/// let bytes = framing::commit(&group, 3, &[DeviceId([7; 16])], &[], b"c");
+/// let header = inspect(&bytes).unwrap();
+/// assert_eq!(roster::parse_binding(&header.authenticated_data), Some((vec![DeviceId([7; 16])], vec![])));
+/// ```
+pub fn commit(group: &GroupId, epoch: u64, add: &[DeviceId], remove: &[DeviceId], body: &[u8]) -> Vec<u8> {
+    let aad = hush_protocol::roster::binding(add, remove);
+    private_message_with_aad(group, epoch, MessageKind::Commit, &aad, body)
+}
+
+/// [`private_message`] with `aad` as its `authenticated_data`.
+///
+/// # Panics
+///
+/// If the group id, `aad` or `body` is 2³⁰ bytes or longer.
+pub fn private_message_with_aad(group: &GroupId, epoch: u64, kind: MessageKind, aad: &[u8], body: &[u8]) -> Vec<u8> {
     let content_type: u8 = match content_type_for(kind) {
         ContentType::Application => 1,
         ContentType::Proposal => 2,
         ContentType::Commit => 3,
     };
     let mut out = mls_message_head(2);
-    out.reserve(group.0.len() + body.len() + 20);
+    out.reserve(group.0.len() + aad.len() + body.len() + 20);
     put_opaque(&mut out, &group.0);
     out.extend_from_slice(&epoch.to_be_bytes());
     out.push(content_type);
-    put_opaque(&mut out, &[]); // authenticated_data
+    put_opaque(&mut out, aad); // authenticated_data
     put_opaque(&mut out, &[]); // encrypted_sender_data
     put_opaque(&mut out, body); // ciphertext
     out

@@ -110,6 +110,10 @@ pub struct MlsHeader {
     pub epoch: u64,
     /// Application, proposal or commit.
     pub content_type: ContentType,
+    /// The message's `authenticated_data`: in clear, covered by the sender's
+    /// signature. A hush commit carries its roster binding here
+    /// ([`hush_protocol::roster`]).
+    pub authenticated_data: Vec<u8>,
 }
 
 /// The clear parts of a `Welcome`.
@@ -297,7 +301,7 @@ fn private_message_fields<'a>(r: &mut Reader<'a>) -> Result<(MlsHeader, &'a [u8]
     let group_id = group_id(r)?;
     let epoch = r.u64("epoch")?;
     let content_type = ContentType::from_u8(r.u8("content_type")?)?;
-    r.opaque("authenticated_data")?;
+    let authenticated_data = r.opaque("authenticated_data")?.to_vec();
     r.opaque("encrypted_sender_data")?;
     let ciphertext = r.opaque("ciphertext")?;
     r.finish()?;
@@ -306,6 +310,7 @@ fn private_message_fields<'a>(r: &mut Reader<'a>) -> Result<(MlsHeader, &'a [u8]
         group_id,
         epoch,
         content_type,
+        authenticated_data,
     };
     Ok((header, ciphertext))
 }
@@ -325,7 +330,7 @@ fn public_message(r: &mut Reader<'_>) -> Result<MlsHeader, InspectError> {
         3 | 4 => {}
         other => return Err(InspectError::UnknownSenderType(other)),
     }
-    r.opaque("authenticated_data")?;
+    let authenticated_data = r.opaque("authenticated_data")?.to_vec();
     let content_type = ContentType::from_u8(r.u8("content_type")?)?;
     if content_type == ContentType::Application {
         r.opaque("application_data")?;
@@ -340,6 +345,7 @@ fn public_message(r: &mut Reader<'_>) -> Result<MlsHeader, InspectError> {
         group_id,
         epoch,
         content_type,
+        authenticated_data,
     })
 }
 

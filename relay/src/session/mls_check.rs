@@ -24,7 +24,8 @@ fn mismatch(msg: String) -> WireError {
 /// Checks a `Send`: its payload must be an MLS `PrivateMessage` or
 /// `PublicMessage` whose group id, epoch and content type are the envelope's
 /// group, epoch and kind, and a Welcome riding with it must be an MLS
-/// `Welcome`. Returns the epoch read from the MLS bytes, by which commits are
+/// `Welcome`; a commit's `authenticated_data` must be the roster binding of
+/// the envelope's roster change (`hush_protocol::roster`). Returns the epoch read from the MLS bytes, by which commits are
 /// sequenced.
 pub(super) fn group_message(send: &Send) -> Result<u64, WireError> {
     let header = inspect::inspect(&send.payload).map_err(|e| match e {
@@ -48,6 +49,26 @@ pub(super) fn group_message(send: &Send) -> Result<u64, WireError> {
             "the MLS content type is {:?}, the envelope's kind is {:?}",
             header.content_type, send.kind
         )));
+    }
+    if send.kind == hush_protocol::frame::MessageKind::Commit {
+        let (add, remove) = send
+            .roster
+            .as_ref()
+            .map(|r| (r.add.as_slice(), r.remove.as_slice()))
+            .unwrap_or_default();
+        match hush_protocol::roster::parse_binding(&header.authenticated_data) {
+            Some((a, r)) if a == add && r == remove => {}
+            Some(_) => {
+                return Err(mismatch(
+                    "the commit's roster binding names other devices than the envelope's roster change".into(),
+                ));
+            }
+            None => {
+                return Err(mismatch(
+                    "a commit's authenticated_data must be the roster binding of its roster change".into(),
+                ));
+            }
+        }
     }
     if let Some(welcome) = send.roster.as_ref().and_then(|r| r.welcome.as_ref()) {
         match inspect::inspect_any(welcome) {
@@ -143,9 +164,43 @@ mod tests {
     #[test]
     fn matching_envelopes_pass_and_return_the_mls_epoch() {
         let g = GroupId(b"g".to_vec());
-        for kind in [MessageKind::Application, MessageKind::Commit, MessageKind::Proposal] {
+        for kind in [MessageKind::Application, MessageKind::Proposal] {
             let s = send(kind, 9, framing::private_message(&g, 9, kind, b"x"));
             assert_eq!(group_message(&s), Ok(9));
+        }
+        let s = send(MessageKind::Commit, 9, framing::commit(&g, 9, &[], &[], b"x"));
+        assert_eq!(group_message(&s), Ok(9));
+    }
+
+    #[test]
+    fn a_commit_must_carry_the_binding_of_its_roster_change() {
+        let g = GroupId(b"g".to_vec());
+        let (a, b) = (hush_protocol::DeviceId([1; 16]), hush_protocol::DeviceId([2; 16]));
+        let with_roster = |payload: Vec<u8>, add: Vec<_>, remove: Vec<_>| {
+            let mut s = send(MessageKind::Commit, 3, payload);
+            s.roster = Some(RosterChange {
+                add,
+                remove,
+                welcome: None,
+            });
+            s
+        };
+        let ok = with_roster(framing::commit(&g, 3, &[a], &[b], b"c"), vec![a], vec![b]);
+        assert_eq!(group_message(&ok), Ok(3));
+        // No binding, a binding of other devices, a binding of the same
+        // devices in the other list: all refused.
+        for (payload, add, remove) in [
+            (
+                framing::private_message(&g, 3, MessageKind::Commit, b"c"),
+                vec![],
+                vec![],
+            ),
+            (framing::commit(&g, 3, &[], &[], b"c"), vec![], vec![b]),
+            (framing::commit(&g, 3, &[a], &[], b"c"), vec![a], vec![b]),
+            (framing::commit(&g, 3, &[b], &[a], b"c"), vec![a], vec![b]),
+        ] {
+            let e = group_message(&with_roster(payload, add, remove)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::MlsMismatch, "{e:?}");
         }
     }
 
@@ -168,11 +223,7 @@ mod tests {
         assert_eq!(code(send(MessageKind::Proposal, 1, commit)), ErrorCode::MlsMismatch);
         assert_eq!(code(send(app, 1, b"garbage".to_vec())), ErrorCode::InvalidMls);
         assert_eq!(code(send(app, 1, framing::welcome(b""))), ErrorCode::InvalidMls);
-        let mut with_bad_welcome = send(
-            MessageKind::Commit,
-            1,
-            framing::private_message(&g, 1, MessageKind::Commit, b""),
-        );
+        let mut with_bad_welcome = send(MessageKind::Commit, 1, framing::commit(&g, 1, &[], &[], b""));
         with_bad_welcome.roster = Some(RosterChange {
             add: vec![],
             remove: vec![],

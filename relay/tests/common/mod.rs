@@ -125,7 +125,13 @@ pub async fn commit(
             client_msg_id: rand::random(),
             kind: MessageKind::Commit,
             epoch,
-            payload: mls(group, epoch, MessageKind::Commit, format!("commit@{epoch}").as_bytes()),
+            payload: Bytes::from(framing::commit(
+                group,
+                epoch,
+                &add,
+                &remove,
+                format!("commit@{epoch}").as_bytes(),
+            )),
             roster: Some(RosterChange { add, remove, welcome }),
         }))
         .await?;

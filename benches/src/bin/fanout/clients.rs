@@ -239,7 +239,7 @@ async fn hush_group(
             client_msg_id: 0,
             kind: MessageKind::Commit,
             epoch: 0,
-            payload: Bytes::from(framing::private_message(&group, 0, MessageKind::Commit, b"commit")),
+            payload: Bytes::from(framing::commit(&group, 0, &add, &[], b"commit")),
             roster: Some(RosterChange {
                 add,
                 remove: vec![],

@@ -675,6 +675,7 @@ async fn chat(client: &Client, group: GroupId) -> Result<()> {
                     Event::MemberAdded { group: g, member } if g == group => println!("* {} joined", member.user),
                     Event::MemberRemoved { group: g, member } if g == group => println!("* {} left", member.user),
                     Event::RosterMismatch { group: g, .. } if g == group => println!("! the relay removed you from this conversation, but no member's commit did: it no longer delivers it"),
+                    Event::CommitRejected { group: g, reason, .. } if g == group => println!("! a member's change to this conversation was rejected ({reason}): the relay and the group disagree"),
                     Event::SafetyNumberChanged { user, safety_number } => println!("! {user}'s devices changed; new safety number {safety_number}"),
                     Event::Connection(c) => println!("* connection: {c:?}"),
                     _ => {}

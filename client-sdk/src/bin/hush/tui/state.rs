@@ -281,6 +281,11 @@ impl App {
                         .into(),
                 );
             }
+            Event::CommitRejected { group, reason, .. } if self.group() == Some(&group) => {
+                self.notice = Some(format!(
+                    "! a member's change to this conversation was rejected ({reason}): the relay and the group disagree"
+                ));
+            }
             Event::SafetyNumberChanged { user, .. } => {
                 self.notice = Some(format!(
                     "! {user}'s devices changed: compare safety numbers again (/safety {user})"
