@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hush_crypto::content::{Content, MessageId, Payload};
-use hush_crypto::safety_number::SafetyNumber;
 use hush_crypto::{Device, DeviceConfig, DeviceIdentity, MlsStore};
 use hush_protocol::frame::{Policy, Posters, Registration, Reply, Request};
 use hush_protocol::{DeviceId, GroupId, UserId};
@@ -302,6 +301,12 @@ pub struct GroupSummary {
     pub members: Vec<Member>,
     /// The highest seq processed on this device.
     pub seq: u64,
+    /// Every other member's devices are the ones whose safety number this
+    /// user compared ([`Client::mark_verified`]), and no leaf is an impostor.
+    pub verified: bool,
+    /// Leaves that claim a user whose devices, as the relay lists them, do
+    /// not include them ([`crate::Event::IdentityRejected`]).
+    pub unverified_members: usize,
 }
 
 /// A hush device: its identity, groups, history and connection.
@@ -318,18 +323,6 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Client({}, {})", self.inner.user, self.inner.device_id)
     }
-}
-
-/// Computes the safety number between `me` and `partner` from a shared group.
-pub(crate) fn safety_number_of(
-    device: &mut Device,
-    group: &GroupId,
-    me: &UserId,
-    partner: &UserId,
-) -> Result<String, Error> {
-    let a = device.fingerprint(group, me)?;
-    let b = device.fingerprint(group, partner)?;
-    Ok(SafetyNumber::new(a, b).to_string())
 }
 
 impl Client {
@@ -887,10 +880,24 @@ impl Client {
     }
 
     /// The safety number between this user and `user` (60 digits, the same
-    /// on both sides), from a group both are in.
+    /// on both sides): both users' devices, as the groups this device is in
+    /// hold them (checked leaves only).
     pub async fn safety_number(&self, user: &str) -> Result<String, Error> {
         self.call(|answer| Command::SafetyNumber {
             user: UserId(user.to_owned()),
+            answer,
+        })
+        .await
+    }
+
+    /// Records that the safety number with `user` was compared out of band
+    /// and is `number` (spaces ignored): conversations with `user` count as
+    /// verified ([`GroupSummary::verified`]) until their devices change.
+    /// [`Error::SafetyNumberMismatch`] if `number` is not the current one.
+    pub async fn mark_verified(&self, user: &str, number: &str) -> Result<(), Error> {
+        self.call(|answer| Command::MarkVerified {
+            user: UserId(user.to_owned()),
+            number: number.to_owned(),
             answer,
         })
         .await
@@ -1102,6 +1109,8 @@ mod tests {
             own_devices: false,
             members: vec![],
             seq: 0,
+            verified: false,
+            unverified_members: 0,
         }
     }
 

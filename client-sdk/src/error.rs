@@ -58,6 +58,9 @@ pub enum Error {
     /// packages claimed and no last-resort one).
     #[error("user {0} has no device to add")]
     NoDevices(String),
+    /// The safety number given is not the one with this user now.
+    #[error("that is not the safety number with {0} (their devices may have changed): compare again")]
+    SafetyNumberMismatch(String),
     /// A device link was refused or did not complete.
     #[error("device link: {0}")]
     Link(String),

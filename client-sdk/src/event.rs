@@ -210,12 +210,35 @@ pub enum Event {
         /// Messages added by this part of the transfer.
         messages: usize,
     },
-    /// A partner's set of devices changed: compare safety numbers again.
-    SafetyNumberChanged {
+    /// The devices of a partner, as this device's groups hold them, changed:
+    /// keys first seen (`first_seen`: the first time this user is met) or a
+    /// device added or removed since. Only leaves whose identity was checked
+    /// count. Compare safety numbers again (the conversation is unverified
+    /// again until [`crate::Client::mark_verified`]).
+    DevicesChanged {
         /// The partner.
         user: UserId,
-        /// The new safety number (shared by both sides).
+        /// Devices that appeared.
+        added: Vec<DeviceId>,
+        /// Devices that are gone.
+        removed: Vec<DeviceId>,
+        /// No device of this user was known before.
+        first_seen: bool,
+        /// The safety number with the user now.
         safety_number: String,
+    },
+    /// A member of `group` claims to be `user`, but the relay does not list
+    /// `device` among that user's devices: a forged identity (or a device
+    /// revoked since). The group is not labelled after that user, is never
+    /// taken as this user's own devices, and none of its sync records are
+    /// accepted.
+    IdentityRejected {
+        /// The group.
+        group: GroupId,
+        /// The user the leaf claims.
+        user: UserId,
+        /// The device of the leaf.
+        device: DeviceId,
     },
     /// A message left the outbox: the relay stored it at `seq`.
     Sent {

@@ -129,9 +129,18 @@
 //!
 //! # Safety numbers
 //!
-//! [`Client::safety_number`] gives the number both partners compare. When a
-//! partner's set of devices changes, [`Event::SafetyNumberChanged`] is
-//! emitted with the new number.
+//! Before a group's entries are processed, every member's claimed user is
+//! checked against the relay's device list for that user; a leaf the list
+//! does not hold is reported ([`Event::IdentityRejected`]) and the group is
+//! not named after that user, not taken as this user's own devices, and
+//! cannot sync anything ([`GroupSummary::unverified_members`]).
+//!
+//! [`Client::safety_number`] gives the number both partners compare: both
+//! users' checked devices over every group this device is in. Once compared,
+//! [`Client::mark_verified`] records it, and the partner's conversations are
+//! [`GroupSummary::verified`] until their devices change. Every change to a
+//! partner's devices, including the keys first seen, is an
+//! [`Event::DevicesChanged`] with the new number.
 //!
 //! [`wire`] is the low-level protocol client underneath.
 #![forbid(unsafe_code)]

@@ -138,9 +138,26 @@ pub(crate) mod key {
         k
     }
 
-    /// The device keys last seen for a user (safety number changes).
+    /// The device keys last seen for a user in this device's groups
+    /// (device change events).
     pub fn known_devices(user: &str) -> Vec<u8> {
         let mut k = b"k".to_vec();
+        k.extend_from_slice(user.as_bytes());
+        k
+    }
+
+    /// The device ids the relay last listed for a user (`ListDevices`):
+    /// the leaves claiming that user that this device accepts.
+    pub fn listed_devices(user: &str) -> Vec<u8> {
+        let mut k = b"l".to_vec();
+        k.extend_from_slice(user.as_bytes());
+        k
+    }
+
+    /// The device keys of a user whose safety number this user compared
+    /// (`Client::mark_verified`).
+    pub fn compared(user: &str) -> Vec<u8> {
+        let mut k = b"v".to_vec();
         k.extend_from_slice(user.as_bytes());
         k
     }

@@ -78,7 +78,13 @@ async fn two_users_three_devices_with_linking_history_and_every_feature() {
 
     // Bob sees alice's new device and a new safety number.
     let changed = wait_for(&mut b_ev, |e| match e {
-        Event::SafetyNumberChanged { user, safety_number } if user.0 == "alice" => Some(safety_number.clone()),
+        Event::DevicesChanged {
+            user,
+            safety_number,
+            first_seen: false,
+            added,
+            ..
+        } if user.0 == "alice" && added.contains(&laptop.device_id()) => Some(safety_number.clone()),
         _ => None,
     })
     .await;

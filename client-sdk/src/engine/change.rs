@@ -304,7 +304,8 @@ impl Engine {
                         member: member(&c.user, c.device),
                     });
                 }
-                self.note_devices(group)?;
+                self.note_listed(&commit.added)?;
+                self.check_identities(now, group, true)?;
                 self.answer(answer, Ok(Some(seq)));
             }
             Ok(other) => {

@@ -47,9 +47,10 @@
 //! and on `StaleEpoch` discard it, catch up and make it again.
 
 mod change;
+mod identity;
 mod records;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,8 +129,15 @@ pub(crate) enum Command {
         group: GroupId,
         answer: Answer<Vec<Member>>,
     },
-    /// The safety number with `user`, from a group both are in.
+    /// The safety number with `user`, over both users' checked devices.
     SafetyNumber { user: UserId, answer: Answer<String> },
+    /// Marks `user`'s current devices verified (the safety number compared
+    /// out of band was `number`).
+    MarkVerified {
+        user: UserId,
+        number: String,
+        answer: Answer<()>,
+    },
     /// Encrypts and sends a typing signal (live only).
     Typing {
         group: GroupId,
@@ -188,6 +196,8 @@ enum Purpose {
     KeyCount,
     /// New key packages.
     KeyUpload,
+    /// A user's devices, to check the leaves claiming that user.
+    Devices(UserId),
 }
 
 struct InFlight {
@@ -208,6 +218,8 @@ struct Flow {
     caught_up: bool,
     /// This device's commit awaits the relay's answer: entries wait.
     held: bool,
+    /// Some member's identity is being checked: entries wait.
+    verifying: bool,
     /// The cursor was acknowledged up to here.
     acked: u64,
 }
@@ -270,6 +282,8 @@ pub(crate) struct Engine {
     /// removing commit, until that commit is applied.
     removal_notices: HashMap<GroupId, u64>,
     ops: HashMap<GroupId, VecDeque<change::Op>>,
+    /// Users whose device list was asked for on this connection.
+    listing: HashSet<UserId>,
     key_request: bool,
     staged: Staged,
     /// Released by flush: frames, events.
@@ -323,6 +337,7 @@ impl Engine {
             outbox_epoch: HashMap::new(),
             removal_notices: HashMap::new(),
             ops: HashMap::new(),
+            listing: HashSet::new(),
             key_request: false,
             staged: Staged::default(),
             transmits: VecDeque::new(),
@@ -364,6 +379,11 @@ impl Engine {
                     self.progress(now, &group)?;
                 }
             }
+            // Groups with members whose identity is not checked yet (a
+            // Welcome processed before a restart) ask for them now.
+            for group in self.device.groups()? {
+                self.check_identities(now, &group, false)?;
+            }
             self.check_key_packages(now);
             self.pump_outbox(now)
         })();
@@ -375,6 +395,7 @@ impl Engine {
     pub fn handle_disconnected(&mut self) {
         self.conn = None;
         self.key_request = false;
+        self.listing.clear();
         for (_, r) in self.requests.drain() {
             if let Purpose::App(a) = r.purpose {
                 let _ = a.send(Err(Error::Connection("connection lost before the response".into())));
@@ -735,7 +756,7 @@ impl Engine {
         let connected = self.conn.is_some();
         loop {
             let flow = self.flow(group)?;
-            if flow.held {
+            if flow.held || flow.verifying {
                 break;
             }
             let cursor = flow.cursor;
@@ -755,11 +776,16 @@ impl Engine {
             let Some((_, entry)) = flow.queue.pop_first() else {
                 break;
             };
+            let commit = entry.kind == MessageKind::Commit;
             self.apply(entry)?;
             if !self.joined(group)? {
                 // Removed by this entry: nothing after it is for us.
                 self.flows.remove(group);
                 return Ok(());
+            }
+            // A commit may bring in leaves whose identity is unchecked.
+            if commit && !self.check_identities(now, group, true)? {
+                break;
             }
         }
         if self.ops.get(group).is_some_and(|q| !q.is_empty()) && connected {
@@ -846,7 +872,8 @@ impl Engine {
                         Ok(joined) if joined == group => {
                             self.stage_join(&group, commit_seq)?;
                             self.flows.remove(&group);
-                            self.emit(Event::Joined { group: group.clone() });
+                            // `Event::Joined` once its members are checked.
+                            self.check_identities(now, &group, true)?;
                             self.check_key_packages(now);
                         }
                         Ok(other) => tracing::warn!(%other, "Welcome names another group than the relay said"),
@@ -884,6 +911,7 @@ impl Engine {
             Purpose::Commit(group) => self.on_commit_answer(now, &group, result)?,
             Purpose::Leave(group) => self.on_leave_answer(now, &group, result)?,
             Purpose::KeyCount => self.on_key_count(now, result)?,
+            Purpose::Devices(user) => self.on_devices(now, user, result)?,
             Purpose::KeyUpload => {
                 self.key_request = false;
                 if let Err(e) = result {
@@ -1218,6 +1246,10 @@ impl Engine {
                 let r = self.safety_number(&user);
                 self.answer(answer, r);
             }
+            Command::MarkVerified { user, number, answer } => {
+                let r = self.mark_verified(&user, &number);
+                self.answer(answer, r);
+            }
             Command::Typing { group, active, answer } => {
                 if self.conn.is_none() {
                     self.answer(answer, Err(Error::Offline));
@@ -1314,6 +1346,7 @@ impl Engine {
 
     fn group_summaries(&mut self) -> Result<Vec<GroupSummary>, Error> {
         let mut out = Vec::new();
+        let checked = self.all_checked()?;
         for group in self.device.groups()? {
             let meta: GroupMeta = self
                 .local
@@ -1324,7 +1357,10 @@ impl Engine {
             }
             let members = self.members(&group)?;
             let seq = self.flow(&group)?.cursor;
+            let verified = self.verified(&group, &checked)?;
             out.push(GroupSummary {
+                verified,
+                unverified_members: meta.impostors.len(),
                 seq,
                 group,
                 name: meta.name,
@@ -1334,20 +1370,6 @@ impl Engine {
             });
         }
         Ok(out)
-    }
-
-    fn safety_number(&mut self, partner: &UserId) -> Result<String, Error> {
-        for group in self.device.groups()? {
-            if self
-                .device
-                .members(&group)?
-                .iter()
-                .any(|m| m.credential.user == *partner)
-            {
-                return crate::client::safety_number_of(&mut self.device, &group, &self.user, partner);
-            }
-        }
-        Err(Error::NoDevices(partner.0.clone()))
     }
 }
 

@@ -2,12 +2,10 @@
 //! roster changes it reports, safety number changes; all staged in the
 //! engine's batch.
 
-use std::collections::HashMap;
-
 use hush_crypto::Processed;
 use hush_crypto::content::{Content, MessageId, Payload};
+use hush_protocol::GroupId;
 use hush_protocol::frame::{LogEntry, MessageKind};
-use hush_protocol::{GroupId, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::{Engine, member};
@@ -31,6 +29,21 @@ pub(crate) struct GroupMeta {
     /// Highest seq this user has read (synced between the user's devices).
     #[serde(default)]
     pub read_up_to: u64,
+    /// Joined from a Welcome: named from its members once their identities
+    /// are checked.
+    #[serde(default)]
+    pub label_pending: bool,
+    /// Leaves whose claimed user does not list their device at the relay:
+    /// (user, device id in hex).
+    #[serde(default)]
+    pub impostors: Vec<(String, String)>,
+}
+
+impl GroupMeta {
+    /// The private group of this user's devices, every member checked.
+    pub fn trusted_own_devices(&self) -> bool {
+        self.own_devices && self.impostors.is_empty() && !self.label_pending
+    }
 }
 
 impl Engine {
@@ -106,8 +119,6 @@ impl Engine {
                         member: member(&c.user, c.device),
                     });
                 }
-                let users: Vec<UserId> = added.iter().chain(&removed).map(|c| c.user.clone()).collect();
-                self.check_safety(batch, events, &group_id, &users)?;
             }
             Processed::Proposal { group_id, removes, .. } if !removes.is_empty() => {
                 // A member asked to leave: the remaining member with the
@@ -155,6 +166,16 @@ impl Engine {
         payload: Payload,
     ) -> Result<(), Error> {
         let own = sender.user == self.user;
+        // Sync records (read state, history, settings) count only from this
+        // user's devices in their own-devices group, every member checked.
+        let sync =
+            own && matches!(
+                payload.content,
+                Content::SyncRead { .. } | Content::SyncHistory { .. } | Content::SyncSetting { .. }
+            ) && self
+                .local
+                .get_staged::<GroupMeta>(batch, &key::group(group))?
+                .is_some_and(|m| m.trusted_own_devices());
         let id = hex::encode(payload.id.0);
         let target = |batch: &Batch, t: &MessageId| -> Result<Option<(Vec<u8>, Message)>, Error> {
             let Some((g, s)): Option<(GroupId, u64)> = self.local.get_staged(batch, &key::message_id(&t.0))? else {
@@ -279,7 +300,7 @@ impl Engine {
                 by: sender,
                 active,
             }),
-            Content::SyncRead { group: g, seq } if own => {
+            Content::SyncRead { group: g, seq } if sync => {
                 if let Ok(bytes) = hex::decode(&g) {
                     let g = GroupId(bytes);
                     if let Some(mut meta) = self.local.get_staged::<GroupMeta>(batch, &key::group(&g))?
@@ -294,7 +315,7 @@ impl Engine {
                 group: g,
                 read_up_to,
                 messages,
-            } if own => {
+            } if sync => {
                 let Ok(bytes) = hex::decode(&g) else { return Ok(()) };
                 let g = GroupId(bytes);
                 let records: Vec<Message> = serde_json::from_value(messages).unwrap_or_default();
@@ -324,7 +345,7 @@ impl Engine {
                     });
                 }
             }
-            Content::SyncSetting { name, value } if own => {
+            Content::SyncSetting { name, value } if sync => {
                 let k = key::setting(&format!("user/{name}"));
                 if self.local.get_staged::<serde_json::Value>(batch, &k)?.as_ref() != Some(&value) {
                     batch.put(k, &value)?;
@@ -332,72 +353,6 @@ impl Engine {
                 }
             }
             other => tracing::debug!(kind = other.kind(), "payload kind not shown"),
-        }
-        Ok(())
-    }
-
-    /// Compares each user's devices in `group` with those last seen and
-    /// warns when they changed.
-    fn check_safety(
-        &mut self,
-        batch: &mut Batch,
-        events: &mut Vec<Event>,
-        group: &GroupId,
-        users: &[UserId],
-    ) -> Result<(), Error> {
-        let members = self.device.members(group)?;
-        for user in users {
-            if *user == self.user {
-                continue;
-            }
-            let mut keys: Vec<String> = members
-                .iter()
-                .filter(|m| m.credential.user == *user)
-                .map(|m| hex::encode(m.public_key))
-                .collect();
-            keys.sort();
-            if keys.is_empty() {
-                continue;
-            }
-            let k = key::known_devices(&user.0);
-            let before: Option<Vec<String>> = self.local.get_staged(batch, &k)?;
-            if before.as_ref() != Some(&keys) {
-                batch.put(k, &keys)?;
-                if before.is_some() {
-                    let number = crate::client::safety_number_of(&mut self.device, group, &self.user, user)?;
-                    events.push(Event::SafetyNumberChanged {
-                        user: user.clone(),
-                        safety_number: number,
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Remembers every partner's current devices (no warning: first sight).
-    pub(super) fn note_devices(&mut self, group: &GroupId) -> Result<(), Error> {
-        let members = self.device.members(group)?;
-        let mut by_user: HashMap<UserId, Vec<String>> = HashMap::new();
-        for m in members {
-            by_user
-                .entry(m.credential.user.clone())
-                .or_default()
-                .push(hex::encode(m.public_key));
-        }
-        for (user, keys) in by_user {
-            if user == self.user {
-                continue;
-            }
-            let k = key::known_devices(&user.0);
-            let mut known: Vec<String> = self.local.get_staged(&self.staged.batch, &k)?.unwrap_or_default();
-            for key in keys {
-                if !known.contains(&key) {
-                    known.push(key);
-                }
-            }
-            known.sort();
-            self.staged.batch.put(k, &known)?;
         }
         Ok(())
     }
@@ -412,29 +367,10 @@ impl Engine {
             .get_staged(&self.staged.batch, &key::group(group))?
             .unwrap_or_default();
         meta.left = false;
-        // Label a joined group by who is in it: a group of one other user is
-        // a direct conversation with them.
-        let mut others: Vec<String> = self
-            .device
-            .members(group)?
-            .into_iter()
-            .map(|m| m.credential.user.0)
-            .filter(|u| *u != self.user.0)
-            .collect();
-        others.sort();
-        others.dedup();
-        match others.as_slice() {
-            [] => {
-                meta.own_devices = true;
-                meta.name = "own devices".into();
-            }
-            [one] => {
-                meta.direct_with = Some(one.clone());
-                meta.name = one.clone();
-            }
-            many => meta.name = many.join(","),
-        }
-        self.staged.batch.put(key::group(group), &meta)?;
-        self.note_devices(group)
+        // Named from its members once their identities are checked
+        // (`Engine::check_identities`).
+        meta.label_pending = true;
+        meta.name = "(checking members)".into();
+        self.staged.batch.put(key::group(group), &meta)
     }
 }

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use hush_crypto::content::{Content, Payload};
 use hush_crypto::{Device, DeviceConfig, MlsStore};
-use hush_protocol::frame::{ClientFrame, InboxEntry, InboxKind, LogEntry, MessageKind, RelayFrame, Reply, Request};
-use hush_protocol::{ErrorCode, ErrorDetail, GroupId, UserId, WireError};
+use hush_protocol::frame::{
+    ClientFrame, DeviceInfo, InboxEntry, InboxKind, LogEntry, MessageKind, RelayFrame, Reply, Request,
+};
+use hush_protocol::{DeviceId, ErrorCode, ErrorDetail, GroupId, UserId, WireError};
 use tokio::sync::oneshot;
 
 use super::{Command, Engine, EngineConfig};
@@ -43,6 +45,20 @@ impl Pair {
     /// Alice and Bob in a group of two; Bob's engine connected and joined
     /// (the Welcome processed, the key package check answered).
     fn new(config: EngineConfig) -> Self {
+        let mut pair = Self::unchecked(config, "alice");
+        // Bob's engine checks that Alice's leaf is one of alice's devices.
+        let alice_device = (pair.alice.device_id(), pair.alice.identity().public_key());
+        pair.answer_devices("alice", &[alice_device]);
+        pair.bob.flush();
+        pair.drain_events();
+        assert!(pair.bob.poll_settled());
+        pair.drain_transmits();
+        pair
+    }
+
+    /// Bob joined a group of two made by a device whose credential claims
+    /// `creator`; the engine has asked for `creator`'s devices, unanswered.
+    fn unchecked(config: EngineConfig, creator: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::store::open_database(dir.path()).unwrap();
         let local = Arc::new(LocalStore::open_in(db.clone()).unwrap());
@@ -54,7 +70,7 @@ impl Pair {
         .unwrap();
         let mut bob_device = bob_device;
         let kp = bob_device.generate_key_packages(1, 0).unwrap();
-        let mut alice = Device::create(MlsStore::in_memory(), UserId("alice".into()), DeviceConfig::default()).unwrap();
+        let mut alice = Device::create(MlsStore::in_memory(), UserId(creator.into()), DeviceConfig::default()).unwrap();
         let group = GroupId(vec![7; 16]);
         alice.create_group(&group).unwrap();
         let commit = alice.add_members(&group, &[kp[0].as_slice()]).unwrap();
@@ -91,10 +107,39 @@ impl Pair {
             }),
         );
         pair.bob.flush();
-        pair.drain_events();
-        assert!(pair.bob.poll_settled());
-        pair.drain_transmits();
         pair
+    }
+
+    /// The next log entry: `payload` from Alice's device.
+    fn payload_entry(&mut self, payload: &Payload) -> LogEntry {
+        let sealed = self.alice.send(&self.group, payload).unwrap();
+        let epoch = self.alice.epoch(&self.group).unwrap();
+        self.next(MessageKind::Application, epoch, sealed)
+    }
+
+    fn groups(&mut self) -> Vec<crate::client::GroupSummary> {
+        let (tx, mut rx) = oneshot::channel();
+        self.bob.handle_command(self.now, Command::Groups { answer: tx });
+        self.bob.flush();
+        rx.try_recv().unwrap().unwrap()
+    }
+
+    /// Answers the engine's `ListDevices` for `user` with `devices`.
+    fn answer_devices(&mut self, user: &str, devices: &[(DeviceId, [u8; 32])]) {
+        let id = self.expect_request(|r| matches!(r, Request::ListDevices { user: u } if u.0 == user));
+        self.reply(
+            id,
+            Ok(Reply::Devices(
+                devices
+                    .iter()
+                    .map(|(device, key)| DeviceInfo {
+                        device: *device,
+                        key: *key,
+                        registered_ms: 1,
+                    })
+                    .collect(),
+            )),
+        );
     }
 
     /// The next log entry: a text from Alice.
@@ -620,4 +665,130 @@ fn the_relays_removal_notice_alone_deletes_nothing() {
         p.bob.device.process(&ct).unwrap(),
         hush_crypto::Processed::Application { .. }
     ));
+}
+
+/// Entries of a group joined from a Welcome wait until the relay has said
+/// whose devices its leaves are; then they are processed, in order.
+#[test]
+fn entries_wait_until_every_leaf_is_checked() {
+    let mut p = Pair::unchecked(EngineConfig::default(), "alice");
+    let entry = p.entry("before the check");
+    p.bob.handle_frame(p.now, RelayFrame::Deliver(entry));
+    p.bob.flush();
+    let events = p.drain_events();
+    assert!(
+        texts(&events).is_empty(),
+        "nothing processed before the check: {events:?}"
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::Joined { .. })));
+    let alice_device = (p.alice.device_id(), p.alice.identity().public_key());
+    p.answer_devices("alice", &[alice_device]);
+    p.bob.flush();
+    let events = p.drain_events();
+    assert!(events.iter().any(|e| matches!(e, Event::Joined { .. })));
+    assert_eq!(texts(&events), ["before the check"]);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::DevicesChanged { user, first_seen: true, .. } if user.0 == "alice")),
+        "keys first seen are an event: {events:?}"
+    );
+    let g = &p.groups()[0];
+    assert_eq!(g.direct_with.as_deref(), Some("alice"));
+    assert!(!g.verified, "unverified until the safety number is compared");
+    let number = safety(&mut p, "alice").unwrap();
+    let (tx, mut rx) = oneshot::channel();
+    p.bob.handle_command(
+        p.now,
+        Command::MarkVerified {
+            user: UserId("alice".into()),
+            number: "1".repeat(60),
+            answer: tx,
+        },
+    );
+    p.bob.flush();
+    assert!(matches!(rx.try_recv(), Ok(Err(Error::SafetyNumberMismatch(_)))));
+    let (tx, mut rx) = oneshot::channel();
+    p.bob.handle_command(
+        p.now,
+        Command::MarkVerified {
+            user: UserId("alice".into()),
+            number,
+            answer: tx,
+        },
+    );
+    p.bob.flush();
+    assert!(matches!(rx.try_recv(), Ok(Ok(()))));
+    assert!(p.groups()[0].verified);
+}
+
+/// A registrant makes a leaf claiming "alice" and adds bob: the relay does
+/// not list that device as alice's, so the group is not bob's direct
+/// conversation with alice.
+#[test]
+fn a_leaf_claiming_someone_else_is_rejected_and_names_nothing() {
+    let mut p = Pair::unchecked(EngineConfig::default(), "alice");
+    let real_alice = Device::create(MlsStore::in_memory(), UserId("alice".into()), DeviceConfig::default()).unwrap();
+    p.answer_devices("alice", &[(real_alice.device_id(), real_alice.identity().public_key())]);
+    p.bob.flush();
+    let events = p.drain_events();
+    let forged = p.alice.device_id();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::IdentityRejected { user, device, .. } if user.0 == "alice" && *device == forged)
+        ),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::DevicesChanged { .. })));
+    let g = &p.groups()[0];
+    assert_eq!(g.direct_with, None);
+    assert!(!g.own_devices);
+    assert!(g.name.starts_with("unverified"), "{}", g.name);
+    assert_eq!(g.unverified_members, 1);
+    assert!(matches!(safety(&mut p, "alice"), Err(Error::NoDevices(_))));
+}
+
+/// A leaf claiming bob's own user makes a group of "bob" alone: without the
+/// check it would be bob's own-devices group, and its sync records would
+/// rewrite his settings and history. It is neither.
+#[test]
+fn a_forged_own_devices_group_cannot_sync_anything() {
+    let mut p = Pair::unchecked(EngineConfig::default(), "bob");
+    // The relay lists bob's one real device (the engine's own).
+    let bob_id = p.bob.device_id;
+    p.answer_devices("bob", &[(bob_id, [0; 32])]);
+    p.bob.flush();
+    let events = p.drain_events();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::IdentityRejected { .. })),
+        "{events:?}"
+    );
+    let entry = p.payload_entry(&Payload::new(
+        Content::SyncSetting {
+            name: "theme".into(),
+            value: serde_json::json!("forged"),
+        },
+        1,
+    ));
+    p.bob.handle_frame(p.now, RelayFrame::Deliver(entry));
+    p.bob.flush();
+    let events = p.drain_events();
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::SettingChanged { .. })),
+        "{events:?}"
+    );
+    assert!(!p.groups()[0].own_devices);
+}
+
+fn safety(p: &mut Pair, user: &str) -> Result<String, Error> {
+    let (tx, mut rx) = oneshot::channel();
+    p.bob.handle_command(
+        p.now,
+        Command::SafetyNumber {
+            user: UserId(user.into()),
+            answer: tx,
+        },
+    );
+    p.bob.flush();
+    rx.try_recv().unwrap()
 }

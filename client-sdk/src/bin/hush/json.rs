@@ -19,10 +19,14 @@ message has "deleted":true and an empty "text"."#;
 /// Documented in `hush groups --help`.
 pub const GROUP_SHAPE: &str = r#"With --json, one JSON object per group:
   {"group":"<hex>","name":"bob","direct_with":"bob","own_devices":false,
-   "members":[{"user":"alice","device":"<32 hex>"},...],"seq":12}
+   "members":[{"user":"alice","device":"<32 hex>"},...],"seq":12,
+   "verified":false,"unverified_members":0}
 "direct_with" is the partner of a direct conversation (null for a group);
 "own_devices" marks the private group of your own devices; "seq" is the
-newest log position processed on this device."#;
+newest log position processed on this device; "verified" says you compared
+the safety number with every other member (`hush verify`) and their devices
+have not changed since; "unverified_members" counts members claiming a user
+whose devices the relay does not list (forged identities)."#;
 
 #[derive(Serialize)]
 pub struct JsonMember<'a> {
@@ -88,6 +92,8 @@ pub struct JsonGroup<'a> {
     own_devices: bool,
     members: Vec<JsonMember<'a>>,
     seq: u64,
+    verified: bool,
+    unverified_members: usize,
 }
 
 impl<'a> From<&'a GroupSummary> for JsonGroup<'a> {
@@ -99,6 +105,8 @@ impl<'a> From<&'a GroupSummary> for JsonGroup<'a> {
             own_devices: g.own_devices,
             members: g.members.iter().map(JsonMember::from).collect(),
             seq: g.seq,
+            verified: g.verified,
+            unverified_members: g.unverified_members,
         }
     }
 }
@@ -146,6 +154,8 @@ mod tests {
             own_devices: false,
             members: vec![bob],
             seq: 3,
+            verified: false,
+            unverified_members: 0,
         };
         let v: serde_json::Value = serde_json::to_value(JsonGroup::from(&g)).unwrap();
         assert_eq!(v["group"], "0a");

@@ -163,10 +163,19 @@ enum Command {
         /// Device id (32 hex digits).
         device: String,
     },
-    /// Shows the safety number with USER.
+    /// Shows the safety number with USER: compare it with theirs (in
+    /// person, or over a channel you trust), then run `hush verify`.
     Safety {
         /// The partner.
         user: String,
+    },
+    /// Marks USER verified: NUMBER is the safety number you compared with
+    /// theirs. Conversations with USER stay verified until their devices change.
+    Verify {
+        /// The partner.
+        user: String,
+        /// The safety number compared (spaces optional).
+        number: Vec<String>,
     },
     /// Chats in CONVERSATION: full-screen when run on a terminal (Tab
     /// switches conversations, PgUp/PgDn scroll, /help lists commands), one
@@ -190,6 +199,36 @@ enum Command {
 struct Settings {
     relay: String,
     cert_sha256: String,
+}
+
+/// What `hush` prints when a partner's devices change.
+fn devices_line(
+    user: &hush_sdk::UserId,
+    added: &[hush_sdk::DeviceId],
+    removed: &[hush_sdk::DeviceId],
+    first_seen: bool,
+    safety_number: &str,
+) -> String {
+    let list = |d: &[hush_sdk::DeviceId]| d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+    if first_seen {
+        format!(
+            "* {user} uses {} device(s): {}; safety number {safety_number}",
+            added.len(),
+            list(added)
+        )
+    } else {
+        let mut parts = Vec::new();
+        if !added.is_empty() {
+            parts.push(format!("new device(s) {}", list(added)));
+        }
+        if !removed.is_empty() {
+            parts.push(format!("removed device(s) {}", list(removed)));
+        }
+        format!(
+            "! {user}'s devices changed ({}): new safety number {safety_number}, compare it again",
+            parts.join("; ")
+        )
+    }
 }
 
 fn settings_path(dir: &Path) -> PathBuf {
@@ -370,8 +409,15 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
                     println!("{}", serde_json::to_string(&json::JsonGroup::from(&g))?);
                 } else {
                     let users: std::collections::BTreeSet<&str> = g.members.iter().map(|m| m.user.0.as_str()).collect();
+                    let trust = if g.unverified_members > 0 {
+                        "  ! forged member"
+                    } else if g.verified || g.own_devices {
+                        ""
+                    } else {
+                        "  (unverified)"
+                    };
                     println!(
-                        "{}  {}  {}",
+                        "{}  {}  {}{trust}",
                         g.group.to_hex(),
                         g.direct_with.as_deref().unwrap_or(&g.name),
                         users.into_iter().collect::<Vec<_>>().join(",")
@@ -504,6 +550,14 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
             let _ = client.sync(wait).await;
             println!("{}", client.safety_number(&user).await?);
             client.close().await;
+        }
+        Command::Verify { user, number } => {
+            let client = open(&dir, None).await?;
+            let _ = client.sync(wait).await;
+            let r = client.mark_verified(&user, &number.join(" ")).await;
+            client.close().await;
+            r?;
+            println!("{user} verified: their current devices are the ones you compared");
         }
         Command::Chat { conversation, lines } => {
             use std::io::IsTerminal as _;
@@ -676,7 +730,8 @@ async fn chat(client: &Client, group: GroupId) -> Result<()> {
                     Event::MemberRemoved { group: g, member } if g == group => println!("* {} left", member.user),
                     Event::RosterMismatch { group: g, .. } if g == group => println!("! the relay removed you from this conversation, but no member's commit did: it no longer delivers it"),
                     Event::CommitRejected { group: g, reason, .. } if g == group => println!("! a member's change to this conversation was rejected ({reason}): the relay and the group disagree"),
-                    Event::SafetyNumberChanged { user, safety_number } => println!("! {user}'s devices changed; new safety number {safety_number}"),
+                    Event::DevicesChanged { user, added, removed, first_seen, safety_number } => println!("{}", devices_line(&user, &added, &removed, first_seen, &safety_number)),
+                    Event::IdentityRejected { group: g, user, device } if g == group => println!("! a member claims to be {user}, but {device} is not one of {user}'s devices: treat this conversation as not {user}'s"),
                     Event::Connection(c) => println!("* connection: {c:?}"),
                     _ => {}
                 }

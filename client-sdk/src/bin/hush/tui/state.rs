@@ -286,9 +286,24 @@ impl App {
                     "! a member's change to this conversation was rejected ({reason}): the relay and the group disagree"
                 ));
             }
-            Event::SafetyNumberChanged { user, .. } => {
+            Event::DevicesChanged {
+                user,
+                first_seen,
+                added,
+                ..
+            } => {
+                self.notice = Some(if first_seen {
+                    format!(
+                        "{user} uses {} device(s): compare safety numbers (/safety {user})",
+                        added.len()
+                    )
+                } else {
+                    format!("! {user}'s devices changed: compare safety numbers again (/safety {user})")
+                });
+            }
+            Event::IdentityRejected { group, user, device } if self.group() == Some(&group) => {
                 self.notice = Some(format!(
-                    "! {user}'s devices changed: compare safety numbers again (/safety {user})"
+                    "! a member claims to be {user}, but {device} is not one of {user}'s devices"
                 ));
             }
             Event::DeviceLinked { device } => {
@@ -472,6 +487,8 @@ mod tests {
                 own_devices: false,
                 members: vec![member("alice", 1), member("bob", 2)],
                 seq: 0,
+                verified: false,
+                unverified_members: 0,
             },
             GroupSummary {
                 group: GroupId(vec![9]),
@@ -480,6 +497,8 @@ mod tests {
                 own_devices: true,
                 members: vec![member("alice", 1)],
                 seq: 0,
+                verified: false,
+                unverified_members: 0,
             },
         ]);
         let page = vec![

@@ -367,6 +367,8 @@ mod tests {
             own_devices: false,
             members: vec![member("alice", 1), member("bob", 2)],
             seq: 2,
+            verified: false,
+            unverified_members: 0,
         }]);
         let mut reactions = BTreeMap::new();
         reactions.insert("👍".to_owned(), vec![UserId("bob".into())]);
