@@ -200,6 +200,7 @@ impl ClientBuilder {
             commands,
             events,
             connected,
+            revoked: watch::channel(false).0,
             shutdown,
             reconnect: Notify::new(),
             settled: watch::channel(false).0,
@@ -236,6 +237,8 @@ pub(crate) struct Inner {
     pub commands: mpsc::Sender<Command>,
     pub events: broadcast::Sender<Event>,
     pub connected: watch::Sender<bool>,
+    /// The relay refused this device as revoked: no more connections.
+    pub revoked: watch::Sender<bool>,
     pub shutdown: watch::Sender<bool>,
     pub reconnect: Notify,
     /// Set once this connection resolved pending commits and stocked key packages.
@@ -388,11 +391,14 @@ impl Client {
     /// Waits until connected, at most `timeout`.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), Error> {
         let mut rx = self.inner.connected.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|c| *c))
-            .await
-            .map_err(|_| Error::Offline)?
-            .map_err(|_| Error::Closed)?;
-        Ok(())
+        let mut revoked = self.inner.revoked.subscribe();
+        tokio::select! {
+            r = tokio::time::timeout(timeout, rx.wait_for(|c| *c)) => {
+                r.map_err(|_| Error::Offline)?.map_err(|_| Error::Closed)?;
+                Ok(())
+            }
+            Ok(_) = revoked.wait_for(|r| *r) => Err(Error::Revoked),
+        }
     }
 
     /// Drops the current connection (if any) and reconnects at once; for

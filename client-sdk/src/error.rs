@@ -67,6 +67,12 @@ pub enum Error {
     /// The client was shut down.
     #[error("client closed")]
     Closed,
+    /// Another device of this user revoked this one: the relay refuses it
+    /// for good, and nothing it sends is accepted.
+    #[error(
+        "this device was revoked by another device of its user: it can no longer connect or send (make a new device with `hush init --link`)"
+    )]
+    Revoked,
 }
 
 impl Error {

@@ -69,6 +69,11 @@ pub enum ConnectionState {
         /// Milliseconds until the next attempt.
         retry_in_ms: u64,
     },
+    /// The relay refuses this device: another device of its user revoked
+    /// it. The client stops connecting; sends fail with
+    /// [`crate::Error::Revoked`], and what was in the outbox is reported as
+    /// failed ([`Event::SendFailed`]).
+    Revoked,
 }
 
 /// Everything the SDK reports, in the order it happened on this device.

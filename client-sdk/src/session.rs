@@ -11,12 +11,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hush_protocol::ErrorCode;
 use hush_protocol::frame::{CloseReason, Registration, RelayFrame};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::client::Inner;
 use crate::engine::{Command, Engine};
+use crate::error::Error;
 use crate::event::{ConnectionState, Event};
 use crate::wire::WireClient;
 
@@ -47,6 +49,21 @@ pub(crate) async fn run(inner: Arc<Inner>, mut engine: Engine, mut commands: mps
             Ok((wire, transport)) => {
                 attempt = 0;
                 session(&inner, &mut engine, &mut commands, wire, transport).await
+            }
+            Err(Error::Relay(e)) if e.code == ErrorCode::Revoked => {
+                // For good: no more attempts; the app's calls are answered
+                // offline, sends refused.
+                tracing::warn!("the relay refuses this device: it was revoked");
+                engine.handle_revoked();
+                release(&inner, &mut engine);
+                inner.revoked.send_replace(true);
+                inner.emit(Event::Connection(ConnectionState::Revoked));
+                loop {
+                    tokio::select! {
+                        Some(c) = commands.recv() => offline(&inner, &mut engine, c),
+                        _ = closing(&mut shutdown) => return,
+                    }
+                }
             }
             Err(e) => (e.to_string(), Duration::ZERO),
         };

@@ -171,15 +171,20 @@ async fn two_users_three_devices_with_linking_history_and_every_feature() {
         matches!(e, Event::Connection(hush_sdk::ConnectionState::Disconnected { .. })).then_some(())
     })
     .await;
-    assert!(
-        laptop
-            .wait_connected(std::time::Duration::from_millis(1500))
-            .await
-            .is_err(),
-        "a revoked device cannot connect again"
-    );
-    let lost = laptop.send_text(&dm, "from the lost laptop").await.unwrap();
-    assert_eq!(laptop.send_outcome(&lost).unwrap(), hush_sdk::SendOutcome::Queued);
+    // Its next attempt is refused as revoked: it stops trying, and its
+    // sends are refused instead of queued.
+    wait_for(&mut l_ev, |e| {
+        matches!(e, Event::Connection(hush_sdk::ConnectionState::Revoked)).then_some(())
+    })
+    .await;
+    assert!(matches!(
+        laptop.wait_connected(std::time::Duration::from_secs(5)).await,
+        Err(hush_sdk::Error::Revoked)
+    ));
+    assert!(matches!(
+        laptop.send_text(&dm, "from the lost laptop").await,
+        Err(hush_sdk::Error::Revoked)
+    ));
     // It is no longer listed, and a new group does not include it.
     assert!(
         phone

@@ -284,6 +284,8 @@ pub(crate) struct Engine {
     ops: HashMap<GroupId, VecDeque<change::Op>>,
     /// Users whose device list was asked for on this connection.
     listing: HashSet<UserId>,
+    /// The relay refuses this device for good.
+    revoked: bool,
     key_request: bool,
     staged: Staged,
     /// Released by flush: frames, events.
@@ -338,6 +340,7 @@ impl Engine {
             removal_notices: HashMap::new(),
             ops: HashMap::new(),
             listing: HashSet::new(),
+            revoked: false,
             key_request: false,
             staged: Staged::default(),
             transmits: VecDeque::new(),
@@ -416,6 +419,17 @@ impl Engine {
         }
         self.waiting.clear();
         self.transmits.clear();
+    }
+
+    /// The relay refused this device as revoked: nothing will be sent again.
+    /// What waits in the outbox fails (durably, with its reason), and later
+    /// sends are refused.
+    pub fn handle_revoked(&mut self) {
+        self.revoked = true;
+        let items: Vec<Queued> = self.outbox.drain(..).collect();
+        for q in &items {
+            self.give_up(q, "this device was revoked: it can no longer send");
+        }
     }
 
     /// A frame from the relay.
@@ -1208,6 +1222,10 @@ impl Engine {
     fn on_command(&mut self, now: Instant, command: Command) -> Result<(), Error> {
         match command {
             Command::Enqueue { group, payload, answer } => {
+                if self.revoked {
+                    self.answer(answer, Err(Error::Revoked));
+                    return Ok(());
+                }
                 if !self.joined(&group)? {
                     self.answer(answer, Err(Error::UnknownGroup(group.to_hex())));
                     return Ok(());

@@ -263,8 +263,20 @@ async fn open(dir: &Path, user: Option<&str>) -> Result<Client> {
     Ok(b.open().await?)
 }
 
+/// Catches up with the relay if it can be reached in time (commands then
+/// work on what this device has); a revoked device stops here.
+async fn try_sync(client: &Client, wait: Duration) -> Result<()> {
+    match client.sync(wait).await {
+        Err(e @ hush_sdk::Error::Revoked) => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 async fn connected(client: &Client, wait: Duration) -> Result<()> {
-    client.wait_connected(wait).await.context("cannot reach the relay")
+    match client.wait_connected(wait).await {
+        Err(e @ hush_sdk::Error::Revoked) => Err(e.into()),
+        r => r.context("cannot reach the relay"),
+    }
 }
 
 fn print_message(m: &Message) {
@@ -403,7 +415,7 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
         }
         Command::Groups { json } => {
             let client = open(&dir, None).await?;
-            let _ = client.sync(wait).await;
+            try_sync(&client, wait).await?;
             for g in client.groups().await? {
                 if json {
                     println!("{}", serde_json::to_string(&json::JsonGroup::from(&g))?);
@@ -428,7 +440,7 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
         }
         Command::Members { group } => {
             let client = open(&dir, None).await?;
-            let _ = client.sync(wait).await;
+            try_sync(&client, wait).await?;
             let g = client.find_group(&group).await?;
             for m in client.members(&g).await? {
                 println!("{} {}", m.user, m.device);
@@ -437,7 +449,7 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
         }
         Command::Send { group, text } => {
             let client = open(&dir, None).await?;
-            let _ = client.sync(wait).await;
+            try_sync(&client, wait).await?;
             // As in `chat`: a user's name is the direct conversation with
             // them, started if there is none yet.
             let g = conversation_named(&client, &group).await?;
@@ -446,7 +458,7 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
         }
         Command::Edit { group, id, text } => {
             let client = open(&dir, None).await?;
-            let _ = client.sync(wait).await;
+            try_sync(&client, wait).await?;
             let g = client.find_group(&group).await?;
             let full = full_id(&client, &g, &id).await?;
             let sent = client.edit(&g, &full, &text).await?;
@@ -454,7 +466,7 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
         }
         Command::Delete { group, id } => {
             let client = open(&dir, None).await?;
-            let _ = client.sync(wait).await;
+            try_sync(&client, wait).await?;
             let g = client.find_group(&group).await?;
             let full = full_id(&client, &g, &id).await?;
             let sent = client.delete(&g, &full).await?;
@@ -467,7 +479,7 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
             remove,
         } => {
             let client = open(&dir, None).await?;
-            let _ = client.sync(wait).await;
+            try_sync(&client, wait).await?;
             let g = client.find_group(&group).await?;
             let full = full_id(&client, &g, &id).await?;
             let sent = client.react(&g, &full, &emoji, remove).await?;
@@ -547,13 +559,13 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
         }
         Command::Safety { user } => {
             let client = open(&dir, None).await?;
-            let _ = client.sync(wait).await;
+            try_sync(&client, wait).await?;
             println!("{}", client.safety_number(&user).await?);
             client.close().await;
         }
         Command::Verify { user, number } => {
             let client = open(&dir, None).await?;
-            let _ = client.sync(wait).await;
+            try_sync(&client, wait).await?;
             let r = client.mark_verified(&user, &number.join(" ")).await;
             client.close().await;
             r?;

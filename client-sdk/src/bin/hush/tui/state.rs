@@ -182,6 +182,7 @@ impl App {
                     ConnectionState::Disconnected { retry_in_ms, .. } => {
                         format!("offline, retrying in {}s", retry_in_ms.div_ceil(1000))
                     }
+                    ConnectionState::Revoked => "this device was revoked".into(),
                     _ => "?".into(),
                 };
             }
