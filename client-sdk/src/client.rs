@@ -467,10 +467,13 @@ impl Client {
         let reply = self
             .request(Request::CreateGroup {
                 group: group.clone(),
+                // The creator is the admin: only it changes who is in the
+                // group (the relay lets every member add and remove its own
+                // devices, and commit a member's leaving).
                 policy: Policy {
                     posters: Posters::Everyone,
-                    admins: Vec::new(),
-                    admins_change_roster: false,
+                    admins: vec![self.inner.device_id],
+                    admins_change_roster: true,
                 },
             })
             .await?;
@@ -545,6 +548,28 @@ impl Client {
                 unless_member: None,
             },
         )
+        .await?;
+        Ok(())
+    }
+
+    /// The group's policy at the relay: who may post, who administers it,
+    /// whether roster changes need an admin. Needs a connection.
+    pub async fn policy(&self, group: &GroupId) -> Result<Policy, Error> {
+        match self.request(Request::GetGroup { group: group.clone() }).await? {
+            Reply::Group(info) => Ok(info.policy),
+            other => Err(Error::Connection(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Replaces the group's policy (admins only). Groups start with their
+    /// creator's device as the only admin and roster changes reserved to
+    /// admins; `admins_change_roster: false` lets every member add and
+    /// remove others. Needs a connection.
+    pub async fn set_policy(&self, group: &GroupId, policy: Policy) -> Result<(), Error> {
+        self.request(Request::SetPolicy {
+            group: group.clone(),
+            policy,
+        })
         .await?;
         Ok(())
     }

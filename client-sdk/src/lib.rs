@@ -161,6 +161,7 @@ pub use client::{
 };
 pub use error::Error;
 pub use event::{ConnectionState, Event, Member, Message};
+pub use hush_protocol::frame::{Policy, Posters};
 pub use hush_protocol::{DeviceId, GroupId, UserId};
 pub use link::PendingLink;
 pub use transport::TransportConfig;

@@ -115,7 +115,13 @@ async fn two_users_chat_with_every_feature() {
         matches!(e, Event::Message(m) if m.text == "welcome carol").then_some(())
     })
     .await;
-    bob.remove_user(&group, "carol").await.unwrap();
+    // Alice made the group, so she is its admin: bob may not remove carol.
+    let refused = bob.remove_user(&group, "carol").await.unwrap_err();
+    assert!(
+        matches!(&refused, hush_sdk::Error::Relay(e) if e.code == hush_protocol::ErrorCode::Forbidden),
+        "{refused:?}"
+    );
+    alice.remove_user(&group, "carol").await.unwrap();
     wait_for(&mut c_ev, |e| matches!(e, Event::Removed { .. }).then_some(())).await;
     alice.send_text(&group, "carol cannot read this").await.unwrap();
     alice.flush(WAIT).await.unwrap();

@@ -129,6 +129,12 @@ async fn concurrent_group_changes_from_two_devices_converge() {
     let dave = relay.ready_client(&tmp.path().join("dave"), "dave").await;
     let mut b_ev = bob.events();
     let group = alice.create_group("team", &["bob"]).await.unwrap();
+    // Every member may change this group's roster (the default: only its
+    // creator, the admin).
+    let mut policy = alice.policy(&group).await.unwrap();
+    assert_eq!(policy.admins, vec![alice.device_id()]);
+    policy.admins_change_roster = false;
+    alice.set_policy(&group, policy).await.unwrap();
     wait_for(&mut b_ev, |e| matches!(e, Event::Joined { .. }).then_some(())).await;
     bob.sync(WAIT).await.unwrap();
     // Both change the group at the same epoch: one wins, the other retries.

@@ -277,6 +277,18 @@ pub enum Request {
         /// The caller's signature.
         signature: Signature,
     },
+    /// 13: voids the group's newest commit, which its members rejected (its
+    /// roster binding is not what it does in MLS, or it does not process):
+    /// the relay's epoch goes back by one, the devices the commit added
+    /// leave the roster, the ones it removed are members again, and the
+    /// entry's payload is emptied. Admins only (any member when the policy
+    /// names no admin). Reply: [`Reply::Done`].
+    VoidCommit {
+        /// The group.
+        group: GroupId,
+        /// The commit: must be the group's newest.
+        seq: u64,
+    },
 }
 
 /// A message to append to a group's log.

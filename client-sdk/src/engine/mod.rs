@@ -198,6 +198,8 @@ enum Purpose {
     KeyUpload,
     /// A user's devices, to check the leaves claiming that user.
     Devices(UserId),
+    /// A rejected commit to void; only logged.
+    Void,
 }
 
 struct InFlight {
@@ -286,6 +288,9 @@ pub(crate) struct Engine {
     listing: HashSet<UserId>,
     /// The relay refuses this device for good.
     revoked: bool,
+    /// Commits this device rejected, to ask the relay to void (an admin's
+    /// request succeeds; the others are refused, harmlessly).
+    to_void: Vec<(GroupId, u64)>,
     key_request: bool,
     staged: Staged,
     /// Released by flush: frames, events.
@@ -341,6 +346,7 @@ impl Engine {
             ops: HashMap::new(),
             listing: HashSet::new(),
             revoked: false,
+            to_void: Vec::new(),
             key_request: false,
             staged: Staged::default(),
             transmits: VecDeque::new(),
@@ -802,6 +808,11 @@ impl Engine {
                 break;
             }
         }
+        if connected {
+            for (g, seq) in std::mem::take(&mut self.to_void) {
+                self.request(now, Request::VoidCommit { group: g, seq }, Purpose::Void);
+            }
+        }
         if self.ops.get(group).is_some_and(|q| !q.is_empty()) && connected {
             // An entry may have asked for a change (a leave proposal).
             self.progress(now, group)?;
@@ -926,6 +937,10 @@ impl Engine {
             Purpose::Leave(group) => self.on_leave_answer(now, &group, result)?,
             Purpose::KeyCount => self.on_key_count(now, result)?,
             Purpose::Devices(user) => self.on_devices(now, user, result)?,
+            Purpose::Void => match result {
+                Ok(_) => tracing::info!("the relay voided a commit the group rejected"),
+                Err(e) => tracing::debug!(error = %e, "the relay did not void a rejected commit"),
+            },
             Purpose::KeyUpload => {
                 self.key_request = false;
                 if let Err(e) = result {

@@ -60,17 +60,24 @@ impl Engine {
         } else if !skip_own {
             match self.device.process(&entry.payload) {
                 Ok(processed) => self.processed(batch, events, entry, processed)?,
-                Err(e @ (hush_crypto::Error::RosterBinding(_) | hush_crypto::Error::Credential(_)))
-                    if entry.kind == MessageKind::Commit =>
-                {
+                Err(
+                    e @ (hush_crypto::Error::RosterBinding(_)
+                    | hush_crypto::Error::Credential(_)
+                    | hush_crypto::Error::Mls(_)
+                    | hush_crypto::Error::Inspect(_)),
+                ) if entry.kind == MessageKind::Commit => {
                     // A commit that would make the relay's roster and the
-                    // group's differ, or bring in a forged leaf: not merged.
+                    // group's differ, brings in a forged leaf, or does not
+                    // process: not merged. Every member fails it alike (same
+                    // epoch secrets), and the relay's epoch moved past the
+                    // group's: the relay is asked to void it.
                     tracing::warn!(group = %group, seq = entry.seq, error = %e, "rejecting a commit");
                     events.push(Event::CommitRejected {
                         group: group.clone(),
                         seq: entry.seq,
                         reason: e.to_string(),
                     });
+                    self.to_void.push((group.clone(), entry.seq));
                 }
                 Err(e) => {
                     // Undecryptable (too old an epoch, corrupted, not for

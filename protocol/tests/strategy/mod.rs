@@ -208,6 +208,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         Just(Request::ListGroups),
         (group_id(), u64_any()).prop_map(|(group, seq)| Request::Redact { group, seq }),
         (device_id(), signature()).prop_map(|(device, signature)| Request::RevokeDevice { device, signature }),
+        (group_id(), u64_any()).prop_map(|(group, seq)| Request::VoidCommit { group, seq }),
     ]
 }
 

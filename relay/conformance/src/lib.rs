@@ -61,6 +61,8 @@ pub async fn run_all<B: Backend>(backend: &mut B) {
         membership_rules,
         announce_only_policy,
         admins_change_roster,
+        roster_exceptions,
+        void_commit,
         set_policy_rules,
         commit_moves_epoch,
         concurrent_commits_one_wins,
@@ -523,6 +525,127 @@ pub async fn admins_change_roster<S: Store>(store: &Arc<S>) {
             .await,
     );
     assert_eq!((epoch, added), (3, vec![(newcomer, 0)]));
+}
+
+/// Under `admins_change_roster`, a member may still change its own user's
+/// devices and commit the removal of members that proposed to leave; admins
+/// that are removed stop being admins.
+pub async fn roster_exceptions<S: Store>(store: &Arc<S>) {
+    let (group, d) = group_of(store.as_ref(), 3).await;
+    let second = device_record(9, "user-2");
+    store.register_device(second.clone()).await.expect("register");
+    let policy = Policy {
+        admins: vec![d[0]],
+        admins_change_roster: true,
+        ..Policy::default()
+    };
+    store.set_policy(&group, d[0], policy).await.expect("set policy");
+    // user-2 links a second device, and removes it again.
+    appended(
+        store
+            .append(commit(&group, d[1], 1, 1, adding(&[second.device], None)))
+            .await,
+    );
+    appended(
+        store
+            .append(commit(&group, d[1], 2, 2, removing(&[second.device])))
+            .await,
+    );
+    // Removing user-3 needs its leave proposal at the current epoch.
+    assert!(matches!(
+        store.append(commit(&group, d[1], 3, 3, removing(&[d[2]]))).await,
+        Err(StoreError::Forbidden(_))
+    ));
+    let proposal = AppendRequest {
+        kind: MessageKind::Proposal,
+        epoch: 3,
+        ..message(&group, d[2], 7, "leave")
+    };
+    appended(store.append(proposal).await);
+    let meanwhile = AppendRequest {
+        epoch: 3,
+        ..message(&group, d[0], 8, "meanwhile")
+    };
+    appended(store.append(meanwhile).await);
+    appended(store.append(commit(&group, d[1], 4, 3, removing(&[d[2]]))).await);
+    // The admin removed: no admin left, so any member administers.
+    appended(store.append(commit(&group, d[1], 5, 4, None)).await);
+    let proposal = AppendRequest {
+        kind: MessageKind::Proposal,
+        epoch: 5,
+        ..message(&group, d[0], 9, "leave")
+    };
+    appended(store.append(proposal).await);
+    appended(store.append(commit(&group, d[1], 6, 5, removing(&[d[0]]))).await);
+    let record = store.group(&group).await.expect("group").expect("exists");
+    assert!(record.policy.admins.is_empty());
+    assert_eq!(record.roster, vec![d[1]]);
+}
+
+/// The newest commit, rejected by the group, is voided: epoch and roster go
+/// back, its payload is gone; nothing else can be voided.
+pub async fn void_commit<S: Store>(store: &Arc<S>) {
+    let (group, d) = group_of(store.as_ref(), 3).await;
+    let outsider = register(store.as_ref(), 4).await[3];
+    let newcomer = device_record(9, "user-9");
+    store.register_device(newcomer.clone()).await.expect("register");
+    // d[1] adds the newcomer and removes d[2], bound into the MLS bytes.
+    let (add, remove) = (vec![newcomer.device], vec![d[2]]);
+    let bad = AppendRequest {
+        payload: Bytes::from(hush_crypto::inspect::framing::commit(&group, 1, &add, &remove, b"x")),
+        ..commit(
+            &group,
+            d[1],
+            1,
+            1,
+            Some(RosterChange {
+                add,
+                remove,
+                welcome: None,
+            }),
+        )
+    };
+    let (entry, epoch, ..) = appended(store.append(bad).await);
+    assert_eq!(epoch, 2);
+    assert_eq!(
+        store.void_commit(&group, entry.seq, outsider).await,
+        Err(StoreError::NotMember)
+    );
+    assert!(matches!(
+        store.void_commit(&group, entry.seq - 1, d[0]).await,
+        Err(StoreError::Invalid(_))
+    ));
+    store.void_commit(&group, entry.seq, d[0]).await.expect("void");
+    let record = store.group(&group).await.expect("group").expect("exists");
+    assert_eq!(record.epoch, 1);
+    let mut roster = record.roster.clone();
+    roster.sort();
+    let mut want = d.clone();
+    want.sort();
+    assert_eq!(roster, want);
+    let gone = membership_of(store.as_ref(), newcomer.device, &group).await;
+    assert_eq!(gone.removed_seq, Some(entry.seq));
+    assert_eq!(membership_of(store.as_ref(), d[2], &group).await.removed_seq, None);
+    let read = store
+        .read_log(&group, entry.seq, Direction::Forward, 1, usize::MAX)
+        .await
+        .expect("read");
+    assert!(read[0].payload.is_empty());
+    assert!(matches!(
+        store.void_commit(&group, entry.seq, d[0]).await,
+        Err(StoreError::Invalid(_))
+    ));
+    // The group takes a commit at the old epoch again; d[2] may send.
+    let (_, epoch, ..) = appended(store.append(commit(&group, d[0], 2, 1, None)).await);
+    assert_eq!(epoch, 2);
+    appended(
+        store
+            .append(AppendRequest {
+                epoch: 2,
+                ..message(&group, d[2], 1, "back")
+            })
+            .await,
+    );
 }
 
 /// Changing the policy needs a member, and an admin when admins are named.

@@ -94,7 +94,9 @@ impl LocalLog {
             };
             match (m.removed_seq, watchers.contains(&d)) {
                 (Some(r), true) => removed.push((d, r)),
-                (None, false) => added.push((d, m.joined_seq)),
+                // From where it acknowledged (a device a voided commit had
+                // removed resumes there; a new one's cursor is its join).
+                (None, false) => added.push((d, m.joined_seq.max(m.cursor))),
                 _ => {}
             }
         }
@@ -187,6 +189,16 @@ impl GroupLog for LocalLog {
     async fn redact(&self, group: &GroupId, seq: u64, by: DeviceId) -> StoreResult<()> {
         self.store.redact(group, seq, by).await?;
         self.live.forget(group, seq);
+        Ok(())
+    }
+
+    async fn void_commit(&self, group: &GroupId, seq: u64, by: DeviceId) -> StoreResult<()> {
+        self.store.void_commit(group, seq, by).await?;
+        self.live.forget(group, seq);
+        // The roster and epoch went back: the view is read again, devices
+        // the commit added are told they were removed, the ones it removed
+        // watch again.
+        self.resync(group.clone()).await;
         Ok(())
     }
 

@@ -76,6 +76,10 @@ pub trait GroupLog: Send + Sync + 'static {
     /// Empties an application entry's payload (`Store::redact`'s rules).
     async fn redact(&self, group: &GroupId, seq: u64, by: DeviceId) -> StoreResult<()>;
 
+    /// Voids the group's newest commit (`Store::void_commit`'s rules) and
+    /// brings the live view and its watchers to the rolled-back roster.
+    async fn void_commit(&self, group: &GroupId, seq: u64, by: DeviceId) -> StoreResult<()>;
+
     /// Makes sure this relay hears of the group's new entries. Returns once
     /// the interest is confirmed, so that a head read afterwards misses
     /// nothing.

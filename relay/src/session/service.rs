@@ -262,6 +262,10 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
             ctx.shared.log.redact(&group, seq, ctx.conn.device).await?;
             Ok(Reply::Done)
         }
+        Request::VoidCommit { group, seq } => {
+            ctx.shared.log.void_commit(&group, seq, ctx.conn.device).await?;
+            Ok(Reply::Done)
+        }
         Request::SendToDevice { device, payload } => {
             if payload.len() > MAX_PAYLOAD_LEN {
                 return Err(invalid(format!("payload over {MAX_PAYLOAD_LEN} bytes")));

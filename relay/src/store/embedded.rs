@@ -595,6 +595,11 @@ impl Store for EmbeddedStore {
         self.write(WriteOp::Redact { group, seq, by }, done).await
     }
 
+    async fn void_commit(&self, group: &GroupId, seq: u64, by: DeviceId) -> StoreResult<()> {
+        let group = group.clone();
+        self.write(WriteOp::VoidCommit { group, seq, by }, done).await
+    }
+
     async fn advance_cursors(&self, cursors: Vec<(DeviceId, GroupId, u64)>) -> StoreResult<()> {
         if cursors.is_empty() {
             return Ok(());

@@ -491,6 +491,18 @@ pub trait Store: Send + Sync + 'static {
     /// (`Forbidden` otherwise); a commit or proposal cannot be redacted
     /// (`Invalid`). Redacting an already empty entry succeeds.
     async fn redact(&self, group: &GroupId, seq: u64, by: DeviceId) -> StoreResult<()>;
+    /// Voids commit `seq` of `group`, the group's newest (the one that moved
+    /// it to its current epoch), after its members rejected it: the epoch
+    /// goes back by one, the devices it added leave the roster (their
+    /// membership ends at `seq`), the devices it removed are members again,
+    /// and the entry's payload is emptied (it keeps its seq, like a
+    /// redaction). The roster change is read from the commit's roster
+    /// binding (`hush_protocol::roster`). Only an admin (any member when the
+    /// policy names none) may do it (`Forbidden`); a non-member gets
+    /// `NotMember`; an entry that is not the newest commit, or whose binding
+    /// disagrees with the roster, is `Invalid`. Voiding an already voided
+    /// commit is `Invalid` too (it is no longer the newest commit).
+    async fn void_commit(&self, group: &GroupId, seq: u64, by: DeviceId) -> StoreResult<()>;
     /// Moves the device's cursors forward (never back; non-members are ignored).
     /// Takes a batch so acknowledgements can share one transaction.
     async fn advance_cursors(&self, cursors: Vec<(DeviceId, GroupId, u64)>) -> StoreResult<()>;

@@ -79,6 +79,11 @@ pub(super) enum WriteOp {
         max_entries: u64,
     },
     RevokeDevice(StoredRevocation),
+    VoidCommit {
+        group: GroupId,
+        seq: u64,
+        by: DeviceId,
+    },
 }
 
 /// A [`Revocation`] as logged.
@@ -139,6 +144,7 @@ pub(super) fn apply(t: &mut Tables<'_>, op: WriteOp) -> Result<StoreResult<Outco
         WriteOp::SetPolicy { group, by, policy } => map(writes::set_policy(t, group, by, policy), |()| Outcome::Done),
         WriteOp::Append(req) => map(writes::append(t, req.into()), Outcome::Appended),
         WriteOp::Redact { group, seq, by } => map(writes::redact(t, group, seq, by), |()| Outcome::Done),
+        WriteOp::VoidCommit { group, seq, by } => map(writes::void_commit(t, group, seq, by), |()| Outcome::Done),
         WriteOp::AdvanceCursors(cursors) => map(writes::advance_cursors(t, cursors), |()| Outcome::Done),
         WriteOp::UploadKeyPackages {
             device,

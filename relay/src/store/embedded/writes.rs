@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use hush_protocol::frame::{ClaimedKeyPackage, InboxKind, MessageKind, Policy, Posters};
+use hush_protocol::frame::{ClaimedKeyPackage, InboxKind, MessageKind, Policy, Posters, RosterChange};
 use hush_protocol::{DeviceId, GroupId};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,18 @@ fn delete(table: &mut redb::Table<'_, &'static [u8], &'static [u8]>, key: &[u8])
 
 fn is_admin(policy: &Policy, device: DeviceId) -> bool {
     policy.admins.is_empty() || policy.admins.contains(&device)
+}
+
+/// The group's metadata, if `by` is a member and an admin of it.
+fn admin_meta(t: &Tables<'_>, key: &GroupKey, by: DeviceId, to: &str) -> StoreResult<GroupMeta> {
+    let meta = reads::group_meta(&t.groups, key)?;
+    if !contains(&t.roster, &key.roster(by))? {
+        return Err(StoreError::NotMember);
+    }
+    if !is_admin(&meta.policy, by) {
+        return Err(StoreError::Forbidden(format!("only an admin may {to}")));
+    }
+    Ok(meta)
 }
 
 fn require_device(t: &Tables<'_>, device: DeviceId) -> StoreResult<()> {
@@ -210,13 +222,7 @@ pub(super) fn set_policy(
         t,
         |t| {
             let key = GroupKey::new(&group)?;
-            let mut meta = reads::group_meta(&t.groups, &key)?;
-            if !contains(&t.roster, &key.roster(by))? {
-                return Err(StoreError::NotMember);
-            }
-            if !is_admin(&meta.policy, by) {
-                return Err(StoreError::Forbidden("only an admin may change the policy".into()));
-            }
+            let mut meta = admin_meta(t, &key, by, "change the policy")?;
             meta.policy = policy;
             Ok(Checked::Write((key, encode(&meta)?)))
         },
@@ -237,6 +243,86 @@ struct AppendPlan {
     /// The Welcome, if the commit has one: stored once (`welcomes`), and the
     /// encoded inbox entry that refers to it, for every added device.
     welcome: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+pub(super) fn void_commit(
+    t: &mut Tables<'_>,
+    group: GroupId,
+    seq: u64,
+    by: DeviceId,
+) -> Result<StoreResult<()>, Fatal> {
+    checked(
+        t,
+        |t| {
+            let key = GroupKey::new(&group)?;
+            let mut meta = admin_meta(t, &key, by, "void a commit")?;
+            let Some(mut entry) = get::<EntryValue>(&t.log, &key.log(seq))? else {
+                return Err(StoreError::NotFound(format!("entry {seq}")));
+            };
+            // One commit per epoch: the one at the epoch before the group's
+            // is its newest.
+            if entry.kind != MessageKind::Commit
+                || entry.payload.is_empty()
+                || entry.epoch.checked_add(1) != Some(meta.epoch)
+            {
+                return Err(StoreError::Invalid(format!(
+                    "entry {seq} is not the group's newest commit"
+                )));
+            }
+            let binding = hush_crypto::inspect::inspect(&entry.payload)
+                .ok()
+                .and_then(|h| hush_protocol::roster::parse_binding(&h.authenticated_data));
+            let Some((add, remove)) = binding else {
+                return Err(StoreError::Invalid(format!("commit {seq} carries no roster binding")));
+            };
+            let mut added = Vec::with_capacity(add.len());
+            for device in add {
+                let member: Option<MemberValue> = get(&t.members, &key.member(device))?;
+                match member {
+                    Some(m) if m.joined_seq == seq && m.removed_seq.is_none() => added.push((device, m)),
+                    _ => {
+                        return Err(StoreError::Invalid(format!(
+                            "device {device} did not join at commit {seq}"
+                        )));
+                    }
+                }
+            }
+            let mut removed = Vec::with_capacity(remove.len());
+            for device in remove {
+                let member: Option<MemberValue> = get(&t.members, &key.member(device))?;
+                match member {
+                    Some(m) if m.removed_seq == Some(seq) && !contains(&t.revoked, &device.0)? => {
+                        removed.push((device, m));
+                    }
+                    Some(_) if contains(&t.revoked, &device.0)? => {
+                        return Err(StoreError::Forbidden(format!("device {device} is revoked")));
+                    }
+                    _ => {
+                        return Err(StoreError::Invalid(format!(
+                            "device {device} was not removed by commit {seq}"
+                        )));
+                    }
+                }
+            }
+            meta.epoch = entry.epoch;
+            entry.payload = Bytes::new();
+            Ok(Checked::Write((key, meta, entry, added, removed)))
+        },
+        |t, (key, meta, entry, added, removed)| {
+            put(&mut t.log, &key.log(seq), &encode(&entry)?)?;
+            for (device, mut m) in added {
+                delete(&mut t.roster, &key.roster(device))?;
+                m.removed_seq = Some(seq);
+                put(&mut t.members, &key.member(device), &encode(&m)?)?;
+            }
+            for (device, mut m) in removed {
+                put(&mut t.roster, &key.roster(device), &[])?;
+                m.removed_seq = None;
+                put(&mut t.members, &key.member(device), &encode(&m)?)?;
+            }
+            put(&mut t.groups, key.as_bytes(), &encode(&meta)?)
+        },
+    )
 }
 
 pub(super) fn redact(t: &mut Tables<'_>, group: GroupId, seq: u64, by: DeviceId) -> Result<StoreResult<()>, Fatal> {
@@ -308,8 +394,31 @@ fn check_append(t: &Tables<'_>, req: &AppendRequest) -> StoreResult<Checked<Appe
     {
         return Err(StoreError::Forbidden("this group is announce-only".into()));
     }
-    if change.is_some() && meta.policy.admins_change_roster && !is_admin(&meta.policy, req.sender) {
-        return Err(StoreError::Forbidden("only an admin may change the roster".into()));
+    if let Some(c) = change
+        && meta.policy.admins_change_roster
+        && !is_admin(&meta.policy, req.sender)
+        && !own_devices_only(t, req.sender, c)?
+        && !(c.add.is_empty() && asked_to_leave(t, &key, &meta, &c.remove)?)
+    {
+        return Err(StoreError::Forbidden(
+            "only an admin may change the roster (others may add or remove only their own devices, and commit a member's leaving)"
+                .into(),
+        ));
+    }
+    // Admins that leave stop being admins; a device an admin adds of its
+    // own user (a linked device) becomes one.
+    if let Some(c) = change
+        && !meta.policy.admins.is_empty()
+    {
+        let was_admin = meta.policy.admins.contains(&req.sender);
+        meta.policy.admins.retain(|d| !c.remove.contains(d));
+        if was_admin && own_devices_only(t, req.sender, c)? {
+            for d in &c.add {
+                if !meta.policy.admins.contains(d) {
+                    meta.policy.admins.push(*d);
+                }
+            }
+        }
     }
     // 4. epochs.
     if req.epoch > meta.epoch {
@@ -393,6 +502,48 @@ fn check_append(t: &Tables<'_>, req: &AppendRequest) -> StoreResult<Checked<Appe
         remove,
         welcome,
     }))
+}
+
+/// Whether every device a roster change names is a device of the sender's
+/// own user (linking a new device, removing a revoked one).
+fn own_devices_only(t: &Tables<'_>, sender: DeviceId, change: &RosterChange) -> StoreResult<bool> {
+    let Some(me) = reads::device(&t.devices, sender)? else {
+        return Ok(false);
+    };
+    for &d in change.add.iter().chain(&change.remove) {
+        if reads::device(&t.devices, d)?.map(|r| r.user) != Some(me.user.clone()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Entries looked at, newest first, for the leave proposals of a removal.
+const LEAVE_SCAN: usize = 10_000;
+
+/// Whether every device in `remove` asked to leave: sent a proposal since
+/// the group's newest commit (so at its current epoch). A member leaves by
+/// proposing its removal; whichever member commits it need not be an admin.
+fn asked_to_leave(t: &Tables<'_>, key: &GroupKey, meta: &GroupMeta, remove: &[DeviceId]) -> StoreResult<bool> {
+    let mut pending: BTreeSet<DeviceId> = remove.iter().copied().collect();
+    if pending.is_empty() || meta.head_seq < meta.first_seq {
+        return Ok(false);
+    }
+    let (lo, hi) = (key.log(meta.first_seq), key.log(meta.head_seq));
+    for item in t.log.range(lo.as_slice()..=hi.as_slice())?.rev().take(LEAVE_SCAN) {
+        let (_, v) = item?;
+        let e: EntryValue = layout::decode(v.value())?;
+        if e.kind == MessageKind::Commit {
+            break;
+        }
+        if e.kind == MessageKind::Proposal && e.epoch == meta.epoch {
+            pending.remove(&e.sender);
+            if pending.is_empty() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Added devices must be registered and not members, removed ones members;
