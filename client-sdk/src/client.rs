@@ -310,6 +310,9 @@ pub struct GroupSummary {
     /// Leaves that claim a user whose devices, as the relay lists them, do
     /// not include them ([`crate::Event::IdentityRejected`]).
     pub unverified_members: usize,
+    /// `name` is the group's shared name, the same for every member
+    /// ([`Client::rename`]); otherwise a local label.
+    pub shared_name: bool,
 }
 
 /// A hush device: its identity, groups, history and connection.
@@ -480,8 +483,10 @@ impl Client {
         if !matches!(reply, Reply::GroupCreated { .. }) {
             return Err(Error::Connection(format!("unexpected reply {reply:?}")));
         }
+        let direct_is_none = direct_with.is_none();
         let meta = GroupMeta {
             name: name.to_owned(),
+            created_direct: direct_with.is_some(),
             direct_with,
             own_devices,
             ..Default::default()
@@ -509,7 +514,39 @@ impl Client {
             )
             .await?;
         }
+        if !own_devices && direct_is_none {
+            // Shared with the members, end-to-end encrypted, after they
+            // joined (they read only what follows their join).
+            self.enqueue(&group, Content::GroupName { name: name.to_owned() })
+                .await?;
+        }
         Ok(group)
+    }
+
+    /// Renames a group for every member: the name travels end-to-end
+    /// encrypted, and the newest in the group's log order wins. Direct
+    /// conversations and the own-devices group keep their names.
+    pub async fn rename(&self, group: &GroupId, name: &str) -> Result<String, Error> {
+        let name = crate::engine::clean_name(name);
+        if name.is_empty() {
+            return Err(Error::Config("a group name cannot be empty".into()));
+        }
+        self.enqueue(group, Content::GroupName { name }).await
+    }
+
+    /// Sends the group's shared name again, for members that joined after it
+    /// was sent.
+    async fn share_name(&self, group: &GroupId) -> Result<(), Error> {
+        let summary = self.groups().await?.into_iter().find(|g| g.group == *group);
+        if let Some(g) = summary
+            && g.direct_with.is_none()
+            && !g.own_devices
+            && g.unverified_members == 0
+            && g.shared_name
+        {
+            self.enqueue(group, Content::GroupName { name: g.name }).await?;
+        }
+        Ok(())
     }
 
     async fn claim_own_other_devices(&self) -> Result<Vec<Vec<u8>>, Error> {
@@ -549,7 +586,7 @@ impl Client {
             },
         )
         .await?;
-        Ok(())
+        self.share_name(group).await
     }
 
     /// The group's policy at the relay: who may post, who administers it,
@@ -1142,6 +1179,7 @@ mod tests {
             seq: 0,
             verified: false,
             unverified_members: 0,
+            shared_name: false,
         }
     }
 

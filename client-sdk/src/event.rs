@@ -232,6 +232,16 @@ pub enum Event {
         /// The safety number with the user now.
         safety_number: String,
     },
+    /// The group's shared name changed (or was first set): every member
+    /// shows the same one.
+    GroupRenamed {
+        /// The group.
+        group: GroupId,
+        /// Its name.
+        name: String,
+        /// Who named it.
+        by: Member,
+    },
     /// A member of `group` claims to be `user`, but the relay does not list
     /// `device` among that user's devices: a forged identity (or a device
     /// revoked since). The group is not labelled after that user, is never

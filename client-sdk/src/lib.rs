@@ -127,6 +127,16 @@
 //! Deleting a message ([`Client::delete`]) also asks the relay to drop the
 //! deleted entry's stored ciphertext (PROTOCOL.md, `Redact`).
 //!
+//! # Group names and admins
+//!
+//! A group's name is shared with its members as an encrypted `group_name`
+//! message ([`Client::rename`], [`Event::GroupRenamed`]); the newest in log
+//! order wins, so every member shows the same one. A group's creator is its
+//! admin: only admins add and remove others ([`Client::set_policy`] says
+//! otherwise); any member may leave and add or remove its own devices. A
+//! commit every member rejects is voided by the admin's client, so it
+//! cannot stop the group from changing.
+//!
 //! # Safety numbers
 //!
 //! Before a group's entries are processed, every member's claimed user is

@@ -191,3 +191,44 @@ async fn direct_conversations_started_at_once_converge_on_one() {
     assert_eq!(m.group, db);
     relay.stop().await;
 }
+
+/// A group's name is shared with its members, end-to-end encrypted: every
+/// member shows the same one, renames reach everyone, and a member added
+/// later gets it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_names_are_the_same_for_every_member() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&tmp.path().join("relay")).await;
+    let alice = relay.ready_client(&tmp.path().join("alice"), "alice").await;
+    let bob = relay.ready_client(&tmp.path().join("bob"), "bob").await;
+    let carol = relay.ready_client(&tmp.path().join("carol"), "carol").await;
+    let (mut a_ev, mut b_ev, mut c_ev) = (alice.events(), bob.events(), carol.events());
+    let group = alice.create_group("project", &["bob"]).await.unwrap();
+    named(&mut b_ev, &group, "project").await;
+    let name_of = |groups: Vec<hush_sdk::GroupSummary>| {
+        groups
+            .into_iter()
+            .find(|g| g.group == group)
+            .map(|g| (g.name, g.shared_name))
+            .unwrap()
+    };
+    assert_eq!(name_of(bob.groups().await.unwrap()), ("project".to_owned(), true));
+
+    // Bob renames it; alice shows the new name.
+    bob.rename(&group, "launch\u{7}").await.unwrap();
+    named(&mut a_ev, &group, "launch").await;
+    assert_eq!(name_of(alice.groups().await.unwrap()), ("launch".to_owned(), true));
+
+    // Carol, added afterwards, sees the current name, not a label of her own.
+    alice.add_user(&group, "carol").await.unwrap();
+    named(&mut c_ev, &group, "launch").await;
+    assert_eq!(name_of(carol.groups().await.unwrap()), ("launch".to_owned(), true));
+}
+
+async fn named(events: &mut hush_sdk::EventStream, group: &hush_sdk::GroupId, want: &str) {
+    wait_for(events, |e| match e {
+        Event::GroupRenamed { group: g, name, .. } if g == group && name == want => Some(()),
+        _ => None,
+    })
+    .await
+}

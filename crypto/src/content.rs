@@ -176,6 +176,12 @@ pub enum Content {
         /// History records as the sending SDK keeps them (a JSON list).
         messages: Value,
     },
+    /// `group_name`: the group's name, the same for every member (the
+    /// newest in log order wins).
+    GroupName {
+        /// The name.
+        name: String,
+    },
     /// A kind this version does not know, kept as received.
     Unknown {
         /// The kind.
@@ -271,6 +277,11 @@ struct AttachmentBody {
 }
 
 #[derive(Serialize, Deserialize)]
+struct GroupNameBody {
+    name: String,
+}
+
+#[derive(Serialize, Deserialize)]
 struct SyncReadBody {
     group: String,
     seq: u64,
@@ -309,6 +320,7 @@ impl Content {
             Content::SyncRead { .. } => "sync_read",
             Content::SyncSetting { .. } => "sync_setting",
             Content::SyncHistory { .. } => "sync_history",
+            Content::GroupName { .. } => "group_name",
             Content::Unknown { kind, .. } => kind,
         }
     }
@@ -337,6 +349,7 @@ impl Content {
                     messages,
                 },
             ),
+            Content::GroupName { name } => body(kind, GroupNameBody { name }),
             Content::Unknown { kind, body } => (kind, body),
         }
     }
@@ -409,6 +422,9 @@ impl Content {
                     messages: b.messages,
                 }
             }
+            "group_name" => Content::GroupName {
+                name: parse::<GroupNameBody>(&kind, body)?.name,
+            },
             _ => Content::Unknown { kind, body },
         })
     }
@@ -508,6 +524,7 @@ mod tests {
                 read_up_to: 7,
                 messages: serde_json::json!([{"seq": 3, "text": "hi"}]),
             },
+            Content::GroupName { name: "launch".into() },
         ]
     }
 

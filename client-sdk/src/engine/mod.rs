@@ -69,7 +69,7 @@ use crate::outbox::OutboxItem;
 use crate::store::{Batch, LocalStore, key};
 
 pub(crate) use change::Change;
-pub(crate) use records::GroupMeta;
+pub(crate) use records::{GroupMeta, clean_name};
 
 /// Key packages kept at the relay.
 const KEY_PACKAGES_LOW: u32 = 10;
@@ -1394,6 +1394,7 @@ impl Engine {
             out.push(GroupSummary {
                 verified,
                 unverified_members: meta.impostors.len(),
+                shared_name: meta.name_shared,
                 seq,
                 group,
                 name: meta.name,

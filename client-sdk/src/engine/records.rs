@@ -37,6 +37,28 @@ pub(crate) struct GroupMeta {
     /// (user, device id in hex).
     #[serde(default)]
     pub impostors: Vec<(String, String)>,
+    /// `name` is the group's shared name (a `group_name` message), the same
+    /// for every member, rather than a local label.
+    #[serde(default)]
+    pub name_shared: bool,
+    /// This device started it as a direct conversation (a joined group of
+    /// two is taken as direct only until a shared name says otherwise).
+    #[serde(default)]
+    pub created_direct: bool,
+}
+
+/// Longest shared group name kept, in characters.
+pub(crate) const MAX_GROUP_NAME_CHARS: usize = 128;
+
+/// A shared name as shown: control characters dropped, trimmed, at most
+/// [`MAX_GROUP_NAME_CHARS`].
+pub(crate) fn clean_name(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_GROUP_NAME_CHARS)
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 impl GroupMeta {
@@ -307,6 +329,32 @@ impl Engine {
                 by: sender,
                 active,
             }),
+            Content::GroupName { name } => {
+                let name = clean_name(&name);
+                let mut meta: GroupMeta = self.local.get_staged(batch, &key::group(group))?.unwrap_or_default();
+                // A direct conversation is named after the partner, the
+                // private group of one's devices is "own devices". A joined
+                // group of two looked direct until its creator named it.
+                if name.is_empty() || meta.created_direct || meta.own_devices {
+                    return Ok(());
+                }
+                meta.direct_with = None;
+                let shown = if meta.impostors.is_empty() {
+                    name.clone()
+                } else {
+                    format!("unverified: {name}")
+                };
+                if meta.name != shown || !meta.name_shared {
+                    meta.name = shown;
+                    meta.name_shared = true;
+                    batch.put(key::group(group), &meta)?;
+                    events.push(Event::GroupRenamed {
+                        group: group.clone(),
+                        name,
+                        by: sender,
+                    });
+                }
+            }
             Content::SyncRead { group: g, seq } if sync => {
                 if let Ok(bytes) = hex::decode(&g) {
                     let g = GroupId(bytes);

@@ -156,6 +156,7 @@ mod tests {
             seq: 3,
             verified: false,
             unverified_members: 0,
+            shared_name: false,
         };
         let v: serde_json::Value = serde_json::to_value(JsonGroup::from(&g)).unwrap();
         assert_eq!(v["group"], "0a");

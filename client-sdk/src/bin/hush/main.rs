@@ -86,6 +86,14 @@ enum Command {
         /// The user.
         user: String,
     },
+    /// Renames GROUP for every member (the name is shared end-to-end
+    /// encrypted; direct conversations keep the partner's name).
+    Rename {
+        /// Group.
+        group: String,
+        /// The new name.
+        name: String,
+    },
     /// Leaves GROUP.
     Leave {
         /// Group.
@@ -563,6 +571,13 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
             println!("{}", client.safety_number(&user).await?);
             client.close().await;
         }
+        Command::Rename { group, name } => {
+            let client = open(&dir, None).await?;
+            try_sync(&client, wait).await?;
+            let g = client.find_group(&group).await?;
+            let id = client.rename(&g, &name).await?;
+            finish_send(&client, &id, wait).await?;
+        }
         Command::Verify { user, number } => {
             let client = open(&dir, None).await?;
             try_sync(&client, wait).await?;
@@ -739,6 +754,7 @@ async fn chat(client: &Client, group: GroupId) -> Result<()> {
                     }
                     Event::Presence { member, online, .. } => println!("* {} is {}", member.user, if online { "online" } else { "offline" }),
                     Event::MemberAdded { group: g, member } if g == group => println!("* {} joined", member.user),
+                    Event::GroupRenamed { group: g, name, by } if g == group => println!("* {} named the conversation {name:?}", by.user),
                     Event::MemberRemoved { group: g, member } if g == group => println!("* {} left", member.user),
                     Event::RosterMismatch { group: g, .. } if g == group => println!("! the relay removed you from this conversation, but no member's commit did: it no longer delivers it"),
                     Event::CommitRejected { group: g, reason, .. } if g == group => println!("! a member's change to this conversation was rejected ({reason}): the relay and the group disagree"),

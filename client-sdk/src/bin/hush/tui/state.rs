@@ -302,6 +302,12 @@ impl App {
                     format!("! {user}'s devices changed: compare safety numbers again (/safety {user})")
                 });
             }
+            Event::GroupRenamed { group, name, by } => {
+                follow.groups = true;
+                if self.group() == Some(&group) {
+                    self.notice = Some(format!("{} named the conversation {name:?}", by.user));
+                }
+            }
             Event::IdentityRejected { group, user, device } if self.group() == Some(&group) => {
                 self.notice = Some(format!(
                     "! a member claims to be {user}, but {device} is not one of {user}'s devices"
@@ -490,6 +496,7 @@ mod tests {
                 seq: 0,
                 verified: false,
                 unverified_members: 0,
+                shared_name: false,
             },
             GroupSummary {
                 group: GroupId(vec![9]),
@@ -500,6 +507,7 @@ mod tests {
                 seq: 0,
                 verified: false,
                 unverified_members: 0,
+                shared_name: false,
             },
         ]);
         let page = vec![

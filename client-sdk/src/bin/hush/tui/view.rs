@@ -369,6 +369,7 @@ mod tests {
             seq: 2,
             verified: false,
             unverified_members: 0,
+            shared_name: false,
         }]);
         let mut reactions = BTreeMap::new();
         reactions.insert("👍".to_owned(), vec![UserId("bob".into())]);
