@@ -69,6 +69,8 @@ pub struct ClientBuilder {
     timing: Timing,
     transport: TransportConfig,
     seed: Option<[u8; 32]>,
+    authority: Option<[u8; 32]>,
+    certificate: Option<[u8; 64]>,
 }
 
 impl ClientBuilder {
@@ -117,6 +119,30 @@ impl ClientBuilder {
         self
     }
 
+    /// The identity authority's Ed25519 public key: the app's backend, which
+    /// certifies each device key as a device of its user
+    /// ([`hush_crypto::certify`] over
+    /// [`hush_protocol::auth::identity_transcript`]). With it, this device
+    /// takes in no leaf without a valid certificate: it does not add such a
+    /// key package, does not join a group holding one, and does not merge a
+    /// commit adding one ([`Event::CommitRejected`]); so no one, relay
+    /// included, can pass off a device as another user's. Give it at every
+    /// open.
+    pub fn identity_authority(mut self, key: [u8; 32]) -> Self {
+        self.authority = Some(key);
+        self
+    }
+
+    /// The authority's certificate for this device's key (see
+    /// [`ClientBuilder::identity_authority`]), used when creating the
+    /// identity: choose the key first ([`ClientBuilder::device_seed`];
+    /// [`crate::wire::Identity::from_seed`] gives its public key), have the
+    /// backend certify it, then open. It is kept with the identity.
+    pub fn identity_certificate(mut self, certificate: [u8; 64]) -> Self {
+        self.certificate = Some(certificate);
+        self
+    }
+
     /// Uses this device key seed when creating the identity (device linking
     /// generates the key before the data directory exists).
     pub fn device_seed(mut self, seed: [u8; 32]) -> Self {
@@ -145,6 +171,10 @@ impl ClientBuilder {
         let local = Arc::new(LocalStore::open_in(db.clone())?);
         let mls = MlsStore::open_in(db).map_err(hush_crypto::Error::from)?;
         let saved: Option<IdentityRecord> = local.get(key::IDENTITY)?;
+        let device_config = match self.authority {
+            Some(a) => DeviceConfig::default().identity_authority(a),
+            None => DeviceConfig::default(),
+        };
         let (record, device) = match saved {
             Some(r) => {
                 if let Some(u) = &self.user
@@ -152,7 +182,7 @@ impl ClientBuilder {
                 {
                     return Err(Error::Config(format!("this data directory belongs to user {}", r.user)));
                 }
-                let device = Device::open(mls, DeviceConfig::default())?;
+                let device = Device::open(mls, device_config)?;
                 (r, device)
             }
             None => {
@@ -164,8 +194,11 @@ impl ClientBuilder {
                     return Err(Error::Config(format!("invalid user id {user:?}")));
                 }
                 let seed = self.seed.unwrap_or_else(rand::random);
-                let identity = DeviceIdentity::from_secret(uid, seed).map_err(hush_crypto::Error::from)?;
-                let device = Device::with_identity(mls, identity, DeviceConfig::default())?;
+                let mut identity = DeviceIdentity::from_secret(uid, seed).map_err(hush_crypto::Error::from)?;
+                if let Some(c) = self.certificate {
+                    identity = identity.with_certificate(c);
+                }
+                let device = Device::with_identity(mls, identity, device_config)?;
                 let r = IdentityRecord { user, seed };
                 local.put(key::IDENTITY.to_vec(), &r)?;
                 (r, device)
@@ -304,8 +337,10 @@ pub struct GroupSummary {
     pub members: Vec<Member>,
     /// The highest seq processed on this device.
     pub seq: u64,
-    /// Every other member's devices are the ones whose safety number this
-    /// user compared ([`Client::mark_verified`]), and no leaf is an impostor.
+    /// No leaf is an impostor, and either an identity authority certified
+    /// every member ([`ClientBuilder::identity_authority`]) or every other
+    /// member's devices are the ones whose safety number this user compared
+    /// ([`Client::mark_verified`]).
     pub verified: bool,
     /// Leaves that claim a user whose devices, as the relay lists them, do
     /// not include them ([`crate::Event::IdentityRejected`]).

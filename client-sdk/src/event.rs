@@ -232,6 +232,15 @@ pub enum Event {
         /// The safety number with the user now.
         safety_number: String,
     },
+    /// An invitation (an MLS Welcome) to `group` was not taken: it does not
+    /// process, or a member's leaf has no valid identity certificate while
+    /// an identity authority is configured. The group is not joined.
+    InvitationRefused {
+        /// The group.
+        group: GroupId,
+        /// Why.
+        reason: String,
+    },
     /// The group's shared name changed (or was first set): every member
     /// shows the same one.
     GroupRenamed {

@@ -158,3 +158,82 @@ async fn a_leaf_claiming_your_own_user_cannot_sync_into_your_devices() {
         .unwrap();
     assert!(!summary.own_devices);
 }
+
+/// With an identity authority (the app's backend) configured, members take
+/// in only certified leaves: a group made by an uncertified device is not
+/// joined, whatever user its leaf claims, and an uncertified device cannot
+/// be added; certified users chat as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_authority_only_certified_devices_are_taken_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&tmp.path().join("relay")).await;
+    let authority = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let certified = |name: &'static str| {
+        let seed: [u8; 32] = rand::random();
+        let key = Identity::from_seed(name, seed).public_key();
+        let cert = hush_crypto::certify(&authority, &UserId(name.into()), &key);
+        hush_sdk::Client::builder()
+            .relay(relay.url())
+            .trust(Trust::CertSha256(relay.cert))
+            .data_dir(tmp.path().join(name))
+            .user(name)
+            .timing(fast_timing())
+            .device_seed(seed)
+            .identity_certificate(cert)
+            .identity_authority(authority.verifying_key().to_bytes())
+    };
+    let alice = certified("alice").open().await.unwrap();
+    let bob = certified("bob").open().await.unwrap();
+    for c in [&alice, &bob] {
+        c.wait_connected(WAIT).await.unwrap();
+        c.sync(WAIT).await.unwrap();
+    }
+    let mut a_ev = alice.events();
+
+    // An uncertified registrant's group, its leaf claiming "bob".
+    let (_forger, _wire, group, _key) = forged_group(&relay, "bob", "alice").await;
+    let reason = wait_for(&mut a_ev, |e| match e {
+        Event::InvitationRefused { group: g, reason } if *g == group => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(reason.contains("certificate"), "{reason}");
+    assert!(alice.groups().await.unwrap().iter().all(|g| g.group != group));
+
+    // Its key packages (real, but uncertified) are refused too.
+    let key = Identity::generate("mallory");
+    let m = WireClient::connect(&key, ConnectOptions::new(relay.url(), Trust::CertSha256(relay.cert)))
+        .await
+        .unwrap();
+    let identity = DeviceIdentity::from_secret(UserId("mallory".into()), key.seed()).unwrap();
+    let mut device = Device::with_identity(MlsStore::in_memory(), identity, DeviceConfig::default()).unwrap();
+    let packages = device.generate_key_packages(2, 0).unwrap();
+    m.request(Request::UploadKeyPackages {
+        one_time: packages.into_iter().map(Into::into).collect(),
+        last_resort: None,
+    })
+    .await
+    .unwrap();
+    let refused = alice.create_group("with mallory", &["mallory"]).await;
+    assert!(
+        matches!(&refused, Err(hush_sdk::Error::Crypto(e)) if e.to_string().contains("certificate")),
+        "{refused:?}"
+    );
+
+    // Certified devices chat.
+    let mut b_ev = bob.events();
+    let dm = alice.direct("bob").await.unwrap();
+    let id = alice.send_text(&dm, "certified hello").await.unwrap();
+    let summary = alice
+        .groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.group == dm)
+        .unwrap();
+    assert!(summary.verified, "every leaf is certified");
+    wait_for(&mut b_ev, |e| {
+        matches!(e, Event::Message(m) if m.id == id).then_some(())
+    })
+    .await;
+}

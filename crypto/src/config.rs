@@ -11,6 +11,7 @@ pub struct DeviceConfig {
     pub(crate) out_of_order_tolerance: u32,
     pub(crate) maximum_forward_distance: u32,
     pub(crate) ratchet_tree_in_welcome: bool,
+    pub(crate) authority: Option<[u8; 32]>,
 }
 
 impl Default for DeviceConfig {
@@ -21,11 +22,24 @@ impl Default for DeviceConfig {
             out_of_order_tolerance: 5,
             maximum_forward_distance: 1000,
             ratchet_tree_in_welcome: true,
+            authority: None,
         }
     }
 }
 
 impl DeviceConfig {
+    /// The identity authority's Ed25519 public key (the app's backend, which
+    /// certifies that a device key is a device of a user: see
+    /// [`crate::identity::certify`]). With it, every leaf this device takes
+    /// in (a key package it adds, the members of a group it joins, a device
+    /// another member's commit adds) must carry a valid certificate
+    /// ([`crate::CredentialError::NotCertified`],
+    /// [`crate::CredentialError::BadCertificate`] otherwise). Default: none.
+    pub fn identity_authority(mut self, key: [u8; 32]) -> Self {
+        self.authority = Some(key);
+        self
+    }
+
     /// The cipher suite of groups this device creates and of its key packages.
     /// Default: `MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519` (1), the one
     /// suite every RFC 9420 implementation must support. Its signature scheme

@@ -10,6 +10,10 @@ use openmls_traits::signatures::{Signer, SignerError};
 
 /// First byte of every hush credential identity; a later encoding gets a new one.
 const CREDENTIAL_V1: u8 = 1;
+/// A credential with an identity authority's certificate.
+const CREDENTIAL_V2: u8 = 2;
+/// Length of an identity certificate (an Ed25519 signature).
+pub const CERTIFICATE_LEN: usize = 64;
 
 /// Why a credential or key was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +40,53 @@ pub enum CredentialError {
         /// The id derived from the signature key.
         derived: DeviceId,
     },
+    /// An identity authority is configured and the credential carries no
+    /// certificate from it.
+    #[error("credential of {0} carries no identity certificate")]
+    NotCertified(UserId),
+    /// The certificate is not the authority's signature over this user and
+    /// device key.
+    #[error("identity certificate of {0} does not verify")]
+    BadCertificate(UserId),
+}
+
+/// An identity certificate: the authority's Ed25519 signature over
+/// [`hush_protocol::auth::identity_transcript`] of the user and the device
+/// key. Issued by the app's backend (the party that issues registration
+/// tokens) and carried in the device's MLS credential.
+pub fn certify(authority: &SigningKey, user: &UserId, device_key: &[u8; 32]) -> [u8; CERTIFICATE_LEN] {
+    authority
+        .sign(&hush_protocol::auth::identity_transcript(user, device_key))
+        .to_bytes()
+}
+
+/// Checks a new leaf's credential against the identity authority, if one is
+/// configured: it must be a version 2 credential whose certificate is the
+/// authority's signature over its user and the leaf's signature key.
+/// Without an authority, any well-formed credential passes (members then
+/// check identities another way).
+pub fn check_certificate(
+    credential: &Credential,
+    signature_key: &[u8],
+    authority: Option<&[u8; 32]>,
+) -> Result<DeviceCredential, CredentialError> {
+    let parsed = DeviceCredential::from_leaf(credential, signature_key)?;
+    let Some(authority) = authority else {
+        return Ok(parsed);
+    };
+    let basic = BasicCredential::try_from(credential.clone()).map_err(|_| CredentialError::NotBasic)?;
+    let identity = basic.identity();
+    if identity.first() != Some(&CREDENTIAL_V2) || identity.len() < 1 + 16 + CERTIFICATE_LEN {
+        return Err(CredentialError::NotCertified(parsed.user));
+    }
+    let mut signature = [0u8; CERTIFICATE_LEN];
+    signature.copy_from_slice(&identity[17..17 + CERTIFICATE_LEN]);
+    let key: &[u8; 32] = signature_key.try_into().map_err(|_| CredentialError::BadSignatureKey)?;
+    let transcript = hush_protocol::auth::identity_transcript(&parsed.user, key);
+    if !hush_protocol::auth::verify(authority, &transcript, &hush_protocol::frame::Signature(signature)) {
+        return Err(CredentialError::BadCertificate(parsed.user));
+    }
+    Ok(parsed)
 }
 
 /// Who an MLS leaf belongs to: the (user, device) pair of a hush credential.
@@ -62,11 +113,23 @@ impl DeviceCredential {
         out
     }
 
+    /// The basic credential identity bytes with an identity certificate:
+    /// `0x02 || device_id (16 bytes) || certificate (64 bytes) || user_id`.
+    pub fn encode_certified(&self, certificate: &[u8; CERTIFICATE_LEN]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 16 + CERTIFICATE_LEN + self.user.0.len());
+        out.push(CREDENTIAL_V2);
+        out.extend_from_slice(&self.device.0);
+        out.extend_from_slice(certificate);
+        out.extend_from_slice(self.user.0.as_bytes());
+        out
+    }
+
     /// Parses basic credential identity bytes.
     pub fn decode(identity: &[u8]) -> Result<Self, CredentialError> {
         match crate::inspect::credential_identity(identity) {
             Some((device, user)) => Ok(DeviceCredential { user, device }),
             // Well framed, but the user id is not one (empty, control characters).
+            None if identity.first() == Some(&CREDENTIAL_V2) => Err(CredentialError::Malformed),
             None if identity.first() == Some(&CREDENTIAL_V1)
                 && (16 + 1..=16 + MAX_USER_ID_LEN).contains(&(identity.len() - 1))
                 && std::str::from_utf8(&identity[17..]).is_ok() =>
@@ -106,6 +169,7 @@ pub struct DeviceIdentity {
     key: SigningKey,
     user: UserId,
     device: DeviceId,
+    certificate: Option<[u8; CERTIFICATE_LEN]>,
 }
 
 impl std::fmt::Debug for DeviceIdentity {
@@ -132,7 +196,24 @@ impl DeviceIdentity {
         }
         let key = SigningKey::from_bytes(&secret);
         let device = DeviceId::from_public_key(&key.verifying_key().to_bytes());
-        Ok(DeviceIdentity { key, user, device })
+        Ok(DeviceIdentity {
+            key,
+            user,
+            device,
+            certificate: None,
+        })
+    }
+
+    /// This identity with the identity authority's certificate ([`certify`]),
+    /// carried in every leaf it makes from now on.
+    pub fn with_certificate(mut self, certificate: [u8; CERTIFICATE_LEN]) -> Self {
+        self.certificate = Some(certificate);
+        self
+    }
+
+    /// The identity certificate, if it has one.
+    pub fn certificate(&self) -> Option<[u8; CERTIFICATE_LEN]> {
+        self.certificate
     }
 
     /// The 32-byte secret, for the device's own store only.
@@ -176,7 +257,11 @@ impl DeviceIdentity {
     /// The MLS credential and signature key of this device's leaves.
     pub(crate) fn credential_with_key(&self) -> CredentialWithKey {
         CredentialWithKey {
-            credential: BasicCredential::new(self.credential().encode()).into(),
+            credential: BasicCredential::new(match &self.certificate {
+                Some(c) => self.credential().encode_certified(c),
+                None => self.credential().encode(),
+            })
+            .into(),
             signature_key: self.public_key().to_vec().into(),
         }
     }

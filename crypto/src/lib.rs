@@ -121,6 +121,6 @@ pub use device::{Commit, Device, GroupMember, Processed};
 #[cfg(feature = "mls")]
 pub use error::Error;
 #[cfg(feature = "mls")]
-pub use identity::{CredentialError, DeviceCredential, DeviceIdentity};
+pub use identity::{CERTIFICATE_LEN, CredentialError, DeviceCredential, DeviceIdentity, certify};
 #[cfg(feature = "mls")]
 pub use store::{MlsStore, SideWrites, StoreError};

@@ -46,6 +46,13 @@ pub fn revoke_transcript(user: &UserId, revoked_device_key: &[u8; 32]) -> Vec<u8
     user_key_transcript(b"hush-revoke-v1\0", user, revoked_device_key)
 }
 
+/// The bytes an identity authority signs to certify that a device key is a
+/// device of `user` (carried in the device's MLS credential):
+/// `"hush-identity-v1\0" || u16be len || user || device_key(32)`.
+pub fn identity_transcript(user: &UserId, device_key: &[u8; 32]) -> Vec<u8> {
+    user_key_transcript(b"hush-identity-v1\0", user, device_key)
+}
+
 /// `label || u16be len || user || key(32)`.
 fn user_key_transcript(label: &[u8], user: &UserId, key: &[u8; 32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(label.len() + 2 + user.0.len() + 32);

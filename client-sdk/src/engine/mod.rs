@@ -902,7 +902,13 @@ impl Engine {
                             self.check_key_packages(now);
                         }
                         Ok(other) => tracing::warn!(%other, "Welcome names another group than the relay said"),
-                        Err(e) => tracing::warn!(error = %e, "Welcome does not process"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Welcome does not process");
+                            self.emit(Event::InvitationRefused {
+                                group: group.clone(),
+                                reason: e.to_string(),
+                            });
+                        }
                     }
                 }
                 if let Some(waiting) = self.waiting.remove(&group) {

@@ -12,7 +12,7 @@ use openmls_traits::OpenMlsProvider as _;
 
 use super::{Device, capabilities, decode_credential};
 use crate::error::Error;
-use crate::identity::DeviceCredential;
+use crate::identity::{DeviceCredential, check_certificate};
 use crate::inspect::InspectError;
 
 /// A commit to send to the relay, with what the relay needs beside it.
@@ -45,13 +45,15 @@ pub struct Commit {
 pub(crate) fn roster_change(
     group: &MlsGroup,
     staged: &StagedCommit,
+    authority: Option<&[u8; 32]>,
 ) -> Result<(Vec<DeviceCredential>, Vec<DeviceCredential>), Error> {
     let mut added = Vec::new();
     for add in staged.add_proposals() {
         let leaf = add.add_proposal().key_package().leaf_node();
-        added.push(DeviceCredential::from_leaf(
+        added.push(check_certificate(
             leaf.credential(),
             leaf.signature_key().as_slice(),
+            authority,
         )?);
     }
     let mut removed = Vec::new();
@@ -71,8 +73,9 @@ pub(crate) fn check_commit_credentials(
     group: &MlsGroup,
     staged: &StagedCommit,
     committer: Option<LeafNodeIndex>,
+    authority: Option<&[u8; 32]>,
 ) -> Result<(), Error> {
-    roster_change(group, staged)?;
+    roster_change(group, staged, authority)?;
     let same_as_before = |index: LeafNodeIndex, new: DeviceCredential| -> Result<(), Error> {
         let old = group
             .member(index)
@@ -84,13 +87,13 @@ pub(crate) fn check_commit_credentials(
     };
     for update in staged.update_proposals() {
         let leaf = update.update_proposal().leaf_node();
-        let new = DeviceCredential::from_leaf(leaf.credential(), leaf.signature_key().as_slice())?;
+        let new = check_certificate(leaf.credential(), leaf.signature_key().as_slice(), authority)?;
         if let openmls::prelude::Sender::Member(index) = update.sender() {
             same_as_before(*index, new)?;
         }
     }
     if let (Some(leaf), Some(index)) = (staged.update_path_leaf_node(), committer) {
-        let new = DeviceCredential::from_leaf(leaf.credential(), leaf.signature_key().as_slice())?;
+        let new = check_certificate(leaf.credential(), leaf.signature_key().as_slice(), authority)?;
         same_as_before(index, new)?;
     }
     Ok(())
@@ -177,7 +180,11 @@ impl Device {
             return Err(Error::Mls(format!("key package cipher suite {:?}", kp.ciphersuite())));
         }
         let leaf = kp.leaf_node();
-        DeviceCredential::from_leaf(leaf.credential(), leaf.signature_key().as_slice())?;
+        check_certificate(
+            leaf.credential(),
+            leaf.signature_key().as_slice(),
+            self.config.authority.as_ref(),
+        )?;
         Ok(kp)
     }
 
@@ -275,7 +282,7 @@ impl Device {
         let Device { provider, groups, .. } = self;
         let g = groups.get(&group.0).ok_or_else(|| Error::UnknownGroup(group.clone()))?;
         let staged = g.pending_commit().ok_or(Error::NoPendingCommit)?;
-        let (added, removed) = roster_change(g, staged)?;
+        let (added, removed) = roster_change(g, staged, None)?;
         let ratchet_tree = match (&welcome, with_tree_inside) {
             (Some(_), false) => {
                 let tree = staged
@@ -348,7 +355,7 @@ impl Device {
                 .into_group(&d.provider)
                 .map_err(Error::mls)?;
             for member in group.members() {
-                DeviceCredential::from_leaf(&member.credential, &member.signature_key)?;
+                check_certificate(&member.credential, &member.signature_key, d.config.authority.as_ref())?;
             }
             let id = GroupId(group.group_id().as_slice().to_vec());
             if !id.is_valid() {

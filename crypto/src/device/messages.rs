@@ -93,6 +93,7 @@ impl Device {
     pub fn process(&mut self, message: &[u8]) -> Result<Processed, Error> {
         let header = inspect::inspect(message)?;
         let group = header.group_id.clone();
+        let authority = self.config.authority;
         self.atomically(Some(&group), |d| {
             let (g, provider, _) = d.group_parts(&group)?;
             let current = g.epoch().as_u64();
@@ -143,8 +144,8 @@ impl Device {
                 }
                 ProcessedMessageContent::StagedCommitMessage(staged) => {
                     let sender = sender?;
-                    check_commit_credentials(g, &staged, committer)?;
-                    let (added, removed) = roster_change(g, &staged)?;
+                    check_commit_credentials(g, &staged, committer, authority.as_ref())?;
+                    let (added, removed) = roster_change(g, &staged, None)?;
                     check_binding(&aad, &added, &removed)?;
                     let self_removed = staged.self_removed();
                     g.merge_staged_commit(provider, *staged).map_err(Error::mls)?;

@@ -58,6 +58,9 @@ impl OpenMlsProvider for Provider {
 struct IdentityRecord {
     user: String,
     secret: [u8; 32],
+    /// The identity authority's certificate (a 64-byte signature).
+    #[serde(default)]
+    certificate: Option<Vec<u8>>,
 }
 
 const IDENTITY: &str = "identity";
@@ -120,6 +123,7 @@ impl Device {
         let record = IdentityRecord {
             user: identity.user_id().0.clone(),
             secret: identity.secret(),
+            certificate: identity.certificate().map(|c| c.to_vec()),
         };
         store.write_record(IDENTITY, &record)?;
         store.write_record(GROUPS, &Vec::<Vec<u8>>::new())?;
@@ -133,7 +137,10 @@ impl Device {
     /// Opens the device saved in `store`.
     pub fn open(store: MlsStore, config: DeviceConfig) -> Result<Self, Error> {
         let record: IdentityRecord = store.read_record(IDENTITY)?.ok_or(Error::NotInitialised)?;
-        let identity = DeviceIdentity::from_secret(UserId(record.user), record.secret)?;
+        let mut identity = DeviceIdentity::from_secret(UserId(record.user), record.secret)?;
+        if let Some(c) = record.certificate.and_then(|c| <[u8; 64]>::try_from(c).ok()) {
+            identity = identity.with_certificate(c);
+        }
         Ok(Self::assemble(store, identity, config))
     }
 
@@ -164,6 +171,13 @@ impl Device {
     /// The device's identity (its secret key stays inside).
     pub fn identity(&self) -> &DeviceIdentity {
         &self.identity
+    }
+
+    /// Whether an identity authority is configured
+    /// ([`DeviceConfig::identity_authority`]): every leaf this device took in
+    /// carries a valid certificate.
+    pub fn has_identity_authority(&self) -> bool {
+        self.config.authority.is_some()
     }
 
     /// The device id.

@@ -262,9 +262,18 @@ pub fn inspect_any(mls_bytes: &[u8]) -> Result<Inspected, InspectError> {
 /// `0x01 || device_id (16 bytes) || user_id (UTF-8, 1..=128 bytes)`. Keyless:
 /// the relay uses it to check that an uploaded key package is the
 /// uploader's; `None` for anything else.
+///
+/// Version 2 (`0x02 || device_id || certificate (64 bytes) || user_id`) adds
+/// an identity authority's signature; the (device, user) it names is read
+/// the same way, the signature is not checked here.
 pub fn credential_identity(identity: &[u8]) -> Option<(DeviceId, UserId)> {
-    let (&1, rest) = identity.split_first()? else {
-        return None;
+    let rest = match identity.split_first()? {
+        (&1, rest) => rest,
+        (&2, rest) if rest.len() > 16 + 64 => {
+            let (device, tail) = rest.split_at(16);
+            return credential_identity(&[&[1u8][..], device, &tail[64..]].concat());
+        }
+        _ => return None,
     };
     if rest.len() < 16 + 1 || rest.len() > 16 + MAX_USER_ID_LEN {
         return None;
