@@ -167,3 +167,43 @@ async fn concurrent_group_changes_from_two_devices_converge() {
     })
     .await;
 }
+
+/// Sends made at the same moment, from many tasks, each get their own
+/// outbox place: every one reaches the log once, none is lost though
+/// reported saved (the outbox is numbered by the client's one task, inside
+/// the transaction that stores the item).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_are_each_stored_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&tmp.path().join("relay")).await;
+    let alice = relay.ready_client(&tmp.path().join("alice"), "alice").await;
+    let bob = relay.ready_client(&tmp.path().join("bob"), "bob").await;
+    let mut b_ev = bob.events();
+    let group = alice.direct("bob").await.unwrap();
+    wait_for(&mut b_ev, |e| matches!(e, Event::Joined { .. }).then_some(())).await;
+    let sends: Vec<_> = (0..40)
+        .map(|i| {
+            let (alice, group) = (alice.clone(), group.clone());
+            tokio::spawn(async move { alice.send_text(&group, &format!("at once {i}")).await })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for s in sends {
+        ids.insert(s.await.unwrap().unwrap());
+    }
+    assert_eq!(ids.len(), 40);
+    alice.flush(WAIT).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 40 {
+        let id = wait_for(&mut b_ev, |e| match e {
+            Event::Message(m) if m.text.starts_with("at once") => Some(m.id.clone()),
+            _ => None,
+        })
+        .await;
+        assert!(seen.insert(id), "delivered twice");
+    }
+    assert_eq!(seen, ids);
+    bob.sync(WAIT).await.unwrap();
+    let history = bob.history(&group, None, 100).await.unwrap();
+    assert_eq!(history.iter().filter(|m| m.text.starts_with("at once")).count(), 40);
+}
