@@ -556,6 +556,13 @@ def op_history(group: bytes, from_seq: int, direction: int, limit: int) -> Calla
     return put
 
 
+def op_void_commit(group: bytes, seq: int) -> Callable[[Writer], None]:
+    def put(w: Writer) -> None:
+        w.variant(13).bytes_(group).u64(seq)
+
+    return put
+
+
 def op_list_groups() -> Callable[[Writer], None]:
     def put(w: Writer) -> None:
         w.variant(10)

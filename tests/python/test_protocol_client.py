@@ -436,6 +436,24 @@ class RelayTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((resp.ok, resp.error.name), (False, "InvalidMls"))
         self.assertEqual((await a.call(hc.op_get_group(group), "Group")).head_seq, 6)
 
+        # B's key update is garbage no member can merge (8.5): A voids it, and
+        # the relay's epoch goes back.
+        bad = hc.mls_private_message(group, 1, hc.COMMIT, b"garbage", authenticated_data=hc.roster_binding())
+        sent = await b.call(hc.op_send(group, 8, hc.COMMIT, 1, bad), "Sent")
+        self.assertEqual((sent.seq, sent.epoch), (7, 2))
+        resp = await a.request(hc.op_void_commit(group, 6))
+        self.assertEqual((resp.ok, resp.error.name), (False, "InvalidRequest"), "not a commit")
+        self.assertEqual(await a.call(hc.op_void_commit(group, 7), "Done"), None)
+        self.assertEqual((await a.call(hc.op_get_group(group), "Group")).epoch, 1)
+        voided = await a.call(hc.op_history(group, 7, hc.FORWARD, 1), "History")
+        self.assertEqual((voided.entries[0].kind, voided.entries[0].payload), (hc.COMMIT, b""))
+        resp = await a.request(hc.op_void_commit(group, 7))
+        self.assertEqual((resp.ok, resp.error.name), (False, "InvalidRequest"), "voided already")
+        # Both were delivered the commit (before or after it was voided).
+        for c in (a, b):
+            await c.wait_for(lambda f: isinstance(f, hc.Deliver) and f.entry.group == group and f.entry.seq == 7)
+        await b.ack(group, 7)
+
         # A, the sender, also gets the group's entries (its own included): a client
         # processes them like any other and acks the latest.
         own = [f.entry.seq for f in a.pending if isinstance(f, hc.Deliver) and f.entry.group == group]
