@@ -97,6 +97,11 @@ fn a_removed_device_cannot_connect_send_or_be_added_again() {
     let members = hush(&phone, &["members", &group]);
     assert!(members.contains("bob") && !members.contains(&laptop_id), "{members}");
 
+    // The group's name is shared: bob sees "after" too, and a rename.
+    assert!(hush(&bob, &["groups"]).contains(&format!("{group}  after")));
+    hush(&bob, &["rename", &group, "renamed by bob"]);
+    assert!(hush(&phone, &["groups"]).contains(&format!("{group}  renamed by bob")));
+
     // Bob got the phone's message and nothing from the laptop.
     let read = hush(&bob, &["read"]);
     assert!(read.contains("hello from the phone"), "{read}");

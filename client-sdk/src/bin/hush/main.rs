@@ -392,6 +392,8 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
             connected(&client, wait).await?;
             let refs: Vec<&str> = users.iter().map(String::as_str).collect();
             let g = client.create_group(&name, &refs).await?;
+            // The group's shared name goes out before this exits.
+            let _ = client.flush(wait).await;
             println!("{}", g.to_hex());
             client.close().await;
         }
@@ -407,6 +409,7 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
             let client = ready(&dir, wait).await?;
             let g = client.find_group(&group).await?;
             client.add_user(&g, &user).await?;
+            let _ = client.flush(wait).await;
             client.close().await;
         }
         Command::Kick { group, user } => {
