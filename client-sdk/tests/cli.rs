@@ -108,3 +108,64 @@ fn a_removed_device_cannot_connect_send_or_be_added_again() {
     assert!(!read.contains("from the revoked laptop"), "{read}");
     rt.block_on(relay.stop());
 }
+
+/// An identity authority in the command line: devices certified by it talk
+/// and count as verified; a device without a certificate cannot be added.
+#[test]
+fn an_authority_certifies_devices() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let relay = rt.block_on(TestRelay::start(&tmp.path().join("relay")));
+    let (cert, url) = (hex::encode(relay.cert), relay.url());
+    let secret = tmp.path().join("authority.key");
+    let made = hush(tmp.path(), &["authority", "new", secret.to_str().unwrap()]);
+    let authority = made.trim().strip_prefix("authority key: ").unwrap().to_owned();
+    for name in ["alice", "bob"] {
+        let dir = tmp.path().join(name);
+        let key = hush(&dir, &["device-key"]);
+        let key = key
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("device key: ")
+            .unwrap()
+            .to_owned();
+        let certificate = hush(
+            tmp.path(),
+            &["authority", "certify", secret.to_str().unwrap(), name, &key],
+        );
+        hush(
+            &dir,
+            &[
+                "init",
+                "--name",
+                name,
+                "--relay",
+                &url,
+                "--cert",
+                &cert,
+                "--authority-key",
+                &authority,
+                "--certificate",
+                certificate.trim(),
+            ],
+        );
+    }
+    let carol = tmp.path().join("carol");
+    hush(&carol, &["init", "--name", "carol", "--relay", &url, "--cert", &cert]);
+
+    let (alice, bob) = (tmp.path().join("alice"), tmp.path().join("bob"));
+    let group = hush(&alice, &["create", "--name", "certified", "bob"])
+        .trim()
+        .to_owned();
+    let listed = hush(&bob, &["groups"]);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(&group))
+        .expect("bob is in the group");
+    assert!(!line.contains("unverified"), "{line}");
+    let out = run(&alice, &["create", "--name", "with carol", "carol"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate"));
+    rt.block_on(relay.stop());
+}

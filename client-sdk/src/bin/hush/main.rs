@@ -48,6 +48,23 @@ enum Command {
         /// it (the relay writes `<data-dir>/dev-cert.sha256`).
         #[arg(long, env = "HUSH_CERT", default_value = "hush-data/dev-cert.sha256")]
         cert: String,
+        /// The identity authority's public key (64 hex digits): this device
+        /// then takes in only devices the authority certified.
+        #[arg(long, value_name = "HEX")]
+        authority_key: Option<String>,
+        /// The authority's certificate for this device's key (128 hex
+        /// digits), made for the key `hush device-key` printed.
+        #[arg(long, value_name = "HEX", requires = "authority_key")]
+        certificate: Option<String>,
+    },
+    /// Makes this device's key before `init` (kept in the data directory)
+    /// and prints it, for an identity authority to certify.
+    DeviceKey,
+    /// A stand-in for an app backend's identity authority, for trying
+    /// certificates out: makes an authority key, certifies device keys.
+    Authority {
+        #[command(subcommand)]
+        action: AuthorityAction,
     },
     /// Shows who this device is.
     Whoami,
@@ -203,10 +220,57 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum AuthorityAction {
+    /// Writes a new authority secret key to FILE and prints its public key.
+    New {
+        /// Where the secret goes (created; must not exist).
+        file: PathBuf,
+    },
+    /// Prints the certificate of DEVICE_KEY as a device of USER.
+    Certify {
+        /// The authority's secret key file.
+        file: PathBuf,
+        /// The user.
+        user: String,
+        /// The device's public key (64 hex digits, from `hush device-key`).
+        device_key: String,
+    },
+}
+
 #[derive(Serialize, Deserialize)]
 struct Settings {
     relay: String,
     cert_sha256: String,
+    /// The identity authority's public key, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authority: Option<String>,
+}
+
+/// Writes a secret to a new file only its owner can read.
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("{} (it must not exist yet)", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Where `hush device-key` keeps the key of a device not initialised yet.
+fn seed_path(dir: &Path) -> PathBuf {
+    dir.join("device.seed")
+}
+
+fn hex32(s: &str, what: &str) -> Result<[u8; 32]> {
+    let bytes = hex::decode(s.trim()).with_context(|| format!("{what}: expected 64 hex digits"))?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{what}: expected 64 hex digits"))
 }
 
 /// What `hush` prints when a partner's devices change.
@@ -256,6 +320,11 @@ fn parse_cert(cert: &str) -> Result<[u8; 32]> {
 }
 
 async fn open(dir: &Path, user: Option<&str>) -> Result<Client> {
+    open_with(dir, user, None).await
+}
+
+/// Opens the client, creating the identity with `certificate` if given.
+async fn open_with(dir: &Path, user: Option<&str>, certificate: Option<[u8; 64]>) -> Result<Client> {
     let s: Settings = serde_json::from_slice(
         &std::fs::read(settings_path(dir))
             .with_context(|| format!("no hush identity in {} (run `hush init` first)", dir.display()))?,
@@ -267,6 +336,16 @@ async fn open(dir: &Path, user: Option<&str>) -> Result<Client> {
         .data_dir(dir);
     if let Some(u) = user {
         b = b.user(u);
+    }
+    if let Some(a) = &s.authority {
+        b = b.identity_authority(hex32(a, "authority key")?);
+    }
+    if let Some(c) = certificate {
+        let seed = hex32(
+            &std::fs::read_to_string(seed_path(dir)).context("no device key here: run `hush device-key` first")?,
+            "device key",
+        )?;
+        b = b.device_seed(seed).identity_certificate(c);
     }
     Ok(b.open().await?)
 }
@@ -336,15 +415,29 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
             link,
             relay,
             cert,
+            authority_key,
+            certificate,
         } => {
             let hash = parse_cert(&cert)?;
             std::fs::create_dir_all(&dir)?;
             if settings_path(&dir).exists() {
                 bail!("{} already holds an identity", dir.display());
             }
+            let authority = authority_key
+                .map(|k| hex32(&k, "authority key").map(hex::encode))
+                .transpose()?;
+            let certificate: Option<[u8; 64]> = certificate
+                .map(|c| -> Result<[u8; 64]> {
+                    hex::decode(c.trim())
+                        .ok()
+                        .and_then(|b| b.try_into().ok())
+                        .context("certificate: expected 128 hex digits")
+                })
+                .transpose()?;
             let s = Settings {
                 relay,
                 cert_sha256: hex::encode(hash),
+                authority,
             };
             std::fs::write(settings_path(&dir), serde_json::to_vec_pretty(&s)?)?;
             let client = match (name, link) {
@@ -364,7 +457,7 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
                         }
                     }
                 }
-                (Some(name), None) => open(&dir, Some(&name)).await?,
+                (Some(name), None) => open_with(&dir, Some(&name), certificate).await?,
                 (None, None) => bail!("give --name NAME for a new user, or --link CODE"),
             };
             connected(&client, wait).await?;
@@ -372,6 +465,39 @@ async fn run(cli: Cli, clock: tui::Clock) -> Result<()> {
             println!("{} device {}", client.user(), client.device_id());
             client.close().await;
         }
+        Command::DeviceKey => {
+            std::fs::create_dir_all(&dir)?;
+            if settings_path(&dir).exists() {
+                bail!("{} already holds an identity", dir.display());
+            }
+            let path = seed_path(&dir);
+            let seed = match std::fs::read_to_string(&path) {
+                Ok(s) => hex32(&s, "device key")?,
+                Err(_) => {
+                    let seed: [u8; 32] = rand::random();
+                    write_secret(&path, &hex::encode(seed))?;
+                    seed
+                }
+            };
+            let id = hush_sdk::wire::Identity::from_seed("-", seed);
+            println!("device key: {}", hex::encode(id.public_key()));
+            println!("device id:  {}", id.device());
+        }
+        Command::Authority { action } => match action {
+            AuthorityAction::New { file } => {
+                let secret: [u8; 32] = rand::random();
+                write_secret(&file, &hex::encode(secret))?;
+                let key = ed25519_dalek::SigningKey::from_bytes(&secret);
+                println!("authority key: {}", hex::encode(key.verifying_key().to_bytes()));
+            }
+            AuthorityAction::Certify { file, user, device_key } => {
+                let secret = hex32(&std::fs::read_to_string(&file)?, "authority secret")?;
+                let key = ed25519_dalek::SigningKey::from_bytes(&secret);
+                let device = hex32(&device_key, "device key")?;
+                let cert = hush_crypto::certify(&key, &hush_sdk::UserId(user), &device);
+                println!("{}", hex::encode(cert));
+            }
+        },
         Command::Link { timeout } => {
             let client = ready(&dir, wait).await?;
             let pending = client.link_device().await?;
