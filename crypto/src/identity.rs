@@ -103,6 +103,11 @@ pub struct DeviceCredential {
     pub device: DeviceId,
 }
 
+/// The device ids of `credentials`, in order.
+pub(crate) fn device_ids(credentials: &[DeviceCredential]) -> Vec<DeviceId> {
+    credentials.iter().map(|c| c.device).collect()
+}
+
 impl DeviceCredential {
     /// The basic credential identity bytes.
     pub fn encode(&self) -> Vec<u8> {

@@ -12,7 +12,7 @@ use openmls_traits::OpenMlsProvider as _;
 
 use super::{Device, capabilities, decode_credential};
 use crate::error::Error;
-use crate::identity::{DeviceCredential, check_certificate};
+use crate::identity::{DeviceCredential, check_certificate, device_ids};
 use crate::inspect::InspectError;
 
 /// A commit to send to the relay, with what the relay needs beside it.
@@ -152,13 +152,11 @@ impl Device {
     pub fn add_members(&mut self, group: &GroupId, key_packages: &[&[u8]]) -> Result<Commit, Error> {
         self.atomically(Some(group), |d| {
             let mut packages = Vec::with_capacity(key_packages.len());
+            let mut guess = Vec::with_capacity(key_packages.len());
             for bytes in key_packages {
-                packages.push(d.parse_key_package(bytes)?);
-            }
-            let mut guess = Vec::with_capacity(packages.len());
-            for kp in &packages {
-                let leaf = kp.leaf_node();
-                guess.push(DeviceCredential::from_leaf(leaf.credential(), leaf.signature_key().as_slice())?.device);
+                let (kp, credential) = d.parse_key_package(bytes)?;
+                packages.push(kp);
+                guess.push(credential.device);
             }
             d.bound_commit(group, (guess, Vec::new()), |g, provider, identity| {
                 let (commit, welcome, _) = g.add_members(provider, identity, &packages).map_err(Error::mls)?;
@@ -167,7 +165,7 @@ impl Device {
         })
     }
 
-    fn parse_key_package(&self, bytes: &[u8]) -> Result<KeyPackage, Error> {
+    fn parse_key_package(&self, bytes: &[u8]) -> Result<(KeyPackage, DeviceCredential), Error> {
         let msg = MlsMessageIn::tls_deserialize_exact(bytes).map_err(Error::mls)?;
         let MlsMessageBodyIn::KeyPackage(kp) = msg.extract() else {
             return Err(Error::UnexpectedMessage {
@@ -180,12 +178,12 @@ impl Device {
             return Err(Error::Mls(format!("key package cipher suite {:?}", kp.ciphersuite())));
         }
         let leaf = kp.leaf_node();
-        check_certificate(
+        let credential = check_certificate(
             leaf.credential(),
             leaf.signature_key().as_slice(),
             self.config.authority.as_ref(),
         )?;
-        Ok(kp)
+        Ok((kp, credential))
     }
 
     /// Removes devices from the group.
@@ -259,8 +257,7 @@ impl Device {
             g.set_aad(Vec::new());
             let (commit, welcome) = made?;
             let out = self.commit_output(group, epoch, commit, welcome)?;
-            let devices = |list: &[DeviceCredential]| list.iter().map(|c| c.device).collect::<Vec<_>>();
-            let actual = roster::binding(&devices(&out.added), &devices(&out.removed));
+            let actual = roster::binding(&device_ids(&out.added), &device_ids(&out.removed));
             if actual == aad {
                 return Ok(out);
             }

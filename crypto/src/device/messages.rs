@@ -7,7 +7,7 @@ use super::membership::{check_commit_credentials, roster_change};
 use super::{Device, decode_credential};
 use crate::content::Payload;
 use crate::error::Error;
-use crate::identity::DeviceCredential;
+use crate::identity::{DeviceCredential, device_ids};
 use crate::inspect::{self, ContentType};
 
 /// What processing one incoming group message did.
@@ -192,9 +192,8 @@ fn check_binding(aad: &[u8], added: &[DeviceCredential], removed: &[DeviceCreden
     let Some((add, remove)) = hush_protocol::roster::parse_binding(aad) else {
         return Err(Error::RosterBinding("no roster binding".into()));
     };
-    let devices = |list: &[DeviceCredential]| list.iter().map(|c| c.device).collect::<Vec<_>>();
-    if !hush_protocol::roster::same_devices(&add, &devices(added))
-        || !hush_protocol::roster::same_devices(&remove, &devices(removed))
+    if !hush_protocol::roster::same_devices(&add, &device_ids(added))
+        || !hush_protocol::roster::same_devices(&remove, &device_ids(removed))
     {
         return Err(Error::RosterBinding(format!(
             "it claims {} added and {} removed, MLS adds {} and removes {}",
