@@ -183,6 +183,7 @@ class RelayProcess:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="hush-py-"))
         self.proc: asyncio.subprocess.Process | None = None
+        self._terminated = False
         self.url = ""
         self.cert_sha256 = ""
         self.stdout_lines: list = []
@@ -235,10 +236,18 @@ class RelayProcess:
         err = (self.dir / "relay.stderr").read_text(encoding="utf-8", errors="replace")
         return "\n".join(self.stdout_lines) + "\n--- stderr ---\n" + err[-8000:]
 
+    def terminate(self) -> None:
+        """Sends SIGTERM once. Only once: asyncio's send_signal polls the
+        child first, and a poll that reaps a child which exited meanwhile
+        leaves asyncio's own wait to report exit code 255."""
+        if not self._terminated:
+            self._terminated = True
+            self.proc.send_signal(signal.SIGTERM)
+
     async def stop(self) -> int:
         """SIGTERM, then wait for the process to exit; returns its exit code."""
         if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.terminate()
         try:
             code = await asyncio.wait_for(self.proc.wait(), TIMEOUT)
         except asyncio.TimeoutError:
@@ -464,7 +473,7 @@ class RelayTest(unittest.IsolatedAsyncioTestCase):
         b.pending.clear()
 
         # SIGTERM: connected devices are told GoingAway, and the relay exits.
-        self.relay.proc.send_signal(signal.SIGTERM)
+        self.relay.terminate()
         for c in (a, b):
             closing = await self.expect_end(c)
             self.assertIsNotNone(closing, "no Closing before the end of the connection")
