@@ -113,6 +113,65 @@ async fn resume_hint_overrides_the_relay_cursor() {
     relay.stop().await;
 }
 
+/// A hint above the head is taken as the head: `Ready` says so, and what is
+/// appended next is delivered (a hint of 2^64-1 once overflowed `after + 1`).
+#[tokio::test]
+async fn a_resume_hint_above_the_head_is_clamped_to_it() {
+    let relay = TestRelay::start().await;
+    let (a, b) = (Identity::generate("alice"), Identity::generate("bob"));
+    let ca = relay.connect(&a).await;
+    let cb = relay.connect(&b).await;
+    let g = group_with(&ca, "high hint", &[&cb]).await;
+    send_app(&ca, &g, 1, 1, b"x").await.unwrap(); // head 2
+    drop(cb);
+    for (n, hint) in [(10u64, 50u64), (20, u64::MAX)] {
+        let mut opts = relay.options();
+        opts.resume = vec![Resume {
+            group: g.clone(),
+            after_seq: hint,
+        }];
+        let mut cb = relay.try_connect(&b, opts).await.unwrap();
+        let head = cb.ready().groups[0].head_seq;
+        assert_eq!(cb.ready().groups[0].resume_after, head, "hint {hint}");
+        let (seq, _) = send_app(&ca, &g, n, 1, b"after the hint").await.unwrap();
+        let e = deliveries(&mut cb, &g, 1).await;
+        assert_eq!(e[0].seq, seq);
+        drop(cb);
+    }
+    relay.stop().await;
+}
+
+/// A removed device that acknowledges the commit removing it is done with
+/// the group: reconnecting replays nothing and tells it nothing (7.6).
+#[tokio::test]
+async fn a_removed_device_that_acked_its_removal_hears_nothing_more() {
+    let relay = TestRelay::start().await;
+    let (a, b) = (Identity::generate("alice"), Identity::generate("bob"));
+    let ca = relay.connect(&a).await;
+    let mut cb = relay.connect(&b).await;
+    let g = group_with(&ca, "gone", &[&cb]).await;
+    send_app(&ca, &g, 1, 1, b"x").await.unwrap();
+    let (removal, _) = commit(&ca, &g, 1, vec![], vec![b.device()]).await.unwrap();
+    let e = deliveries(&mut cb, &g, 2).await; // after its join: the message, its removal
+    assert_eq!(e.last().unwrap().seq, removal);
+    wait_for(&mut cb, |f| matches!(f, RelayFrame::Notice(_))).await;
+    cb.send(&hush_protocol::frame::ClientFrame::Ack {
+        group: g.clone(),
+        seq: removal,
+    })
+    .await
+    .unwrap();
+    // The ack is applied before the Pong that answers a later ping.
+    assert_quiet(&mut cb, |_| false).await;
+    drop(cb);
+    let mut cb = relay.connect(&b).await;
+    assert_quiet(&mut cb, |f| {
+        matches!(f, RelayFrame::Notice(_)) || matches!(f, RelayFrame::Deliver(e) if e.group == g)
+    })
+    .await;
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn retried_send_is_deduplicated() {
     let relay = TestRelay::start().await;

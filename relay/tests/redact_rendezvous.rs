@@ -44,6 +44,16 @@ async fn only_the_senders_user_redacts_and_the_entry_keeps_its_place() {
         cp.request(redact(99)).await.unwrap_err().code(),
         Some(ErrorCode::NotFound)
     );
+    // A non-member learns nothing (not the log's length, not which entries
+    // are commits): NotMember whatever it asks.
+    let outsider = relay.connect(&Identity::generate("eve")).await;
+    for seq in [kept_seq, 1, 99] {
+        assert_eq!(
+            outsider.request(redact(seq)).await.unwrap_err().code(),
+            Some(ErrorCode::NotMember),
+            "seq {seq}"
+        );
+    }
 
     // History: the entry is there with every field but its payload.
     let Reply::History { entries, .. } = cb

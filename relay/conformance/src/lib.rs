@@ -936,9 +936,15 @@ pub async fn advance_cursors<S: Store>(store: &Arc<S>) {
     assert_eq!(membership_of(store.as_ref(), d[1], &group).await.cursor, 3);
     assert_eq!(
         membership_of(store.as_ref(), d[2], &group).await.cursor,
-        1,
-        "tombstones do not move"
+        5,
+        "a removed device's cursor moves, up to its removal"
     );
+    store
+        .advance_cursors(vec![(d[2], group.clone(), 100)])
+        .await
+        .expect("advance");
+    let removed = membership_of(store.as_ref(), d[2], &group).await;
+    assert_eq!(Some(removed.cursor), removed.removed_seq);
     assert_eq!(store.membership(outsider, &group).await, Ok(None));
     store.advance_cursors(vec![]).await.expect("empty batch");
 }

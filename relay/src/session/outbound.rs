@@ -87,6 +87,8 @@ pub async fn start(shared: &Shared, conn: &Arc<ConnHandle>, proven: &Proven) -> 
         inbox_head: 0,
     };
     for m in &memberships {
+        // A hint below the join point means the join point; one above the
+        // removing commit, that commit.
         let after = hints.get(&m.group).copied().unwrap_or(m.cursor).max(m.joined_seq);
         match m.removed_seq {
             None => {
@@ -118,7 +120,14 @@ pub async fn start(shared: &Shared, conn: &Arc<ConnHandle>, proven: &Proven) -> 
         let Some(g) = shared.log.load_view(&m.group).await? else {
             continue;
         };
-        let after = hints.get(&m.group).copied().unwrap_or(m.cursor).max(m.joined_seq);
+        // A hint above the head means the head (`Ready` says so): taken as
+        // is, the entries appended next would never be sent.
+        let after = hints
+            .get(&m.group)
+            .copied()
+            .unwrap_or(m.cursor)
+            .max(m.joined_seq)
+            .min(g.head_seq);
         s.cursors.insert(
             m.group.clone(),
             GroupCursor {

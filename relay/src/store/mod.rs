@@ -503,7 +503,9 @@ pub trait Store: Send + Sync + 'static {
     /// disagrees with the roster, is `Invalid`. Voiding an already voided
     /// commit is `Invalid` too (it is no longer the newest commit).
     async fn void_commit(&self, group: &GroupId, seq: u64, by: DeviceId) -> StoreResult<()>;
-    /// Moves the device's cursors forward (never back; non-members are ignored).
+    /// Moves the device's cursors forward (never back, never past the head;
+    /// a removed device's never past the commit that removed it; devices
+    /// that never were members are ignored).
     /// Takes a batch so acknowledgements can share one transaction.
     async fn advance_cursors(&self, cursors: Vec<(DeviceId, GroupId, u64)>) -> StoreResult<()>;
 

@@ -330,6 +330,11 @@ pub(super) fn redact(t: &mut Tables<'_>, group: GroupId, seq: u64, by: DeviceId)
         t,
         |t| {
             let key = GroupKey::new(&group)?;
+            // A non-member learns nothing of the log (not its length, not
+            // which entries are commits): the same answer whatever it asks.
+            if !contains(&t.roster, &key.roster(by))? {
+                return Err(StoreError::NotMember);
+            }
             let meta = reads::group_meta(&t.groups, &key)?;
             if seq < meta.first_seq {
                 return Err(StoreError::Truncated {
@@ -653,13 +658,17 @@ pub(super) fn advance_cursors(
                     Some(m) => Some(m.clone()),
                     None => get::<MemberValue>(&t.members, &member_key)?,
                 };
-                let Some(mut member) = current.filter(|m| m.removed_seq.is_none()) else {
+                let Some(mut member) = current else {
                     continue;
                 };
                 // A cursor past the head would let retention delete entries the
-                // device has not been sent yet.
-                let head = reads::group_meta(&t.groups, &key)?.head_seq;
-                let cursor = seq.min(head);
+                // device has not been sent yet. A removed device's moves up to
+                // the removing commit (acknowledging it ends its replays).
+                let limit = match member.removed_seq {
+                    Some(removed) => removed,
+                    None => reads::group_meta(&t.groups, &key)?.head_seq,
+                };
+                let cursor = seq.min(limit);
                 if cursor > member.cursor {
                     member.cursor = cursor;
                     updates.insert(member_key, member);
