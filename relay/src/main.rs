@@ -103,6 +103,9 @@ async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
         .with_writer(std::io::stderr)
+        // A closed stderr (the relay piped into a pager or `tee` that went
+        // away) must not turn a log line into a panic of the task logging it.
+        .log_internal_errors(false)
         .init();
     let mut config = match &args.config {
         Some(p) => Config::from_file(p)?,
@@ -204,8 +207,10 @@ async fn run() -> anyhow::Result<()> {
     let handle = relay.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down: closing connections with GoingAway");
+        // Shut down first: nothing that follows (a log line to a closed
+        // stderr, say) may keep the relay running.
         handle.shutdown();
+        tracing::info!("shutting down: closing connections with GoingAway");
     });
     Ok(relay.run().await?)
 }
@@ -221,10 +226,15 @@ async fn reload_on_sighup(certs: hush_relay::CertHandle) {
         };
         while hup.recv().await.is_some() {
             match certs.reload().await {
-                Ok(()) => println!(
-                    "certificate reloaded: sha256 {}",
-                    certs.store().current().leaf_sha256_hex()
-                ),
+                Ok(()) => {
+                    use std::io::Write as _;
+                    // Not println!: it panics once stdout is closed.
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "certificate reloaded: sha256 {}",
+                        certs.store().current().leaf_sha256_hex()
+                    );
+                }
                 Err(e) => tracing::error!(error = %format!("{e:#}"), "certificate reload failed; keeping the old one"),
             }
         }

@@ -145,3 +145,53 @@ fn open_registration_is_refused_outside_the_development_setup_unless_forced() {
     );
     assert!(!started && out.contains("--jwt-hs256-secret"), "{out}");
 }
+
+/// The relay stops on SIGINT even when whatever read its output is gone
+/// (`hush-relay 2>&1 | tee log`, then Ctrl-C: the pipe closes first, and a
+/// log line written to it used to panic the task that was to stop it).
+#[test]
+fn the_relay_stops_on_a_signal_after_its_output_closed() {
+    use std::io::{BufRead as _, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hush-relay"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--dev-http",
+            "off",
+            "--no-webtransport",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.by_ref().map_while(Result::ok).any(|l| l.contains("websocket:")),
+        "the relay did not start"
+    );
+    // Both pipes close: nothing reads the relay's output any more.
+    drop(lines);
+    drop(child.stderr.take());
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            // Exited (its last lines could not be written: any status).
+            let _ = exit;
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the relay kept running after SIGINT");
+        }
+        // Polling the child: the event awaited is its exit.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
