@@ -97,10 +97,46 @@ impl From<&[u8]> for GroupId {
 pub struct UserId(pub String);
 
 impl UserId {
-    /// Whether the id is within bounds: 1..=128 bytes, no control characters.
+    /// Whether the id is within bounds: 1..=128 bytes, and no control,
+    /// white-space or separator, or format characters (bidi overrides,
+    /// zero-width characters, tags: what would let two ids look alike or
+    /// an id reorder the text around it).
     pub fn is_valid(&self) -> bool {
-        !self.0.is_empty() && self.0.len() <= MAX_USER_ID_LEN && !self.0.chars().any(char::is_control)
+        !self.0.is_empty()
+            && self.0.len() <= MAX_USER_ID_LEN
+            && !self
+                .0
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || is_format(c))
     }
+}
+
+/// Unicode general category Cf (format characters).
+fn is_format(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 impl fmt::Display for UserId {
@@ -118,3 +154,29 @@ impl From<&str> for UserId {
 /// A sender-chosen message id; `(group, sender device, client message id)` is the
 /// idempotency key of a send.
 pub type ClientMsgId = u64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_refuse_characters_that_disguise_them() {
+        for ok in ["alice", "Zoë", "李雷", "bob-2", "a.b_c"] {
+            assert!(UserId::from(ok).is_valid(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "ali\u{202E}ecb",
+            "bo\u{200B}b",
+            "\u{FEFF}alice",
+            "alice bob",
+            "alice\u{2028}",
+            "al\u{00A0}ice",
+            "tag\u{E0041}",
+            "ctl\u{7}",
+        ] {
+            assert!(!UserId::from(bad).is_valid(), "{bad:?}");
+        }
+        assert!(!UserId("x".repeat(129)).is_valid());
+    }
+}

@@ -11,7 +11,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -143,7 +143,10 @@ impl TokenVerifier {
             }
             ("EdDSA", _, Some(key)) => {
                 let sig = Signature::from_slice(&sig).map_err(|_| TokenError::Signature)?;
-                key.verify(signing_input, &sig).map_err(|_| TokenError::Signature)?;
+                // Strict: no small-order keys or R values (with a weak key,
+                // plain verification accepts a signature made by anyone).
+                key.verify_strict(signing_input, &sig)
+                    .map_err(|_| TokenError::Signature)?;
             }
             (alg, _, _) => return Err(TokenError::Algorithm(alg.chars().take(16).collect())),
         }
@@ -339,5 +342,26 @@ mod tests {
             v.verify(&issue_hs256(b"x", "bob", 100), 50),
             Err(TokenError::Algorithm(_))
         ));
+    }
+
+    /// An EdDSA token under a small-order key (a configuration mistake) with
+    /// the signature (R = identity, s = 0) verifies under plain Ed25519
+    /// verification whatever it says; strict verification refuses it.
+    #[test]
+    fn eddsa_tokens_are_verified_strictly() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let v = TokenVerifier::from_config(&AuthConfig {
+            open: Some(false),
+            jwt_ed25519_public_key: Some(hex::encode(identity)),
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"EdDSA","typ":"JWT"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(br#"{"sub":"mallory","exp":4102444800,"iat":4102441200}"#);
+        let mut forged = [0u8; 64];
+        forged[..32].copy_from_slice(&identity);
+        let token = format!("{header}.{claims}.{}", URL_SAFE_NO_PAD.encode(forged));
+        assert!(matches!(v.verify(&token, 4102441300), Err(TokenError::Signature)));
     }
 }
