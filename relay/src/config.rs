@@ -21,7 +21,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the store and the dev certificate live. Default `hush-data`.
     pub data_dir: PathBuf,
-    /// Identifies this relay in logs and auth transcripts. Default `local-1`.
+    /// Identifies this relay in logs and auth transcripts (a device's
+    /// signature names it, so one made for one relay does not verify at
+    /// another). Default: empty, meaning generated once per data directory
+    /// (`relay-<16 hex digits>`, kept in `<data_dir>/relay-id`).
     pub relay_id: String,
     /// The region this relay belongs to (groups created here are homed here).
     /// Default `local`.
@@ -45,7 +48,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
             data_dir: PathBuf::from("hush-data"),
-            relay_id: "local-1".into(),
+            relay_id: String::new(),
             region: "local".into(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),

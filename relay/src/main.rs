@@ -170,6 +170,7 @@ async fn run() -> anyhow::Result<()> {
         println!("  dev http:     http://{http}/   (demo page; certificate hashes at http://{http}/cert-hash)");
     }
     println!("  data dir:     {}", relay.config().data_dir.display());
+    println!("  relay id:     {}", relay.relay_id());
     if tls.dev {
         println!(
             "  certificate:  development, self-signed ({})",

@@ -119,15 +119,32 @@ fn bind_pair(addr: SocketAddr, with_udp: bool) -> anyhow::Result<(std::net::TcpL
     ))
 }
 
+/// `relay-` and 16 random hex digits.
+fn random_relay_id() -> String {
+    format!("relay-{}", hex::encode(rand::random::<[u8; 8]>()))
+}
+
 impl Relay {
     /// Opens the data directory and store, prepares TLS and binds the listeners.
-    pub async fn load(config: Config) -> RelayResult<Relay> {
+    pub async fn load(mut config: Config) -> RelayResult<Relay> {
         config.validate()?;
         let data_dir = |reason: String| RelayError::DataDir {
             dir: config.data_dir.clone(),
             reason,
         };
         std::fs::create_dir_all(&config.data_dir).map_err(|e| data_dir(format!("cannot create it: {e}")))?;
+        if config.relay_id.is_empty() {
+            // Unique per data directory, and stable across restarts.
+            let path = config.data_dir.join("relay-id");
+            config.relay_id = match std::fs::read_to_string(&path) {
+                Ok(id) if !id.trim().is_empty() => id.trim().to_owned(),
+                _ => {
+                    let id = random_relay_id();
+                    std::fs::write(&path, &id).map_err(|e| data_dir(format!("cannot write relay-id: {e}")))?;
+                    id
+                }
+            };
+        }
         let store: Arc<dyn Store> = Arc::new(
             EmbeddedStore::open(&config.data_dir.join("store"), EmbeddedOptions::default())
                 .map_err(|e| data_dir(format!("cannot open the store in it: {e}")))?,
@@ -137,8 +154,11 @@ impl Relay {
 
     /// Assembles a relay from parts (tests use other stores or buses) and binds
     /// its listeners. Needs a Tokio runtime.
-    pub fn with_parts(config: Config, store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> RelayResult<Relay> {
+    pub fn with_parts(mut config: Config, store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> RelayResult<Relay> {
         config.validate()?;
+        if config.relay_id.is_empty() {
+            config.relay_id = random_relay_id();
+        }
         let (source, tls) = match (&config.tls.cert, &config.tls.key) {
             (Some(c), Some(k)) => (
                 CertSource::Pem {
@@ -249,6 +269,11 @@ impl Relay {
     /// port when enabled).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.shared.config.listen)
+    }
+
+    /// The id this relay puts in every authentication challenge.
+    pub fn relay_id(&self) -> &str {
+        &self.shared.config.relay_id
     }
 
     /// The bound UDP address of WebTransport, if enabled.

@@ -195,3 +195,28 @@ fn the_relay_stops_on_a_signal_after_its_output_closed() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Without a configured id, each data directory gets its own relay id, kept
+/// across restarts: a device's signature names the relay it was made for,
+/// so one captured at one relay does not verify at another.
+#[tokio::test]
+async fn relays_get_distinct_ids_by_default() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = Relay::load(config(a.path())).await.unwrap();
+    let id = first.relay_id().to_owned();
+    assert!(id.starts_with("relay-") && id.len() == "relay-".len() + 16, "{id}");
+    // Kept in the data directory, where the next start reads it.
+    assert_eq!(std::fs::read_to_string(a.path().join("relay-id")).unwrap(), id);
+    let other = Relay::load(config(b.path())).await.unwrap();
+    assert_ne!(other.relay_id(), id);
+    let c = tempfile::tempdir().unwrap();
+    std::fs::write(c.path().join("relay-id"), "relay-0123456789abcdef\n").unwrap();
+    assert_eq!(
+        Relay::load(config(c.path())).await.unwrap().relay_id(),
+        "relay-0123456789abcdef"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let mut named = config(d.path());
+    named.relay_id = "eu-1".into();
+    assert_eq!(Relay::load(named).await.unwrap().relay_id(), "eu-1");
+}
