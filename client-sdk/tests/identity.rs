@@ -237,3 +237,34 @@ async fn with_an_authority_only_certified_devices_are_taken_in() {
     })
     .await;
 }
+
+/// One device's key package does not check (its signature is broken: the
+/// relay does not verify signatures, members do): that device is left out,
+/// the user's other devices are added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_key_package_leaves_its_device_out_not_the_whole_add() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&tmp.path().join("relay")).await;
+    let alice = relay.ready_client(&tmp.path().join("alice"), "alice").await;
+    let bob = relay.ready_client(&tmp.path().join("bob"), "bob").await;
+    // Bob's second device, with a broken package.
+    let key = Identity::generate("bob");
+    let wire = WireClient::connect(&key, ConnectOptions::new(relay.url(), Trust::CertSha256(relay.cert)))
+        .await
+        .unwrap();
+    let identity = DeviceIdentity::from_secret(UserId("bob".into()), key.seed()).unwrap();
+    let mut device = Device::with_identity(MlsStore::in_memory(), identity, DeviceConfig::default()).unwrap();
+    let mut package = device.generate_key_packages(1, 0).unwrap().remove(0);
+    *package.last_mut().unwrap() ^= 0x55;
+    wire.request(Request::UploadKeyPackages {
+        one_time: vec![package.into()],
+        last_resort: None,
+    })
+    .await
+    .unwrap();
+
+    let group = alice.create_group("partly", &["bob"]).await.unwrap();
+    let members = alice.members(&group).await.unwrap();
+    assert!(members.iter().any(|m| m.device == bob.device_id()), "{members:?}");
+    assert!(members.iter().all(|m| m.device != key.device()), "{members:?}");
+}

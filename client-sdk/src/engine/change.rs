@@ -244,7 +244,22 @@ impl Engine {
                 {
                     return Ok(None);
                 }
-                let refs: Vec<&[u8]> = packages.iter().map(Vec::as_slice).collect();
+                // A bad package (forged signature, not certified) leaves
+                // its device out; the others are added. None good: the error.
+                let mut refs: Vec<&[u8]> = Vec::with_capacity(packages.len());
+                let mut last_error = None;
+                for p in packages {
+                    match d.check_key_package(p) {
+                        Ok(_) => refs.push(p),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "leaving out a key package that does not check");
+                            last_error = Some(e);
+                        }
+                    }
+                }
+                if let (true, Some(e)) = (refs.is_empty(), last_error) {
+                    return Err(e.into());
+                }
                 Some(d.add_members(group, &refs)?)
             }
             Change::RemoveUser(user) => {

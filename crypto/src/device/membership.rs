@@ -165,6 +165,14 @@ impl Device {
         })
     }
 
+    /// Checks a key package as [`Device::add_members`] would (its signature,
+    /// cipher suite and hush credential, and the certificate when an
+    /// identity authority is configured) without changing anything: a
+    /// caller can leave out a bad one instead of failing the whole add.
+    pub fn check_key_package(&self, bytes: &[u8]) -> Result<DeviceCredential, Error> {
+        self.parse_key_package(bytes).map(|(_, c)| c)
+    }
+
     fn parse_key_package(&self, bytes: &[u8]) -> Result<(KeyPackage, DeviceCredential), Error> {
         let msg = MlsMessageIn::tls_deserialize_exact(bytes).map_err(Error::mls)?;
         let MlsMessageBodyIn::KeyPackage(kp) = msg.extract() else {
