@@ -32,7 +32,19 @@ impl TestRelay {
         };
         config.limits.rate_per_second = 100_000.0;
         config.limits.rate_burst = 100_000.0;
-        let relay = Relay::load(config).await.unwrap();
+        // A relay stopped just before in this process may still be letting
+        // go of the store's lock (its last tasks end after `run` returns):
+        // try again for a while. (A separate process exits and frees it.)
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let relay = loop {
+            match Relay::load(config.clone()).await {
+                Ok(r) => break r,
+                Err(e) if e.to_string().contains("already open") && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("starting the relay: {e}"),
+            }
+        };
         let addr = relay.local_addr();
         let cert = relay.tls().leaf_sha256;
         let handle = relay.shutdown_handle();
