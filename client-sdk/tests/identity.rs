@@ -201,12 +201,7 @@ async fn with_an_authority_only_certified_devices_are_taken_in() {
     assert!(alice.groups().await.unwrap().iter().all(|g| g.group != group));
 
     // Its key packages (real, but uncertified) are refused too.
-    let key = Identity::generate("mallory");
-    let m = WireClient::connect(&key, ConnectOptions::new(relay.url(), Trust::CertSha256(relay.cert)))
-        .await
-        .unwrap();
-    let identity = DeviceIdentity::from_secret(UserId("mallory".into()), key.seed()).unwrap();
-    let mut device = Device::with_identity(MlsStore::in_memory(), identity, DeviceConfig::default()).unwrap();
+    let (_key, m, mut device) = wire_device(&relay, "mallory").await;
     let packages = device.generate_key_packages(2, 0).unwrap();
     m.request(Request::UploadKeyPackages {
         one_time: packages.into_iter().map(Into::into).collect(),
@@ -248,12 +243,7 @@ async fn a_bad_key_package_leaves_its_device_out_not_the_whole_add() {
     let alice = relay.ready_client(&tmp.path().join("alice"), "alice").await;
     let bob = relay.ready_client(&tmp.path().join("bob"), "bob").await;
     // Bob's second device, with a broken package.
-    let key = Identity::generate("bob");
-    let wire = WireClient::connect(&key, ConnectOptions::new(relay.url(), Trust::CertSha256(relay.cert)))
-        .await
-        .unwrap();
-    let identity = DeviceIdentity::from_secret(UserId("bob".into()), key.seed()).unwrap();
-    let mut device = Device::with_identity(MlsStore::in_memory(), identity, DeviceConfig::default()).unwrap();
+    let (key, wire, mut device) = wire_device(&relay, "bob").await;
     let mut package = device.generate_key_packages(1, 0).unwrap().remove(0);
     *package.last_mut().unwrap() ^= 0x55;
     wire.request(Request::UploadKeyPackages {

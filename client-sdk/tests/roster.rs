@@ -10,21 +10,15 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use hush_crypto::inspect::framing;
-use hush_crypto::{Device, DeviceConfig, DeviceIdentity, MlsStore};
+use hush_protocol::ErrorCode;
 use hush_protocol::frame::{MessageKind, Reply, Request, Send};
-use hush_protocol::{ErrorCode, UserId};
-use hush_sdk::wire::{ConnectOptions, Identity, WireClient};
-use hush_sdk::{Event, Trust};
+use hush_sdk::Event;
+use hush_sdk::wire::WireClient;
 
 /// A device of "mallory" that only speaks the wire protocol, with real key
 /// packages at the relay (so others can add it).
 async fn mallory(relay: &TestRelay) -> WireClient {
-    let key = Identity::generate("mallory");
-    let wire = WireClient::connect(&key, ConnectOptions::new(relay.url(), Trust::CertSha256(relay.cert)))
-        .await
-        .unwrap();
-    let identity = DeviceIdentity::from_secret(UserId("mallory".into()), key.seed()).unwrap();
-    let mut device = Device::with_identity(MlsStore::in_memory(), identity, DeviceConfig::default()).unwrap();
+    let (_key, wire, mut device) = wire_device(relay, "mallory").await;
     let mut packages: Vec<Bytes> = device
         .generate_key_packages(2, 1)
         .unwrap()

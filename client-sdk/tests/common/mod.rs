@@ -142,3 +142,28 @@ pub fn all_bytes(dir: &Path) -> Vec<u8> {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A device registered as `user` that speaks only the wire protocol, and its
+/// MLS state (a credential of `user`): what tests play a hostile peer with.
+pub async fn wire_device(
+    relay: &TestRelay,
+    user: &str,
+) -> (
+    hush_sdk::wire::Identity,
+    hush_sdk::wire::WireClient,
+    hush_crypto::Device,
+) {
+    use hush_sdk::wire::{ConnectOptions, Identity, WireClient};
+    let key = Identity::generate(user);
+    let wire = WireClient::connect(&key, ConnectOptions::new(relay.url(), Trust::CertSha256(relay.cert)))
+        .await
+        .unwrap();
+    let identity = hush_crypto::DeviceIdentity::from_secret(hush_sdk::UserId(user.into()), key.seed()).unwrap();
+    let device = hush_crypto::Device::with_identity(
+        hush_crypto::MlsStore::in_memory(),
+        identity,
+        hush_crypto::DeviceConfig::default(),
+    )
+    .unwrap();
+    (key, wire, device)
+}
