@@ -263,6 +263,12 @@ fn conn_err(e: impl std::fmt::Display) -> ClientError {
     ClientError::Connection(e.to_string())
 }
 
+/// The TLS client configuration the SDK uses for `trust` (TLS 1.3 and 1.2,
+/// no ALPN): for an app's own HTTPS requests to a relay it pins.
+pub fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError> {
+    tls_client_config(trust, false)
+}
+
 /// A rustls client configuration for `trust` (TLS 1.3 and 1.2 unless
 /// `tls13_only`), without ALPN.
 fn tls_client_config(trust: &Trust, tls13_only: bool) -> Result<rustls::ClientConfig, ClientError> {

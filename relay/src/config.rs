@@ -41,6 +41,11 @@ pub struct Config {
     pub quic: QuicConfig,
     /// The plain-HTTP development listener.
     pub dev_http: DevHttpConfig,
+    /// Web origins (`https://chat.example`, or `*` for any) whose pages may
+    /// open sessions; browsers send their page's origin, other clients none
+    /// (they are not affected). The development setup also allows pages from
+    /// `localhost` and loopback addresses. Default: empty.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -56,6 +61,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             quic: QuicConfig::default(),
             dev_http: DevHttpConfig::default(),
+            allowed_origins: Vec::new(),
         }
     }
 }

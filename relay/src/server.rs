@@ -243,6 +243,10 @@ impl Relay {
             connections: Default::default(),
             next_conn_id: Default::default(),
             rendezvous: Default::default(),
+            origins: Arc::new(crate::transport::OriginPolicy::new(
+                &config.allowed_origins,
+                config.is_dev_setup(),
+            )),
             config,
             store,
             bus,
@@ -434,6 +438,7 @@ impl Spawner {
 async fn tcp_accept_loop(listener: TcpListener, acceptor: Arc<TlsAcceptor>, spawner: Spawner) {
     let mut shutdown = spawner.shutdown.subscribe();
     let max_frame_len = spawner.shared.config.limits.max_frame_len;
+    let origins = spawner.shared.origins.clone();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stopped(&mut shutdown) => break,
@@ -447,13 +452,17 @@ async fn tcp_accept_loop(listener: TcpListener, acceptor: Arc<TlsAcceptor>, spaw
                 }
             },
         };
-        spawner.spawn(peer, websocket::accept(tcp, peer, acceptor.clone(), max_frame_len));
+        spawner.spawn(
+            peer,
+            websocket::accept(tcp, peer, acceptor.clone(), max_frame_len, origins.clone()),
+        );
     }
 }
 
 async fn quic_accept_loop(endpoint: Arc<QuicEndpoint>, spawner: Spawner) {
     let mut shutdown = spawner.shutdown.subscribe();
     let max_frame_len = spawner.shared.config.limits.max_frame_len;
+    let origins = spawner.shared.origins.clone();
     loop {
         let incoming = tokio::select! {
             _ = stopped(&mut shutdown) => break,
@@ -463,7 +472,7 @@ async fn quic_accept_loop(endpoint: Arc<QuicEndpoint>, spawner: Spawner) {
             },
         };
         let peer = incoming.remote_address();
-        spawner.spawn(peer, webtransport::accept(incoming, max_frame_len));
+        spawner.spawn(peer, webtransport::accept(incoming, max_frame_len, origins.clone()));
     }
 }
 

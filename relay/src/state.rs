@@ -46,6 +46,8 @@ pub struct Shared {
     pub next_conn_id: AtomicU64,
     /// Device-linking rendezvous slots waiting for their second side.
     pub rendezvous: crate::session::rendezvous::Slots,
+    /// Which web pages may open sessions.
+    pub origins: Arc<crate::transport::OriginPolicy>,
 }
 
 impl Shared {

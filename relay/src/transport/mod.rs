@@ -18,6 +18,59 @@ pub mod quic;
 pub mod websocket;
 pub mod webtransport;
 
+/// Which web pages may open sessions: browsers send the page's origin with
+/// a WebSocket upgrade and a WebTransport CONNECT; other clients send none
+/// and are not affected. A refused origin gets 403.
+#[derive(Clone, Debug, Default)]
+pub struct OriginPolicy {
+    /// `*` was listed: every origin.
+    any: bool,
+    /// Allowed origins (`scheme://host[:port]`), lower case.
+    listed: Vec<String>,
+    /// The development setup: also pages served from loopback.
+    loopback: bool,
+}
+
+impl OriginPolicy {
+    /// The policy for `allowed_origins`; `loopback` also allows pages from
+    /// `localhost` and loopback addresses (the development setup).
+    pub fn new(allowed: &[String], loopback: bool) -> Self {
+        OriginPolicy {
+            any: allowed.iter().any(|o| o == "*"),
+            listed: allowed
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+            loopback,
+        }
+    }
+
+    /// Whether a request with this `Origin` may open a session.
+    pub fn allows(&self, origin: Option<&str>) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        self.any || self.listed.contains(&origin) || (self.loopback && is_loopback_origin(&origin))
+    }
+}
+
+/// `http(s)://localhost`, `127.x.x.x` or `[::1]`, any port.
+fn is_loopback_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        rest.split(':').next().unwrap_or_default()
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Why a transport stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -71,4 +124,36 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// Transport name for logs and metrics (`"websocket"`, `"webtransport"`).
     pub transport: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OriginPolicy;
+
+    #[test]
+    fn origins_are_checked_only_when_sent() {
+        let dev = OriginPolicy::new(&[], true);
+        assert!(dev.allows(None));
+        for ok in [
+            "http://127.0.0.1:7480",
+            "http://localhost:3000",
+            "https://[::1]:8443",
+            "http://127.9.9.9",
+        ] {
+            assert!(dev.allows(Some(ok)), "{ok}");
+        }
+        for bad in [
+            "https://evil.example",
+            "http://127.0.0.1.evil.example",
+            "null",
+            "http://localhost.evil",
+        ] {
+            assert!(!dev.allows(Some(bad)), "{bad}");
+        }
+        let prod = OriginPolicy::new(&["https://chat.example/".into()], false);
+        assert!(prod.allows(Some("https://CHAT.example")));
+        assert!(!prod.allows(Some("http://chat.example")));
+        assert!(!prod.allows(Some("http://localhost:3000")));
+        assert!(OriginPolicy::new(&["*".into()], false).allows(Some("https://any.example")));
+    }
 }

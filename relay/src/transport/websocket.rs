@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
 
-use super::{Connection, FrameReader, FrameWriter, TransportError};
+use super::{Connection, FrameReader, FrameWriter, OriginPolicy, TransportError};
 
 /// Collects what tungstenite writes until it flushes, then hands it to TLS in
 /// one write: a burst of frames becomes a few TLS records and one system call
@@ -137,6 +137,7 @@ pub async fn accept(
     peer: SocketAddr,
     tls: Arc<TlsAcceptor>,
     max_frame_len: usize,
+    origins: Arc<OriginPolicy>,
 ) -> Result<Connection, TransportError> {
     tcp.set_nodelay(true).map_err(|e| TransportError::Io(e.to_string()))?;
     let tls_stream = tls
@@ -146,13 +147,22 @@ pub async fn accept(
     // The callback's signature is fixed by the WebSocket library.
     #[allow(clippy::result_large_err)]
     let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == PATH {
-            Ok(resp)
+        use tokio_tungstenite::tungstenite::http::StatusCode;
+        let origin = req.headers().get("origin").map(|o| o.to_str().unwrap_or("(not text)"));
+        let (status, body) = if req.uri().path() != PATH {
+            (StatusCode::NOT_FOUND, format!("hush speaks WebSocket at {PATH}\n"))
+        } else if !origins.allows(origin) {
+            let origin = origin.unwrap_or_default();
+            (
+                StatusCode::FORBIDDEN,
+                format!("origin {origin} is not allowed (allowed_origins in the relay's configuration)\n"),
+            )
         } else {
-            let mut err = ErrorResponse::new(Some(format!("hush speaks WebSocket at {PATH}\n")));
-            *err.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
-            Err(err)
-        }
+            return Ok(resp);
+        };
+        let mut err = ErrorResponse::new(Some(body));
+        *err.status_mut() = status;
+        Err(err)
     };
     let ws = tokio_tungstenite::accept_hdr_async_with_config(
         Burst::new(tls_stream),

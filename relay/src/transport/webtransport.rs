@@ -35,7 +35,7 @@
 //! channel of its own, because a general HTTP/3 library cost an idle session
 //! more than everything else together (`BENCHMARKS.md`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,7 +46,8 @@ use hush_protocol::datagram::{self, RELAY_READY};
 use hush_protocol::frame::CloseReason;
 use wtransport::quinn::{self, VarInt};
 
-use super::h3::{self, ConnectStreamEvent};
+use super::OriginPolicy;
+use super::h3::{self, H3Conn, SessionEnd};
 use super::{Connection, FrameReader, FrameWriter, TransportError};
 
 /// The path of the WebTransport session (`https://host:port/wt`).
@@ -85,60 +86,69 @@ pub fn close_code(reason: CloseReason) -> u32 {
 /// caller bounds the whole of it with the handshake deadline; dropping this
 /// future mid-way drops the QUIC connection, which closes it and frees its
 /// state.
-pub async fn accept(incoming: quinn::Incoming, max_frame_len: usize) -> Result<Connection, TransportError> {
+pub async fn accept(
+    incoming: quinn::Incoming,
+    max_frame_len: usize,
+    origins: Arc<OriginPolicy>,
+) -> Result<Connection, TransportError> {
     let conn = incoming
         .accept()
         .map_err(|e| TransportError::Io(format!("QUIC: {e}")))?
         .await
         .map_err(|e| TransportError::Io(format!("QUIC handshake: {e}")))?;
-    let mut request = h3::accept_session(&conn).await?;
+    let (mut h3, control) = H3Conn::start(&conn).await?;
+    let mut request = h3.connect().await?;
     let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
-    if path != PATH {
-        let err = TransportError::Protocol(format!("WebTransport path {path} is not {PATH}"));
-        let _ = request.respond(404).await;
+    let refusal = if path != PATH {
+        Some((404, format!("WebTransport path {path} is not {PATH}")))
+    } else if !origins.allows(request.origin.as_deref()) {
+        let origin = request.origin.as_deref().unwrap_or_default();
+        Some((
+            403,
+            format!("origin {origin} is not allowed (allowed_origins in the relay's configuration)"),
+        ))
+    } else {
+        None
+    };
+    if let Some((status, why)) = refusal {
+        let _ = request.respond(status).await;
         let _ = request.send.finish();
         let _ = tokio::time::timeout(CLOSE_ACK_WAIT, request.send.stopped()).await;
-        conn.close(VarInt::from_u32(CLOSE_CODE), b"not found");
-        return Err(err);
+        conn.close(
+            VarInt::from_u32(CLOSE_CODE),
+            if status == 404 { b"not found" } else { b"forbidden" },
+        );
+        return Err(TransportError::Protocol(why));
     }
-    let send_datagrams = query.split('&').any(|kv| kv == DATAGRAMS_QUERY);
+    // RFC 9297: no datagrams to a peer that did not say it takes them.
+    let send_datagrams = query.split('&').any(|kv| kv == DATAGRAMS_QUERY) && h3.peer_settings().h3_datagram;
     request.respond(200).await?;
     let session_id = request.session_id();
-    let (send, recv) = h3::accept_wt_stream(&conn, session_id).await?;
+    let stream = h3.session_stream(&mut request).await?;
     let peer = conn.remote_address();
     let ready = Arc::new(AtomicBool::new(false));
     let parked = Arc::new(Mutex::new(None));
-    let h3::Request {
-        send: connect_send,
-        recv: connect_recv,
-        streams,
-        ..
-    } = request;
+    let goaway = h3.goaway_id();
     Ok(Connection {
         reader: Box::new(WtReader {
             conn: conn.clone(),
-            recv,
-            buf: BytesMut::new(),
+            recv: stream.recv,
+            buf: BytesMut::from(&stream.first[..]),
             max: max_frame_len,
             ready: ready.clone(),
             session_id,
-            peer: Some(PeerStreams {
-                connect: connect_recv,
-                connect_buf: BytesMut::new(),
-                control: streams.peer_control,
-                _qpack: streams.qpack,
-                _untyped: streams.untyped,
-            }),
+            h3: Some(h3),
             parked: parked.clone(),
         }),
         writer: Box::new(WtWriter {
             conn,
-            send,
+            send: stream.send,
             session_id,
             send_datagrams,
             ready,
-            connect_send,
-            _control: streams.control,
+            connect_send: request.send,
+            control,
+            goaway,
             _parked: parked,
         }),
         peer,
@@ -155,36 +165,21 @@ struct WtReader {
     /// Set by the writer once `Ready` is on its way: datagrams count from then.
     ready: Arc<AtomicBool>,
     session_id: u64,
-    /// Always `Some` until dropped.
-    peer: Option<PeerStreams>,
-    /// Where the peer's streams go when the reader is dropped.
-    parked: Arc<Mutex<Option<PeerStreams>>>,
+    /// The connection's HTTP/3 state: always `Some` until dropped.
+    h3: Option<H3Conn>,
+    /// Where the HTTP/3 state goes when the reader is dropped.
+    parked: Arc<Mutex<Option<H3Conn>>>,
 }
 
-/// The client's HTTP/3 streams the session watches.
-///
-/// Dropping a quinn receive stream asks the peer to stop sending on it
-/// (STOP_SENDING), and a stopped control stream is an HTTP/3 connection
-/// error: the client would close the connection before reading the
-/// relay's `Closing` frame. The session drops its reader before the writer
-/// has closed, so the reader parks these in the writer, which drops them
-/// only after the connection is closed.
-struct PeerStreams {
-    /// The CONNECT stream: the client closes the session here.
-    connect: quinn::RecvStream,
-    connect_buf: BytesMut,
-    /// The client's HTTP/3 control stream: frames on it are read and ignored;
-    /// its end ends the session.
-    control: quinn::RecvStream,
-    /// The client's QPACK streams, held open and never read.
-    _qpack: Vec<quinn::RecvStream>,
-    /// Streams whose type had not arrived by the start of the session.
-    _untyped: futures_util::stream::FuturesUnordered<h3::TypedUni>,
-}
-
+// Dropping a quinn receive stream asks the peer to stop sending on it
+// (STOP_SENDING), and a stopped control stream is an HTTP/3 connection
+// error: the client would close the connection before reading the relay's
+// `Closing` frame. The session drops its reader before the writer has
+// closed, so the reader parks its HTTP/3 state (which holds the client's
+// streams) in the writer, which drops it only after the connection is closed.
 impl Drop for WtReader {
     fn drop(&mut self) {
-        if let Some(p) = self.peer.take() {
+        if let Some(p) = self.h3.take() {
             *self.parked.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
         }
     }
@@ -217,7 +212,7 @@ impl FrameReader for WtReader {
             if let Some(frame) = self.take_frame()? {
                 return Ok(Some(frame));
             }
-            let Some(peer) = self.peer.as_mut() else {
+            let Some(h3) = self.h3.as_mut() else {
                 return Ok(None);
             };
             tokio::select! {
@@ -235,9 +230,16 @@ impl FrameReader for WtReader {
                 },
                 d = self.conn.read_datagram() => match d {
                     Ok(d) => {
-                        let Some(payload) = h3::datagram_payload(d, self.session_id) else {
-                            tracing::debug!("datagram of another session dropped");
-                            continue;
+                        let payload = match h3::datagram_payload(d, self.session_id) {
+                            Ok(Some(p)) => p,
+                            Ok(None) => {
+                                tracing::debug!("datagram of another session dropped");
+                                continue;
+                            }
+                            Err(e) => {
+                                self.conn.close(VarInt::from_u32(e.code), e.reason.as_bytes());
+                                return Err(TransportError::Protocol(format!("HTTP/3: {e}")));
+                            }
                         };
                         if !self.ready.load(Ordering::Acquire) {
                             tracing::debug!("datagram before Ready dropped");
@@ -254,20 +256,9 @@ impl FrameReader for WtReader {
                     }
                     Err(_) => return Ok(None),
                 },
-                c = peer.connect.read_chunk(4096, true) => match c {
-                    Ok(c) => match h3::connect_stream_input(&mut peer.connect_buf, c.map(|c| c.bytes)) {
-                        ConnectStreamEvent::Nothing => {}
-                        ConnectStreamEvent::Closed => return Ok(None),
-                        ConnectStreamEvent::Error => {
-                            return Err(TransportError::Protocol("unexpected frame on the CONNECT stream".into()));
-                        }
-                    },
-                    Err(_) => return Ok(None),
-                },
-                c = peer.control.read_chunk(4096, true) => match c {
-                    Ok(Some(_)) => {}
-                    // A closed control stream is an HTTP/3 connection error.
-                    Ok(None) | Err(_) => return Ok(None),
+                end = h3.serve() => match end {
+                    SessionEnd::Closed => return Ok(None),
+                    SessionEnd::Error(e) => return Err(e),
                 },
             }
         }
@@ -284,10 +275,13 @@ struct WtWriter {
     ready: Arc<AtomicBool>,
     /// The CONNECT stream: the relay's CLOSE_WEBTRANSPORT_SESSION goes here.
     connect_send: quinn::SendStream,
-    /// The relay's HTTP/3 control stream, held open for the connection's life.
-    _control: quinn::SendStream,
-    /// The reader's [`PeerStreams`] once it is gone.
-    _parked: Arc<Mutex<Option<PeerStreams>>>,
+    /// The relay's HTTP/3 control stream, held open for the connection's
+    /// life; the GOAWAY before a close goes here.
+    control: quinn::SendStream,
+    /// The GOAWAY id: the lowest client bidirectional stream id not seen.
+    goaway: Arc<AtomicU64>,
+    /// The reader's HTTP/3 state once it is gone.
+    _parked: Arc<Mutex<Option<H3Conn>>>,
 }
 
 impl Drop for WtWriter {
@@ -339,8 +333,16 @@ impl FrameWriter for WtWriter {
         if self.send.finish().is_ok() {
             let _ = tokio::time::timeout(CLOSE_ACK_WAIT, self.send.stopped()).await;
         }
-        let capsule = h3::close_session_capsule(close_code(reason), message);
+        // GOAWAY first (RFC 9114 5.2: no new requests on this connection),
+        // and for a shutdown a DRAIN_WEBTRANSPORT_SESSION before the close.
+        let goaway = h3::goaway_frame(self.goaway.load(Ordering::Relaxed));
+        let mut capsule = Vec::new();
+        if reason == CloseReason::GoingAway {
+            capsule.extend_from_slice(&h3::drain_session_capsule());
+        }
+        capsule.extend_from_slice(&h3::close_session_capsule(close_code(reason), message));
         let _ = tokio::time::timeout(CLOSE_ACK_WAIT, async {
+            let _ = self.control.write_all(&goaway).await;
             if self.connect_send.write_all(&capsule).await.is_ok() && self.connect_send.finish().is_ok() {
                 let _ = self.connect_send.stopped().await;
             }
