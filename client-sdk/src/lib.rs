@@ -160,6 +160,8 @@ mod engine;
 mod error;
 mod event;
 mod link;
+#[doc(hidden)]
+pub use link::fuzzing as link_fuzzing;
 mod outbox;
 mod session;
 mod store;

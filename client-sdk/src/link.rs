@@ -127,6 +127,40 @@ enum LinkMsg {
     Done { groups: usize },
 }
 
+impl LinkMsg {
+    /// The new device's key, from its first sealed message.
+    fn into_key(self) -> Result<[u8; 32], Error> {
+        let LinkMsg::Key { key } = self else {
+            return Err(link_err("expected the new device's key"));
+        };
+        parse_hex(&key, "device key")
+    }
+
+    /// The approval: user, approving device, expiry and signature, as the
+    /// new device registers with them.
+    fn into_approval(self) -> Result<(String, Registration), Error> {
+        let LinkMsg::Approve {
+            user,
+            by,
+            expires_ms,
+            signature,
+        } = self
+        else {
+            return Err(link_err("expected the approval"));
+        };
+        let by = DeviceId(parse_hex(&by, "approving device")?);
+        let signature = Signature(parse_hex(&signature, "approval signature")?);
+        Ok((
+            user,
+            Registration::LinkedUntil {
+                by,
+                expires_ms,
+                signature,
+            },
+        ))
+    }
+}
+
 /// ChaCha20-Poly1305 in each direction, keys from the SPAKE2 result, nonces
 /// counting messages.
 struct Sealer {
@@ -260,6 +294,53 @@ impl Pipe {
     }
 }
 
+/// What a device does with link input from outside (a typed code, the
+/// peer's SPAKE2 message, sealed messages and their plaintext), for the fuzz
+/// target `link` in `client-sdk/fuzz`. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Feeds `data` to the decoder its first byte picks; panics only if a
+    /// decoder breaks an invariant.
+    pub fn link_input(data: &[u8]) {
+        let Some((&which, rest)) = data.split_first() else {
+            return;
+        };
+        match which % 4 {
+            0 => {
+                let typed = String::from_utf8_lossy(rest);
+                if let Ok(code) = Code::parse(&typed) {
+                    let again = Code::parse(&code.0).expect("a normalised code parses");
+                    assert_eq!(again, code);
+                    let _ = code.slot();
+                }
+            }
+            1 => {
+                let (spake, _) = Code("0000-AAAA-AAAA".into()).spake();
+                let _ = spake.finish(rest);
+            }
+            2 => {
+                let mut existing = Sealer::new(&[7; 32], true).expect("keys derive");
+                let _ = existing.open(rest);
+            }
+            _ => {
+                let Ok(msg) = serde_json::from_slice::<LinkMsg>(rest) else {
+                    return;
+                };
+                // A message that decodes goes through a seal and an open unchanged.
+                let mut new = Sealer::new(&[7; 32], false).expect("keys derive");
+                let mut existing = Sealer::new(&[7; 32], true).expect("keys derive");
+                let sealed = new.seal(&msg).expect("a decoded message seals");
+                let opened = existing.open(&sealed).expect("a sealed message opens");
+                assert_eq!(serde_json::to_value(&opened).ok(), serde_json::to_value(&msg).ok());
+                let _ = opened.into_key();
+                let _ = msg.into_approval();
+            }
+        }
+    }
+}
+
 fn parse_hex<const N: usize>(s: &str, what: &str) -> Result<[u8; N], Error> {
     hex::decode(s)
         .ok()
@@ -312,10 +393,7 @@ impl PendingLink {
             .finish(&theirs)
             .map_err(|e| link_err(format!("key exchange failed: {e:?}")))?;
         let mut sealer = Sealer::new(&shared, true)?;
-        let LinkMsg::Key { key } = sealer.open(&pipe.recv().await?)? else {
-            return Err(link_err("expected the new device's key"));
-        };
-        let key: [u8; 32] = parse_hex(&key, "device key")?;
+        let key = sealer.open(&pipe.recv().await?)?.into_key()?;
         let Registration::LinkedUntil {
             by,
             expires_ms,
@@ -490,25 +568,11 @@ impl ClientBuilder {
             key: hex::encode(public),
         })?)
         .await?;
-        let LinkMsg::Approve {
-            user,
-            by,
-            expires_ms,
-            signature,
-        } = sealer.open(&pipe.recv().await?)?
-        else {
-            return Err(link_err("expected the approval"));
-        };
-        let by = DeviceId(parse_hex(&by, "approving device")?);
-        let signature = Signature(parse_hex(&signature, "approval signature")?);
+        let (user, registration) = sealer.open(&pipe.recv().await?)?.into_approval()?;
         let (client, events) = self
             .user(user)
             .device_seed(seed)
-            .registration(Registration::LinkedUntil {
-                by,
-                expires_ms,
-                signature,
-            })
+            .registration(registration)
             .open_with_events()
             .await?;
         let mut settled = client.inner.settled.subscribe();

@@ -280,8 +280,24 @@ impl AuthConfig {
 pub struct LimitsConfig {
     /// Most simultaneous connections; more are told `ServerBusy` and closed. Default 10 000.
     pub max_connections: usize,
+    /// Most transport setups (TCP+TLS+WebSocket upgrade, or QUIC handshake +
+    /// HTTP/3 CONNECT) in progress at once; a connection arriving beyond it is
+    /// closed at accept, before any TLS work. Default 1,024.
+    pub max_setups: usize,
+    /// Most setups and connections from one client address (IPv4 address, or
+    /// IPv6 /64) at once; beyond it new ones are closed at accept. Default 1,000.
+    pub max_per_address: usize,
+    /// While at least this many setups are in progress, a QUIC client whose
+    /// address is not yet validated is sent a Retry (one more round trip, and
+    /// the relay spends nothing on a spoofed address). 0: always. Default 64.
+    pub quic_retry_above: usize,
     /// Largest frame accepted, bytes (at most the protocol's 1 MiB). Default 1 MiB.
     pub max_frame_len: usize,
+    /// Largest frame accepted before `Ready` (`Hello`, `Authenticate` with
+    /// its resume hints, `Rendezvous`), bytes; a larger one is refused with
+    /// `FrameTooLarge` as soon as its length is read. Default 320 KiB (room
+    /// for 10,000 resume hints of 16-byte group ids).
+    pub handshake_frame_len: usize,
     /// TLS + upgrade + Hello + Authenticate must finish within this. Default 10 s.
     pub handshake_timeout_ms: u64,
     /// Clients ping at least this often; silence for three intervals closes. Default 15 s.
@@ -308,7 +324,11 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_connections: 10_000,
+            max_setups: 1024,
+            max_per_address: 1000,
+            quic_retry_above: 64,
             max_frame_len: hush_protocol::limits::MAX_FRAME_LEN,
+            handshake_frame_len: 320 << 10,
             handshake_timeout_ms: 10_000,
             heartbeat_ms: 15_000,
             send_queue: 256,
@@ -391,9 +411,17 @@ impl Config {
         let l = &self.limits;
         anyhow::ensure!(l.max_connections > 0, "limits.max_connections must be > 0");
         anyhow::ensure!(
+            l.max_setups > 0 && l.max_per_address > 0,
+            "limits.max_setups and limits.max_per_address must be > 0"
+        );
+        anyhow::ensure!(
             (64..=hush_protocol::limits::MAX_FRAME_LEN).contains(&l.max_frame_len),
             "limits.max_frame_len must be between 64 and {}",
             hush_protocol::limits::MAX_FRAME_LEN
+        );
+        anyhow::ensure!(
+            l.handshake_frame_len >= 4096,
+            "limits.handshake_frame_len must be at least 4096"
         );
         anyhow::ensure!(l.send_queue > 0 && l.request_queue > 0, "queue sizes must be > 0");
         anyhow::ensure!(

@@ -32,6 +32,13 @@ mod tls;
 pub mod token;
 mod transport;
 
+/// The HTTP/3 parsers, for the fuzz target `h3` in `relay/fuzz`. Not a
+/// stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::transport::h3::wire as h3;
+}
+
 pub use config::Config;
 pub use error::{RelayError, RelayResult};
 pub use server::{Relay, ShutdownHandle, Stats};

@@ -5,8 +5,9 @@
 //! WebTransport on UDP. Both accept loops hand their connections to the same
 //! session code, under the same handshake deadline and connection limit.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -60,8 +61,89 @@ impl ShutdownHandle {
 
 #[derive(Default)]
 struct Counters {
-    setups: AtomicUsize,
+    setups: Arc<AtomicUsize>,
     setup_timeouts: AtomicU64,
+    /// Setups refused at accept (too many in progress, or from one address).
+    refused: AtomicU64,
+    /// QUIC handshakes answered with a Retry (address validation).
+    retries: AtomicU64,
+    /// Setups and connections per client address.
+    addresses: Arc<AddressCounts>,
+}
+
+/// A count in an atomic, held while this lives: taking it fails at a
+/// maximum, and dropping gives it back on every path.
+struct Held(Arc<AtomicUsize>);
+
+impl Held {
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Held> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Held(count.clone()))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Setups and connections per client address (an IPv6 address counts by its
+/// /64, what one subscriber usually gets).
+#[derive(Default)]
+struct AddressCounts(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+/// One setup or connection of an address, held while this lives.
+struct AddressSlot {
+    table: Arc<AddressCounts>,
+    key: IpAddr,
+}
+
+impl AddressCounts {
+    fn key(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !0xffff_ffff_ffff_ffff)),
+            },
+            v4 => v4,
+        }
+    }
+
+    fn take(table: &Arc<AddressCounts>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
+        let key = Self::key(ip);
+        let mut map = table.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            table: table.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What a new connection holds from accept on: its setup slot (given back
+/// once set up) and its address's slot (for its whole life).
+struct Admission {
+    setup: Held,
+    address: AddressSlot,
 }
 
 /// Live counts of a relay, for tests, benchmarks and metrics.
@@ -88,6 +170,18 @@ impl Stats {
     /// Transport setups abandoned at the handshake deadline since start.
     pub fn setup_timeouts(&self) -> u64 {
         self.counters.setup_timeouts.load(Ordering::Acquire)
+    }
+
+    /// Setups refused at accept since start: too many in progress
+    /// (`limits.max_setups`) or from one address (`limits.max_per_address`).
+    pub fn refused_setups(&self) -> u64 {
+        self.counters.refused.load(Ordering::Acquire)
+    }
+
+    /// QUIC handshakes answered with a Retry since start (the relay validates
+    /// client addresses while `limits.quic_retry_above` setups are in progress).
+    pub fn quic_retries(&self) -> u64 {
+        self.counters.retries.load(Ordering::Acquire)
     }
 
     /// QUIC connections the endpoint holds, in any state (handshaking, open,
@@ -390,7 +484,22 @@ struct Spawner {
 }
 
 impl Spawner {
-    fn spawn<F>(&self, peer: SocketAddr, setup: F)
+    /// Admits a new connection from `peer`, or refuses it: too many setups
+    /// in progress, or too many setups and connections from its address.
+    fn admit(&self, peer: SocketAddr) -> Option<Admission> {
+        let limits = &self.shared.config.limits;
+        let admitted = Held::take(&self.counters.setups, limits.max_setups).and_then(|setup| {
+            AddressCounts::take(&self.counters.addresses, peer.ip(), limits.max_per_address)
+                .map(|address| Admission { setup, address })
+        });
+        if admitted.is_none() {
+            self.counters.refused.fetch_add(1, Ordering::AcqRel);
+            tracing::debug!(%peer, "connection refused at accept: setup or per-address limit");
+        }
+        admitted
+    }
+
+    fn spawn<F>(&self, peer: SocketAddr, admission: Admission, setup: F)
     where
         F: Future<Output = Result<Connection, TransportError>> + Send + 'static,
     {
@@ -398,7 +507,6 @@ impl Spawner {
         let counters = self.counters.clone();
         let conn_shutdown = self.shutdown.subscribe();
         let alive = self.alive.clone();
-        counters.setups.fetch_add(1, Ordering::AcqRel);
         // The setup (TLS, upgrade or HTTP/3) with its deadline timer, the
         // refusal and the session are each boxed: a task keeps the space of its
         // largest state for its whole life, and inline the setup's state would
@@ -406,10 +514,14 @@ impl Spawner {
         let setup = Box::pin(setup);
         tokio::spawn(async move {
             let _alive = alive;
+            let Admission {
+                setup: setup_slot,
+                address: _address,
+            } = admission;
             let limits = &shared.config.limits;
             let deadline = Instant::now() + limits.handshake_timeout();
             let accepted = Box::pin(tokio::time::timeout_at(deadline.into(), setup)).await;
-            counters.setups.fetch_sub(1, Ordering::AcqRel);
+            drop(setup_slot);
             let conn = match accepted {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
@@ -423,21 +535,25 @@ impl Spawner {
                     return;
                 }
             };
-            let n = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
-            if n > limits.max_connections {
-                shared.connections.fetch_sub(1, Ordering::AcqRel);
+            let Some(_counted) = Held::take(&shared.connections, limits.max_connections) else {
                 Box::pin(refuse_busy(conn)).await;
                 return;
-            }
+            };
             Box::pin(crate::session::serve(shared.clone(), conn, conn_shutdown, deadline)).await;
-            shared.connections.fetch_sub(1, Ordering::AcqRel);
         });
+    }
+}
+
+fn frame_limits(l: &crate::config::LimitsConfig) -> crate::transport::FrameLimits {
+    crate::transport::FrameLimits {
+        max_frame_len: l.max_frame_len,
+        handshake_frame_len: l.handshake_frame_len,
     }
 }
 
 async fn tcp_accept_loop(listener: TcpListener, acceptor: Arc<TlsAcceptor>, spawner: Spawner) {
     let mut shutdown = spawner.shutdown.subscribe();
-    let max_frame_len = spawner.shared.config.limits.max_frame_len;
+    let frame_limits = frame_limits(&spawner.shared.config.limits);
     let origins = spawner.shared.origins.clone();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -452,16 +568,21 @@ async fn tcp_accept_loop(listener: TcpListener, acceptor: Arc<TlsAcceptor>, spaw
                 }
             },
         };
+        // Refused: dropping the socket closes it before any TLS work.
+        let Some(admission) = spawner.admit(peer) else {
+            continue;
+        };
         spawner.spawn(
             peer,
-            websocket::accept(tcp, peer, acceptor.clone(), max_frame_len, origins.clone()),
+            admission,
+            websocket::accept(tcp, peer, acceptor.clone(), frame_limits, origins.clone()),
         );
     }
 }
 
 async fn quic_accept_loop(endpoint: Arc<QuicEndpoint>, spawner: Spawner) {
     let mut shutdown = spawner.shutdown.subscribe();
-    let max_frame_len = spawner.shared.config.limits.max_frame_len;
+    let frame_limits = frame_limits(&spawner.shared.config.limits);
     let origins = spawner.shared.origins.clone();
     loop {
         let incoming = tokio::select! {
@@ -472,7 +593,27 @@ async fn quic_accept_loop(endpoint: Arc<QuicEndpoint>, spawner: Spawner) {
             },
         };
         let peer = incoming.remote_address();
-        spawner.spawn(peer, webtransport::accept(incoming, max_frame_len, origins.clone()));
+        // Under load, make the client prove its address (one round trip)
+        // before the relay spends a handshake on it.
+        let retry_above = spawner.shared.config.limits.quic_retry_above;
+        if !incoming.remote_address_validated()
+            && incoming.may_retry()
+            && spawner.counters.setups.load(Ordering::Acquire) >= retry_above
+        {
+            if incoming.retry().is_ok() {
+                spawner.counters.retries.fetch_add(1, Ordering::AcqRel);
+            }
+            continue;
+        }
+        let Some(admission) = spawner.admit(peer) else {
+            incoming.refuse();
+            continue;
+        };
+        spawner.spawn(
+            peer,
+            admission,
+            webtransport::accept(incoming, frame_limits, origins.clone()),
+        );
     }
 }
 

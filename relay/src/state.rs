@@ -41,7 +41,7 @@ pub struct Shared {
     /// Online devices on this relay.
     pub presence: crate::presence::Presence,
     /// Live connections.
-    pub connections: AtomicUsize,
+    pub connections: Arc<AtomicUsize>,
     /// Next connection id.
     pub next_conn_id: AtomicU64,
     /// Device-linking rendezvous slots waiting for their second side.

@@ -108,23 +108,6 @@ async fn typing_signals_travel_as_datagrams() {
     relay.stop().await;
 }
 
-/// Waits (bounded) until the relay's counters satisfy `cond`; each check is a
-/// read of live counters, not a sleep standing in for an event.
-async fn until(relay: &TestRelay, what: &str, cond: impl Fn(&hush_relay::Stats) -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond(&relay.stats) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: setups {} sessions {} quic {} timeouts {}",
-            relay.stats.setups(),
-            relay.stats.sessions(),
-            relay.stats.quic_connections(),
-            relay.stats.setup_timeouts()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn oversized_stream_frame_and_garbage_datagrams_get_clean_errors() {
     use hush_protocol::ErrorCode;

@@ -207,10 +207,11 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
     // resume after what it acknowledged, so make them durable before reading
     // its cursors. Concurrent flushes coalesce in the batcher.
     shared.acks.flush().await;
+    let watching = Watching::attach(&shared, &conn);
     let start = match Box::pin(outbound::start(&shared, &conn, &proven)).await {
         Ok(s) => s,
         Err(e) => {
-            shared.log.live().detach(&conn);
+            drop(watching);
             let _ = writer.feed(encode(&RelayFrame::Error(e)).unwrap_or_default()).await;
             send_closing(
                 &mut *writer,
@@ -267,10 +268,34 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
     closer.close(Exit::Peer);
     let _ = outbound_task.await;
     let groups = conn.watching();
-    shared.log.live().detach(&conn);
+    drop(watching);
     shared.acks.flush().await;
     shared.presence.changed(&shared, &conn, &groups, false).await;
     tracing::debug!(%peer, %device, exit = ?closer.exit(), "connection ended");
+}
+
+/// The connection's registration with the live view (what fans entries out
+/// to it), undone when dropped: on every path out of the session, a panic
+/// included.
+struct Watching {
+    shared: Arc<Shared>,
+    conn: Arc<ConnHandle>,
+}
+
+impl Watching {
+    fn attach(shared: &Arc<Shared>, conn: &Arc<ConnHandle>) -> Watching {
+        shared.log.live().attach(conn);
+        Watching {
+            shared: shared.clone(),
+            conn: conn.clone(),
+        }
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.shared.log.live().detach(&self.conn);
+    }
 }
 
 /// A request as the request task gets it: its id, the operation, and the

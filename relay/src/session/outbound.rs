@@ -65,12 +65,12 @@ pub struct Start {
 }
 
 /// Loads the device's groups, makes the connection a watcher of them, and
-/// computes where delivery resumes. The connection is registered with the
-/// live view (and interest confirmed) before any head is read, so nothing
-/// appended meanwhile is missed.
+/// computes where delivery resumes. The caller has registered the connection
+/// with the live view ([`super::Watching`]), and interest in each group is
+/// confirmed here before any head is read, so nothing appended meanwhile is
+/// missed.
 pub async fn start(shared: &Shared, conn: &Arc<ConnHandle>, proven: &Proven) -> Result<Start, WireError> {
     let live = shared.log.live();
-    live.attach(conn);
     let memberships = shared.store.memberships(conn.device).await?;
     let hints: HashMap<&GroupId, u64> = proven.resume.iter().map(|r| (&r.group, r.after_seq)).collect();
     let mut s = Start {

@@ -18,6 +18,17 @@ pub mod quic;
 pub mod websocket;
 pub mod webtransport;
 
+/// The frame limits a transport applies: a smaller one until the session is
+/// `Ready` (no client that has not authenticated can make the relay buffer a
+/// maximum-size frame), the relay's frame limit after.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameLimits {
+    /// After `Ready` (`limits.max_frame_len`).
+    pub max_frame_len: usize,
+    /// Before `Ready` (`limits.handshake_frame_len`).
+    pub handshake_frame_len: usize,
+}
+
 /// Which web pages may open sessions: browsers send the page's origin with
 /// a WebSocket upgrade and a WebTransport CONNECT; other clients send none
 /// and are not affected. A refused origin gets 403.

@@ -46,9 +46,9 @@ use hush_protocol::datagram::{self, RELAY_READY};
 use hush_protocol::frame::CloseReason;
 use wtransport::quinn::{self, VarInt};
 
-use super::OriginPolicy;
 use super::h3::{self, H3Conn, SessionEnd};
 use super::{Connection, FrameReader, FrameWriter, TransportError};
+use super::{FrameLimits, OriginPolicy};
 
 /// The path of the WebTransport session (`https://host:port/wt`).
 pub const PATH: &str = "/wt";
@@ -88,7 +88,7 @@ pub fn close_code(reason: CloseReason) -> u32 {
 /// state.
 pub async fn accept(
     incoming: quinn::Incoming,
-    max_frame_len: usize,
+    limits: FrameLimits,
     origins: Arc<OriginPolicy>,
 ) -> Result<Connection, TransportError> {
     let conn = incoming
@@ -134,7 +134,8 @@ pub async fn accept(
             conn: conn.clone(),
             recv: stream.recv,
             buf: BytesMut::from(&stream.first[..]),
-            max: max_frame_len,
+            max: limits.max_frame_len,
+            max_before_ready: limits.handshake_frame_len.min(limits.max_frame_len),
             ready: ready.clone(),
             session_id,
             h3: Some(h3),
@@ -162,6 +163,8 @@ struct WtReader {
     recv: quinn::RecvStream,
     buf: BytesMut,
     max: usize,
+    /// The frame limit until `Ready`.
+    max_before_ready: usize,
     /// Set by the writer once `Ready` is on its way: datagrams count from then.
     ready: Arc<AtomicBool>,
     session_id: u64,
@@ -188,7 +191,12 @@ impl Drop for WtReader {
 impl WtReader {
     /// A whole frame from the buffer, if there is one.
     fn take_frame(&mut self) -> Result<Option<Bytes>, TransportError> {
-        match codec::split_frame(&self.buf, self.max) {
+        let max = if self.ready.load(Ordering::Acquire) {
+            self.max
+        } else {
+            self.max_before_ready
+        };
+        match codec::split_frame(&self.buf, max) {
             Ok(Some(total)) => {
                 let mut frame = self.buf.split_to(total);
                 let body = frame.split_off(LENGTH_PREFIX_LEN).freeze();

@@ -266,3 +266,21 @@ pub fn key_packages(id: &Identity, one_time: usize) -> (Vec<Bytes>, Bytes) {
     let last = kps.pop().unwrap();
     (kps, last)
 }
+
+/// Waits (bounded) until the relay's counters satisfy `cond`; each check is a
+/// read of live counters, not a sleep standing in for an event.
+pub async fn until(relay: &TestRelay, what: &str, cond: impl Fn(&Stats) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond(&relay.stats) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: setups {} sessions {} quic {} timeouts {} refused {}",
+            relay.stats.setups(),
+            relay.stats.sessions(),
+            relay.stats.quic_connections(),
+            relay.stats.setup_timeouts(),
+            relay.stats.refused_setups()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

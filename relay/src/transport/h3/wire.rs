@@ -482,9 +482,13 @@ impl ControlIn {
     }
 }
 
+/// A QPACK integer of 2^62 or more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntOverflow;
+
 /// Reads a QPACK prefixed integer (RFC 9204 4.1.1, RFC 7541 5.1) with an
 /// `n`-bit prefix from the front of `buf`: `Ok(None)` if incomplete.
-pub fn qpack_int(buf: &[u8], n: u32) -> Result<Option<(u64, usize)>, ()> {
+pub fn qpack_int(buf: &[u8], n: u32) -> Result<Option<(u64, usize)>, IntOverflow> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -496,11 +500,11 @@ pub fn qpack_int(buf: &[u8], n: u32) -> Result<Option<(u64, usize)>, ()> {
     let mut shift = 0u32;
     for (i, &b) in buf[1..].iter().enumerate() {
         if shift > 56 {
-            return Err(());
+            return Err(IntOverflow);
         }
-        v = v.checked_add(u64::from(b & 0x7f) << shift).ok_or(())?;
+        v = v.checked_add(u64::from(b & 0x7f) << shift).ok_or(IntOverflow)?;
         if v >= 1 << 62 {
-            return Err(());
+            return Err(IntOverflow);
         }
         if b & 0x80 == 0 {
             return Ok(Some((v, i + 2)));
@@ -560,7 +564,7 @@ impl EncoderIn {
                 Ok(Some((0, used))) => at += used,
                 Ok(Some(_)) => return Err(err("dynamic table capacity above the advertised 0")),
                 Ok(None) => break,
-                Err(()) => return Err(err("integer overflow")),
+                Err(IntOverflow) => return Err(err("integer overflow")),
             }
         }
         self.buf.drain(..at);
@@ -603,7 +607,7 @@ impl DecoderIn {
             match qpack_int(&self.buf[at..], 6) {
                 Ok(Some((_, used))) => at += used,
                 Ok(None) => break,
-                Err(()) => return Err(err("integer overflow")),
+                Err(IntOverflow) => return Err(err("integer overflow")),
             }
         }
         self.buf.drain(..at);
@@ -689,7 +693,7 @@ pub fn parse_request_headers(payload: &[u8]) -> Result<RequestHead, H3Error> {
     match qpack_int(payload, 8) {
         Ok(Some((0, _))) => {}
         Ok(Some(_)) => return Err(fail("Required Insert Count above 0 with no dynamic table")),
-        Ok(None) | Err(()) => return Err(fail("truncated field section prefix")),
+        Ok(None) | Err(IntOverflow) => return Err(fail("truncated field section prefix")),
     }
     let frame = wtransport::proto::frame::Frame::new_headers(Cow::Borrowed(payload));
     let headers =
