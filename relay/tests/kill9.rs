@@ -104,3 +104,21 @@ async fn cursors_acknowledged_in_a_continuous_stream_survive_sigkill() {
     );
     relay.kill();
 }
+
+/// Once the connection to a killed relay is gone, a request fails at once
+/// rather than waiting out its timeout (30 s) for an answer nothing would
+/// give: senders that were mid-stream at the kill learn it immediately.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_after_the_connection_is_gone_fails_at_once() {
+    use hush_protocol::frame::Request;
+    use hush_sdk::wire::ClientError;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = spawn_relay(dir.path());
+    let mut c = connect(&relay, &Identity::generate("alice")).await;
+    relay.kill();
+    // The events end when the connection's reader has stopped.
+    while c.next_event_timeout(WAIT).await.unwrap().is_some() {}
+    let r = tokio::time::timeout(WAIT, c.request(Request::ListGroups)).await;
+    assert!(matches!(r, Ok(Err(ClientError::Connection(_)))), "{r:?}");
+}
