@@ -3,7 +3,9 @@
 //! not yet synced in memory and drops it on command. Unlike a SIGKILL, which
 //! leaves the page cache alone, this loses every write the store did not
 //! fsync (or whose directory entry it did not fsync), so a missing sync fails
-//! these tests.
+//! these tests. One cut drops every unsynced write; the other comes in the
+//! middle of a checkpoint's sync and lets a random part of the unsynced
+//! writes reach the disk, torn, as a kernel writing pages back would.
 //!
 //! Needs /dev/fuse, root (or fusermount) and `/usr/bin/python3` with fusepy;
 //! `scripts/test.sh` installs the packages. Without them the tests fail, they
@@ -28,7 +30,9 @@ use tokio::sync::watch;
 #[derive(Clone, Debug, Default)]
 struct FsEvents {
     ready: bool,
-    cut: bool,
+    /// Once the power is cut: the unsynced pages that reached the disk, and
+    /// those that did not (both 0 unless a part was to reach it).
+    cut: Option<(usize, usize)>,
     exited: bool,
     /// `fsync NAME OFFSET` lines: NAME (from the root of the mount, `/`) and
     /// the lowest byte written since its last sync.
@@ -72,7 +76,10 @@ impl PowerCutFs {
                         e.fsyncs.push((name.to_owned(), at.parse().unwrap()));
                     }
                     _ if line == "ready" => e.ready = true,
-                    _ if line == "cut" => e.cut = true,
+                    Some(("cut", pages)) => {
+                        let (kept, lost) = pages.split_once(' ').unwrap();
+                        e.cut = Some((kept.parse().unwrap(), lost.parse().unwrap()));
+                    }
                     _ => {}
                 });
             }
@@ -107,10 +114,25 @@ impl PowerCutFs {
     }
 
     /// Cuts the power: from now on nothing reaches the disk, and what was not
-    /// synced is gone.
-    async fn cut(&mut self) {
-        self.command("cut");
-        self.wait_for("cut the power", WAIT, |e| e.cut).await;
+    /// synced is gone, or with a `seed`, a part of it (chosen by the seed)
+    /// reached the disk first, torn. Returns how many unsynced pages reached
+    /// the disk and how many did not.
+    async fn cut(&mut self, seed: Option<u64>) -> (usize, usize) {
+        self.command(&format!("cut {}", seed.map(|s| s.to_string()).unwrap_or_default()));
+        self.cut_done(WAIT).await
+    }
+
+    /// [`PowerCutFs::cut`] with a seed, at the next sync of `name` whose
+    /// lowest byte written since its last sync is `offset`; waits up to
+    /// `within` for it.
+    async fn cut_on_fsync(&mut self, name: &str, offset: u64, seed: u64, within: Duration) -> (usize, usize) {
+        self.command(&format!("cut-on-fsync {name} {offset} {seed}"));
+        self.cut_done(within).await
+    }
+
+    async fn cut_done(&mut self, within: Duration) -> (usize, usize) {
+        self.wait_for("cut the power", within, |e| e.cut.is_some()).await;
+        self.events.borrow().cut.unwrap()
     }
 
     /// Unmounts (every process using it must be gone) and waits for the exit.
@@ -169,6 +191,30 @@ fn boot_from_disk(dir: &Path) {
 /// in batches). The sends not acknowledged are then resent and stored once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_cut_mid_stream_loses_nothing_acknowledged() {
+    power_cut(Cut::MidStream).await;
+}
+
+/// The same with the power cut during a checkpoint's durable database
+/// commit, and a random part of the writes not yet synced (the commit's
+/// pages among them) on the disk, torn: the store falls back to the last
+/// durable commit and the log records after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_cut_during_a_checkpoint_loses_nothing_acknowledged() {
+    let seed = rand::random::<u32>().into();
+    eprintln!("seed {seed}");
+    power_cut(Cut::InCheckpoint { seed }).await;
+}
+
+/// When the power goes.
+enum Cut {
+    /// At once; nothing unsynced reaches the disk.
+    MidStream,
+    /// At the next checkpoint's sync; a part of the unsynced writes, chosen
+    /// by `seed`, reaches the disk.
+    InCheckpoint { seed: u64 },
+}
+
+async fn power_cut(how: Cut) {
     let dir = tempfile::tempdir().unwrap();
     let mut fs = mount_store(dir.path()).await;
     let mut relay = spawn_relay(dir.path());
@@ -236,9 +282,19 @@ async fn a_power_cut_mid_stream_loses_nothing_acknowledged() {
         .await
         .unwrap()
         .unwrap();
-    // The power goes between the command and its answer: no later than this.
+    // The power goes after this (between the command and its answer).
     let cut = Instant::now();
-    fs.cut().await;
+    match how {
+        Cut::MidStream => {
+            fs.cut(None).await;
+        }
+        // The sync of the next durable commit, which rewrites the header.
+        Cut::InCheckpoint { seed } => {
+            let (kept, lost) = fs.cut_on_fsync("/hush.redb", 0, seed, WAIT * 3).await;
+            eprintln!("cut in a checkpoint: {kept} unsynced pages reached the disk, {lost} did not");
+            assert!(kept > 0 && lost > 0, "the cut found too few unsynced pages");
+        }
+    }
     relay.kill();
     fs.unmount();
     let sent = collect(senders).await;
@@ -278,7 +334,8 @@ async fn a_power_cut_mid_stream_loses_nothing_acknowledged() {
 }
 
 /// The file system itself: what was synced survives a cut, what was not is
-/// lost, including a file whose directory entry was never synced.
+/// lost, including a file whose directory entry was never synced; a cut with
+/// a seed leaves pages torn at sector boundaries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_file_system_keeps_only_what_was_synced() {
     use std::fs::{File, OpenOptions};
@@ -322,7 +379,7 @@ async fn the_file_system_keeps_only_what_was_synced() {
     std::fs::write(mnt.join("later"), b"later").unwrap(); // neither synced
     assert_eq!(std::fs::read(mnt.join("old")).unwrap(), b"new");
     assert_eq!(std::fs::read(mnt.join("synced")).unwrap().len(), 20_000);
-    fs.cut().await;
+    fs.cut(None).await;
     assert!(
         std::fs::read(mnt.join("old")).is_err(),
         "a cut file system still answers"
@@ -344,7 +401,7 @@ async fn the_file_system_keeps_only_what_was_synced() {
     std::fs::remove_file(mnt.join("synced")).unwrap();
     std::fs::write(mnt.join("empty"), b"never synced").unwrap();
     sync_dir();
-    fs.cut().await;
+    fs.cut(None).await;
     drop(renamed);
     fs.unmount();
     assert_eq!(names(&disk), ["empty", "old"]);
@@ -354,4 +411,26 @@ async fn the_file_system_keeps_only_what_was_synced() {
         b"",
         "its data was never synced"
     );
+
+    // A cut that lets a part through: each page is the synced one, or the
+    // new one up to a sector boundary and the synced one after it.
+    let mut fs = PowerCutFs::mount(&disk, &mnt, &dir.path().join("fs.err")).await;
+    let torn = open("torn");
+    torn.write_all_at(&[1; 16 * 4096], 0).unwrap();
+    torn.sync_data().unwrap();
+    sync_dir();
+    torn.write_all_at(&[2; 16 * 4096], 0).unwrap();
+    let (kept, lost) = fs.cut(Some(7)).await;
+    drop(torn);
+    fs.unmount();
+    assert_eq!((kept + lost, kept > 0, lost > 0), (16, true, true));
+    let data = std::fs::read(disk.join("torn")).unwrap();
+    assert_eq!(data.len(), 16 * 4096);
+    let mut new_pages = 0;
+    for page in data.chunks(4096) {
+        let new = page.iter().take_while(|b| **b == 2).count();
+        assert!(new % 512 == 0 && page[new..].iter().all(|b| *b == 1), "{page:?}");
+        new_pages += usize::from(new > 0);
+    }
+    assert_eq!(new_pages, kept);
 }

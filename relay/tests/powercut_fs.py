@@ -16,14 +16,24 @@ BACKING (the "disk") only when it is synced:
 So BACKING always holds exactly what a disk that honours fsync would hold, and
 nothing more. Commands, one per line on standard input:
 
-    cut      power cut: every later operation fails with EIO, nothing more
-             reaches BACKING, and what was not synced is gone; answers "cut"
-    unmount  unmounts and exits (end of input does the same)
+    cut [SEED]
+        power cut: every later operation fails with EIO, nothing more reaches
+        BACKING, and what was not synced is gone; answers "cut KEPT LOST". With SEED
+        (an integer), a part of what was not synced reaches BACKING first, as
+        if the kernel had written it back before the power failed: about half
+        of the unsynced pages of the files with a durable name, each page
+        torn after a random number of its 512-byte sectors, chosen by SEED;
+        KEPT and LOST count those pages written back and not.
+    cut-on-fsync NAME OFFSET [SEED]
+        the same cut, at the next fsync or fdatasync of NAME whose lowest
+        byte written since the last sync is OFFSET; that sync fails.
+    unmount
+        unmounts and exits (end of input does the same)
 
 Standard output: "ready" once the file system is mounted, then one line per
 sync ("fsync NAME OFFSET", OFFSET the lowest byte written since the file's last
 sync, or its length if none was; or "fsyncdir NAME"; NAME from the root of the mount, "/"), and
-"cut" when a cut is done.
+"cut KEPT LOST" when a cut is done.
 
 Limitations: one thread; no hard or symbolic links; a directory cannot be
 renamed; a directory whose own entry was never synced is made durable by an
@@ -32,6 +42,7 @@ fsync of the directory itself (a real disk would need its parent synced too).
 
 import errno
 import os
+import random
 import stat
 import subprocess
 import sys
@@ -79,6 +90,8 @@ class PowerCutFs(fuse.Operations):
         self.next_fh = 1
         # Relative path in BACKING -> the node whose synced state is there.
         self.durable = {}
+        # (NAME, OFFSET, SEED) of an armed cut-on-fsync.
+        self.armed = None
         self.root = self.load("")
 
     # -- loading what is on the disk ---------------------------------------
@@ -143,13 +156,42 @@ class PowerCutFs(fuse.Operations):
 
     # -- the power cut ------------------------------------------------------
 
-    def cut(self):
+    def cut(self, seed=None):
         with self.mutex:
-            self.dead = True
-            self.root = Dir()
-            self.handles.clear()
-            self.durable.clear()
-            self.say("cut")
+            self.cut_locked(seed)
+
+    def arm(self, name, offset, seed):
+        with self.mutex:
+            self.armed = (name, offset, seed)
+
+    def cut_locked(self, seed):
+        kept, lost = self.write_back_some(random.Random(seed)) if seed is not None else (0, 0)
+        self.dead = True
+        self.root = Dir()
+        self.handles.clear()
+        self.durable.clear()
+        self.say(f"cut {kept} {lost}")
+
+    def write_back_some(self, rng):
+        """Writes about half of the unsynced pages back, each torn; returns
+        how many pages were written and how many were not."""
+        kept = lost = 0
+        for rel, node in sorted(self.durable.items(), key=lambda kv: kv[0]):
+            if not isinstance(node, File) or not node.dirty:
+                continue
+            fd = os.open(os.path.join(self.backing, rel), os.O_WRONLY)
+            try:
+                for page in sorted(node.dirty):
+                    chunk = node.data[page * PAGE:page * PAGE + rng.randint(1, PAGE // 512) * 512]
+                    if chunk and rng.random() < 0.5:
+                        os.pwrite(fd, chunk, page * PAGE)
+                        kept += 1
+                    else:
+                        lost += 1
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return kept, lost
 
     # -- operations ---------------------------------------------------------
 
@@ -276,6 +318,10 @@ class PowerCutFs(fuse.Operations):
 
     def fsync(self, path, datasync, fh):
         node = self.file(path, fh)
+        first = len(node.data) if node.first is None else node.first
+        if self.armed and self.armed[:2] == (path, first):
+            self.cut_locked(self.armed[2])
+            raise fuse.FuseOSError(errno.EIO)
         del node.synced[len(node.data):]
         node.synced.extend(node.data[len(node.synced):])
         for page in node.dirty:
@@ -283,7 +329,6 @@ class PowerCutFs(fuse.Operations):
         for rel, n in self.durable.items():
             if n is node:
                 self.write_back(rel, node)
-        first = len(node.data) if node.first is None else node.first
         node.dirty.clear()
         node.first = None
         self.say(f"fsync {path} {first}")
@@ -347,9 +392,12 @@ class PowerCutFs(fuse.Operations):
 
 def commands(fs, mountpoint):
     for line in sys.stdin:
-        if line.strip() == "cut":
-            fs.cut()
-        elif line.strip() == "unmount":
+        words = line.split()
+        if words[:1] == ["cut"]:
+            fs.cut(int(words[1]) if len(words) > 1 else None)
+        elif words[:1] == ["cut-on-fsync"]:
+            fs.arm(words[1], int(words[2]), int(words[3]) if len(words) > 3 else None)
+        elif words == ["unmount"]:
             break
     # Lazily if still busy (a process that was not stopped holds a file open).
     if subprocess.run(["umount", mountpoint], check=False).returncode != 0:
