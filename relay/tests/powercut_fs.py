@@ -18,12 +18,12 @@ nothing more. Commands, one per line on standard input:
 
     cut [SEED]
         power cut: every later operation fails with EIO, nothing more reaches
-        BACKING, and what was not synced is gone; answers "cut KEPT LOST". With SEED
-        (an integer), a part of what was not synced reaches BACKING first, as
-        if the kernel had written it back before the power failed: about half
-        of the unsynced pages of the files with a durable name, each page
-        torn after a random number of its 512-byte sectors, chosen by SEED;
-        KEPT and LOST count those pages written back and not.
+        BACKING, and what was not synced is gone; answers "cut KEPT LOST".
+        With SEED (an integer), a part of what was not synced reaches BACKING
+        first, as if the kernel had written it back before the power failed:
+        about half of the unsynced pages of the files with a durable name,
+        each page torn after a random number of its 512-byte sectors, chosen
+        by SEED; KEPT and LOST count those pages written back and not.
     cut-on-fsync NAME OFFSET [SEED]
         the same cut, at the next fsync or fdatasync of NAME whose lowest
         byte written since the last sync is OFFSET; that sync fails.
@@ -31,9 +31,9 @@ nothing more. Commands, one per line on standard input:
         unmounts and exits (end of input does the same)
 
 Standard output: "ready" once the file system is mounted, then one line per
-sync ("fsync NAME OFFSET", OFFSET the lowest byte written since the file's last
-sync, or its length if none was; or "fsyncdir NAME"; NAME from the root of the mount, "/"), and
-"cut KEPT LOST" when a cut is done.
+sync ("fsync NAME OFFSET", OFFSET the lowest byte written since the file's
+last sync, or its length if none was; or "fsyncdir NAME"; NAME from the root
+of the mount, "/"), and "cut KEPT LOST" when a cut is done.
 
 Limitations: one thread; no hard or symbolic links; a directory cannot be
 renamed; a directory whose own entry was never synced is made durable by an
