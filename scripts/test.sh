@@ -9,6 +9,11 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # The independent Python client (written from PROTOCOL.md alone) needs these.
 /usr/bin/python3 -c 'import websockets, cryptography' >/dev/null 2>&1 || need_apt+=(python3 python3-websockets python3-cryptography)
+# The power-loss test (relay/tests/power_loss.rs) puts the relay's store on a
+# FUSE file system written with fusepy (relay/tests/powercut_fs.py); it needs
+# /dev/fuse and root (libfuse2 then mounts without fusermount), and fails if
+# they are missing.
+/usr/bin/python3 -c 'import fusepy' >/dev/null 2>&1 || need_apt+=(python3-fusepy)
 # The browser tests (tests/browser, benches/tests/browser.rs) drive Debian's
 # headless Chromium with playwright-core from Node (20 or newer; this machine
 # kind ships it; Debian's own nodejs is older but is installed if none is there).

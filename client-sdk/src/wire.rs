@@ -187,7 +187,23 @@ impl ClientError {
     }
 }
 
-type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Result<Reply, WireError>>>>>;
+/// Requests waiting for their response. `closed` once the connection's reader
+/// has stopped: a request made then fails at once, rather than waiting out its
+/// timeout for an answer nothing would give.
+#[derive(Default)]
+struct Waiting {
+    requests: HashMap<u32, oneshot::Sender<Result<Reply, WireError>>>,
+    closed: bool,
+}
+
+type Pending = Arc<Mutex<Waiting>>;
+
+/// Fails every outstanding request and every later one (the reader stopped).
+fn close_pending(pending: &Pending) {
+    let mut waiting = pending.lock().unwrap_or_else(|p| p.into_inner());
+    waiting.closed = true;
+    waiting.requests.clear();
+}
 
 /// Which transport a connection uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -395,7 +411,7 @@ async fn handshake(
 async fn dispatch(frame: RelayFrame, pending: &Pending, events: &mpsc::Sender<RelayFrame>) -> bool {
     match frame {
         RelayFrame::Response { id, result } => {
-            let tx = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            let tx = pending.lock().unwrap_or_else(|p| p.into_inner()).requests.remove(&id);
             match tx {
                 Some(tx) => {
                     let _ = tx.send(result);
@@ -514,7 +530,7 @@ impl WireClient {
                 }
             }
             // Fail outstanding requests.
-            pending2.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            close_pending(&pending2);
         });
         Ok(Established {
             challenge,
@@ -565,7 +581,13 @@ impl WireClient {
     pub async fn request(&self, op: Request) -> Result<Reply, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        {
+            let mut waiting = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if waiting.closed {
+                return Err(ClientError::Connection("closed".into()));
+            }
+            waiting.requests.insert(id, tx);
+        }
         let sent = async {
             self.send(&ClientFrame::Request { id, op }).await?;
             match rx.await {
@@ -576,7 +598,11 @@ impl WireClient {
         };
         let r = tokio::time::timeout(self.request_timeout, sent).await;
         if r.is_err() {
-            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .requests
+                .remove(&id);
         }
         r.map_err(|_| ClientError::Timeout)?
     }

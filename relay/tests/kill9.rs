@@ -1,75 +1,21 @@
 //! Durability: a relay killed with SIGKILL in the middle of a stream of sends
-//! restarts with every acknowledged message present exactly once and in order.
+//! restarts with every acknowledged message present exactly once and in order,
+//! and the sends that were not acknowledged, resent under their original
+//! client message ids, are each stored once.
+//!
+//! A SIGKILL leaves the page cache alone, so these tests cannot tell whether
+//! the store syncs; `power_loss.rs` can.
 #![allow(clippy::unwrap_used)]
 
 mod common;
-
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod durability;
 
 use common::*;
-use hush_protocol::frame::{Direction, Reply, Request};
-use hush_sdk::wire::{ConnectOptions, Identity, Trust, WireClient};
-
-struct Proc {
-    child: Child,
-    url: String,
-    cert: [u8; 32],
-}
-
-/// A failed assertion must not leave a relay running after the test.
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_relay(dir: &std::path::Path) -> Proc {
-    // The default rate limit (50/s per device) would throttle the stream.
-    let config = dir.join("relay.toml");
-    std::fs::write(&config, "[limits]\nrate_per_second = 100000.0\nrate_burst = 100000.0\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hush-relay"))
-        .arg("--config")
-        .arg(&config)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
-        .args(["--log", "warn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut url = None;
-    let mut cert = None;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    while url.is_none() || cert.is_none() {
-        let line = lines.next().expect("relay exited before printing its address").unwrap();
-        if let Some(u) = line.trim().strip_prefix("websocket:") {
-            url = Some(u.trim().to_owned());
-        }
-        if let Some(h) = line.trim().strip_prefix("cert sha256:") {
-            cert = Some(hex::decode(h.trim()).unwrap().try_into().unwrap());
-        }
-    }
-    // Keep draining stdout so the relay never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
-    Proc {
-        child,
-        url: url.unwrap(),
-        cert: cert.unwrap(),
-    }
-}
-
-async fn connect(p: &Proc, id: &Identity) -> WireClient {
-    WireClient::connect(id, ConnectOptions::new(p.url.clone(), Trust::CertSha256(p.cert)))
-        .await
-        .unwrap()
-}
+use durability::*;
+use hush_sdk::wire::Identity;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_stream_loses_nothing_acknowledged() {
+async fn sigkill_mid_stream_loses_nothing_acknowledged_and_retries_store_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut relay = spawn_relay(dir.path());
     let alice = Identity::generate("alice");
@@ -77,102 +23,27 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged() {
     let g = gid("durable");
     create_group(&ca, &g, Default::default()).await;
 
-    // Four concurrent senders stream messages; each records what was acknowledged.
-    let ca = Arc::new(ca);
-    let stop = Arc::new(AtomicBool::new(false));
+    // Four concurrent senders stream pipelined messages; each records what was
+    // acknowledged. Kill once a good number were, while sends are in flight.
     let (count_tx, mut count_rx) = tokio::sync::watch::channel(0usize);
-    let mut tasks = Vec::new();
-    for t in 0..4u64 {
-        let (ca, g, stop, count_tx) = (ca.clone(), g.clone(), stop.clone(), count_tx.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut acked = Vec::new();
-            for n in 0.. {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let cmid = t << 32 | n;
-                match send_app(&ca, &g, cmid, 0, format!("{t}-{n}").as_bytes()).await {
-                    Ok((seq, _)) => {
-                        acked.push((seq, cmid));
-                        count_tx.send_modify(|c| *c += 1);
-                    }
-                    Err(_) => break,
-                }
-            }
-            acked
-        }));
-    }
-    // Kill once a good number of sends were acknowledged, while sends are in flight.
+    let tasks = stream(ca, &g, 0, count_tx);
     tokio::time::timeout(WAIT * 6, count_rx.wait_for(|c| *c >= 300))
         .await
         .unwrap()
         .unwrap();
-    relay.child.kill().unwrap(); // SIGKILL
-    relay.child.wait().unwrap();
-    stop.store(true, Ordering::Relaxed);
-    let mut acked = Vec::new();
-    for t in tasks {
-        acked.extend(t.await.unwrap());
-    }
-    assert!(
-        acked.len() > 20,
-        "only {} sends were acknowledged before the kill",
-        acked.len()
-    );
+    relay.kill();
+    let sent = collect(tasks).await;
 
     let relay = spawn_relay(dir.path());
-    let ca = connect(&relay, &alice).await;
-    let mut log = Vec::new();
-    let mut from = 1;
-    loop {
-        let r = ca
-            .request(Request::History {
-                group: g.clone(),
-                from_seq: from,
-                direction: Direction::Forward,
-                limit: 500,
-            })
-            .await;
-        let Reply::History { entries, next_from } = r.unwrap() else {
-            panic!()
-        };
-        log.extend(entries);
-        match next_from {
-            Some(n) => from = n,
-            None => break,
-        }
-    }
-    // Gapless from 1, and every acknowledged (seq, id) is there exactly once.
-    assert!(log.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1));
-    let by_seq: std::collections::HashMap<u64, u64> = log.iter().map(|e| (e.seq, e.client_msg_id)).collect();
-    for (seq, cmid) in &acked {
-        assert_eq!(
-            by_seq.get(seq),
-            Some(cmid),
-            "acknowledged seq {seq} missing or different after restart"
-        );
-    }
-    let mut ids: Vec<u64> = log.iter().map(|e| e.client_msg_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), log.len(), "a message is stored twice");
-    // Per sender, ids are in send order.
-    for t in 0..4u64 {
-        let mine: Vec<u64> = log
-            .iter()
-            .filter(|e| e.client_msg_id >> 32 == t)
-            .map(|e| e.client_msg_id)
-            .collect();
-        assert!(mine.windows(2).all(|w| w[0] < w[1]));
-    }
-    eprintln!(
-        "{} acknowledged before SIGKILL, {} in the log after restart",
-        acked.len(),
-        log.len()
+    let mut ca = connect(&relay, &alice).await;
+    drain_events(&mut ca);
+    let r = check_and_retry(&ca, &g, 0, &sent).await;
+    assert!(r.acked > 20, "only {} sends were acknowledged before the kill", r.acked);
+    assert!(
+        r.resent > 0,
+        "every send was acknowledged before the kill: nothing was retried"
     );
-    let mut relay = relay;
-    relay.child.kill().unwrap();
-    relay.child.wait().unwrap();
+    eprintln!("{r:?}");
 }
 
 /// Acknowledgements that keep arriving, a few milliseconds apart, are still
@@ -209,8 +80,7 @@ async fn cursors_acknowledged_in_a_continuous_stream_survive_sigkill() {
         sent.push((seq, Instant::now()));
     }
     let killed = Instant::now();
-    relay.child.kill().unwrap(); // SIGKILL
-    relay.child.wait().unwrap();
+    relay.kill();
     drop(ca);
 
     // Everything acknowledged more than 50 ms plus one batch write (an fsync,
@@ -232,6 +102,23 @@ async fn cursors_acknowledged_in_a_continuous_stream_survive_sigkill() {
         "cursor {} after restart; seq {must} was acknowledged {slack:?} before the kill",
         status.resume_after
     );
-    relay.child.kill().unwrap();
-    relay.child.wait().unwrap();
+    relay.kill();
+}
+
+/// Once the connection to a killed relay is gone, a request fails at once
+/// rather than waiting out its timeout (30 s) for an answer nothing would
+/// give: senders that were mid-stream at the kill learn it immediately.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_after_the_connection_is_gone_fails_at_once() {
+    use hush_protocol::frame::Request;
+    use hush_sdk::wire::ClientError;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = spawn_relay(dir.path());
+    let mut c = connect(&relay, &Identity::generate("alice")).await;
+    relay.kill();
+    // The events end when the connection's reader has stopped.
+    while c.next_event_timeout(WAIT).await.unwrap().is_some() {}
+    let r = tokio::time::timeout(WAIT, c.request(Request::ListGroups)).await;
+    assert!(matches!(r, Ok(Err(ClientError::Connection(_)))), "{r:?}");
 }

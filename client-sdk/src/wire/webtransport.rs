@@ -259,7 +259,7 @@ pub(super) async fn connect(
                 break;
             }
         }
-        pending2.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        super::close_pending(&pending2);
     });
     Ok(Established {
         challenge,
