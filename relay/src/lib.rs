@@ -32,11 +32,12 @@ mod tls;
 pub mod token;
 mod transport;
 
-/// The HTTP/3 parsers, for the fuzz target `h3` in `relay/fuzz`. Not a
-/// stable API.
+/// The HTTP/3 parsers and the WebSocket frame gate, for the fuzz targets in
+/// `relay/fuzz`. Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::transport::h3::wire as h3;
+    pub use crate::transport::websocket::FrameGate;
 }
 
 pub use config::Config;

@@ -695,6 +695,7 @@ pub fn parse_request_headers(payload: &[u8]) -> Result<RequestHead, H3Error> {
         Ok(Some(_)) => return Err(fail("Required Insert Count above 0 with no dynamic table")),
         Ok(None) | Err(IntOverflow) => return Err(fail("truncated field section prefix")),
     }
+    check_field_section(payload)?;
     let frame = wtransport::proto::frame::Frame::new_headers(Cow::Borrowed(payload));
     let headers =
         wtransport::proto::headers::Headers::with_frame(&frame).map_err(|_| fail("undecodable field section"))?;
@@ -707,6 +708,51 @@ pub fn parse_request_headers(payload: &[u8]) -> Result<RequestHead, H3Error> {
         path: get(":path"),
         origin: get("origin"),
     })
+}
+
+/// Walks a field section's structure (RFC 9204 4.5) before it is decoded:
+/// every integer must be below 2^32 and every string within the section.
+/// The decoder the relay uses does not bound its integers (an overlong one
+/// overflows a shift), so nothing reaches it unchecked.
+fn check_field_section(p: &[u8]) -> Result<(), H3Error> {
+    let fail = || H3Error::new(code::QPACK_DECOMPRESSION_FAILED, "malformed field section");
+    let int = |at: &mut usize, n: u32| -> Result<u64, H3Error> {
+        match qpack_int(&p[*at..], n) {
+            Ok(Some((v, used))) if v < 1 << 32 => {
+                *at += used;
+                Ok(v)
+            }
+            _ => Err(fail()),
+        }
+    };
+    // A string: Huffman flag and 7-bit length at `at` (or a 3-bit length for
+    // a literal name), then that many bytes.
+    let string = |at: &mut usize, n: u32| -> Result<(), H3Error> {
+        let len = int(at, n)? as usize;
+        *at = at.checked_add(len).filter(|end| *end <= p.len()).ok_or_else(fail)?;
+        Ok(())
+    };
+    let mut at = 0;
+    int(&mut at, 8)?; // Required Insert Count
+    int(&mut at, 7)?; // sign and Delta Base
+    while at < p.len() {
+        let b = p[at];
+        if b & 0x80 != 0 {
+            int(&mut at, 6)?; // indexed
+        } else if b & 0x40 != 0 {
+            int(&mut at, 4)?; // literal, name reference
+            string(&mut at, 7)?;
+        } else if b & 0x20 != 0 {
+            string(&mut at, 3)?; // literal, literal name
+            string(&mut at, 7)?;
+        } else if b & 0x10 != 0 {
+            int(&mut at, 4)?; // indexed, post-base
+        } else {
+            int(&mut at, 3)?; // literal, post-base name reference
+            string(&mut at, 7)?;
+        }
+    }
+    Ok(())
 }
 
 /// What the start of a bidirectional stream from the peer is.
@@ -1079,6 +1125,27 @@ mod tests {
         // No :path: malformed.
         let head = parse_request_headers(&[0x00, 0x00, 0xd1, 0xd7]).unwrap();
         assert_eq!(head.kind(), RequestKind::Malformed);
+    }
+
+    #[test]
+    fn overlong_integers_in_a_field_section_are_refused_before_decoding() {
+        // Found by the fuzz target: a Delta Base whose continuation bytes run
+        // past 64 bits made the decoder overflow a shift.
+        let section = [
+            0x00, 0xff, 0xff, 0x83, 0x83, 0x83, 0x83, 0x83, 0x83, 0x83, 0x83, 0x83, 0x00, 0x2b, 0x17, 0x32,
+        ];
+        assert_eq!(
+            parse_request_headers(&section).unwrap_err().code,
+            code::QPACK_DECOMPRESSION_FAILED
+        );
+        // A string longer than the section.
+        let short = [0x00, 0x00, 0x51, 0x05, b'a'];
+        assert_eq!(
+            parse_request_headers(&short).unwrap_err().code,
+            code::QPACK_DECOMPRESSION_FAILED
+        );
+        // What the relay's own client side sends still parses.
+        parse_request_headers(&[0x00, 0x00, 0xd1, 0xd7, 0xc1]).unwrap();
     }
 
     #[test]
