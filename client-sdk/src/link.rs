@@ -292,6 +292,24 @@ impl Pipe {
     async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
+
+    /// Runs `work`, pinging the relay meanwhile: a rendezvous in which
+    /// neither side sends anything for a while is closed (PROTOCOL.md 6.6).
+    async fn keep_alive<T>(&mut self, work: impl std::future::Future<Output = T>) -> T {
+        let mut work = std::pin::pin!(work);
+        let mut tick = tokio::time::interval(Duration::from_secs(20));
+        tick.tick().await;
+        let mut nonce = 0u64;
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tick.tick() => {
+                    nonce += 1;
+                    let _ = self.send_frame(&ClientFrame::Ping { nonce }).await;
+                }
+            }
+        }
+    }
 }
 
 /// What a device does with link input from outside (a typed code, the
@@ -413,11 +431,16 @@ impl PendingLink {
             return Err(link_err("expected the new device to be ready"));
         };
         let device = DeviceId::from_public_key(&key);
-        let groups = client.add_own_device(device).await?;
-        client.send_history().await?;
-        // Posted before the new device is told it is done, so its next sync
-        // brings the whole history in.
-        client.flush(Duration::from_secs(60)).await?;
+        let groups = pipe
+            .keep_alive(async {
+                let groups = client.add_own_device(device).await?;
+                client.send_history().await?;
+                // Posted before the new device is told it is done, so its
+                // next sync brings the whole history in.
+                client.flush(Duration::from_secs(60)).await?;
+                Ok::<_, Error>(groups)
+            })
+            .await?;
         pipe.send(sealer.seal(&LinkMsg::Done { groups })?).await?;
         pipe.close().await;
         client.inner.emit(Event::DeviceLinked { device });
@@ -569,16 +592,21 @@ impl ClientBuilder {
         })?)
         .await?;
         let (user, registration) = sealer.open(&pipe.recv().await?)?.into_approval()?;
-        let (client, events) = self
-            .user(user)
-            .device_seed(seed)
-            .registration(registration)
-            .open_with_events()
+        let (client, events) = pipe
+            .keep_alive(async {
+                let (client, events) = self
+                    .user(user)
+                    .device_seed(seed)
+                    .registration(registration)
+                    .open_with_events()
+                    .await?;
+                let mut settled = client.inner.settled.subscribe();
+                if settled.wait_for(|s| *s).await.is_err() {
+                    return Err(Error::Closed);
+                }
+                Ok((client, events))
+            })
             .await?;
-        let mut settled = client.inner.settled.subscribe();
-        if settled.wait_for(|s| *s).await.is_err() {
-            return Err(Error::Closed);
-        }
         pipe.send(sealer.seal(&LinkMsg::Ready)?).await?;
         let LinkMsg::Done { .. } = sealer.open(&pipe.recv().await?)? else {
             return Err(link_err("expected the end of the link"));

@@ -318,6 +318,15 @@ pub struct LimitsConfig {
     /// queued or in progress before the relay stops reading it. Default 4 MiB;
     /// at least one largest frame.
     pub request_bytes: usize,
+    /// Longest a device-linking rendezvous waits for its second side, ms.
+    /// Default 300,000 (5 minutes to type a link code).
+    pub rendezvous_wait_ms: u64,
+    /// A paired rendezvous in which neither side sent anything (a payload
+    /// or a `Ping`) for this long is closed, ms. Default 120,000.
+    pub rendezvous_idle_ms: u64,
+    /// Most rendezvous waiting for their second side from one client
+    /// address. Default 4.
+    pub rendezvous_per_address: usize,
 }
 
 impl Default for LimitsConfig {
@@ -337,6 +346,9 @@ impl Default for LimitsConfig {
             rate_burst: 200.0,
             request_queue: 64,
             request_bytes: 4 << 20,
+            rendezvous_wait_ms: 300_000,
+            rendezvous_idle_ms: 120_000,
+            rendezvous_per_address: 4,
         }
     }
 }

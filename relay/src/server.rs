@@ -93,7 +93,7 @@ impl Drop for Held {
 /// Setups and connections per client address (an IPv6 address counts by its
 /// /64, what one subscriber usually gets).
 #[derive(Default)]
-struct AddressCounts(std::sync::Mutex<HashMap<IpAddr, usize>>);
+pub(crate) struct AddressCounts(std::sync::Mutex<HashMap<IpAddr, usize>>);
 
 /// One setup or connection of an address, held while this lives.
 struct AddressSlot {
@@ -102,7 +102,9 @@ struct AddressSlot {
 }
 
 impl AddressCounts {
-    fn key(ip: IpAddr) -> IpAddr {
+    /// What counts as one client address: an IPv4 address (also when
+    /// mapped into IPv6), or an IPv6 /64.
+    pub(crate) fn key(ip: IpAddr) -> IpAddr {
         match ip {
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
                 Some(v4) => IpAddr::V4(v4),

@@ -217,3 +217,42 @@ async fn two_connections_on_a_slot_are_paired_and_nothing_else_gets_through() {
     ));
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn one_address_holds_few_waiting_rendezvous_and_waits_end() {
+    let relay = TestRelay::start_with(|c| {
+        c.limits.rendezvous_per_address = 2;
+        c.limits.rendezvous_wait_ms = 600;
+        c.limits.rendezvous_idle_ms = 400;
+    })
+    .await;
+    // Two waiting slots from 127.0.0.1 are its share; a third is refused.
+    let mut waiting = Vec::new();
+    for i in 0..2u8 {
+        let mut r = Raw::open(&relay).await;
+        r.post([i; 16], b"hi").await;
+        waiting.push(r);
+    }
+    let mut third = Raw::open(&relay).await;
+    third.post([9; 16], b"hi").await;
+    assert_eq!(
+        third.closing().await,
+        (Some(ErrorCode::Unavailable), CloseReason::ServerBusy)
+    );
+    // Pairing with a waiting slot is not limited: it frees the slot.
+    let mut partner = Raw::open(&relay).await;
+    partner.post([0; 16], b"yo").await;
+    assert_eq!(partner.payload().await, b"hi");
+    assert_eq!(waiting[0].payload().await, b"yo");
+    // Nobody comes for the other one: it ends at the wait limit.
+    assert_eq!(waiting[1].closing().await, (None, CloseReason::IdleTimeout));
+    // The pair goes quiet: closed at the idle limit (the side whose timer
+    // fires first says so, the other is told its peer left).
+    let ends = [waiting[0].closing().await.1, partner.closing().await.1];
+    assert!(ends.contains(&CloseReason::IdleTimeout), "{ends:?}");
+    assert!(
+        ends.iter()
+            .all(|e| matches!(e, CloseReason::IdleTimeout | CloseReason::GoingAway))
+    );
+    relay.stop().await;
+}

@@ -170,6 +170,7 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
             tracing::debug!(%peer, transport, "link rendezvous");
             Box::pin(rendezvous::serve(
                 &shared,
+                crate::server::AddressCounts::key(peer.ip()),
                 slot,
                 payload,
                 &mut *reader,

@@ -34,6 +34,9 @@ pub const MAX_WAITING: usize = 1024;
 /// The first side of a slot, waiting for the second.
 struct Waiting {
     id: u64,
+    /// The client address (an IPv6 /64 counts as one), for the per-address
+    /// budget.
+    address: std::net::IpAddr,
     /// Hands the first side its sender to the second.
     pair: oneshot::Sender<mpsc::Sender<Bytes>>,
     /// Payloads for the first side.
@@ -65,6 +68,7 @@ enum Peer {
 /// stops.
 pub async fn serve(
     shared: &Shared,
+    address: std::net::IpAddr,
     slot: [u8; 16],
     first: Bytes,
     reader: &mut dyn FrameReader,
@@ -82,10 +86,13 @@ pub async fn serve(
             },
             None => Ok(to_me),
         };
+        let per_address = shared.config.limits.rendezvous_per_address;
         match unpaired {
             Err(to_first) => Some(Peer::Paired(to_first)),
             Ok(to_me) => {
-                if waiting.len() >= MAX_WAITING {
+                if waiting.len() >= MAX_WAITING
+                    || waiting.values().filter(|w| w.address == address).count() >= per_address
+                {
                     None
                 } else {
                     let id = shared.rendezvous.next_id.fetch_add(1, Ordering::Relaxed);
@@ -94,6 +101,7 @@ pub async fn serve(
                         slot,
                         Waiting {
                             id,
+                            address,
                             pair,
                             to_first: to_me,
                         },
@@ -104,7 +112,12 @@ pub async fn serve(
         }
     };
     let Some(peer) = peer else {
-        refuse(writer, ErrorCode::Unavailable, "too many link rendezvous in progress").await;
+        refuse(
+            writer,
+            ErrorCode::Unavailable,
+            "too many link rendezvous in progress (on this relay, or from this address)",
+        )
+        .await;
         return;
     };
     let exit = run(shared, slot, first, peer, &mut inbox, reader, writer, shutdown).await;
@@ -157,7 +170,13 @@ async fn run(
     writer: &mut dyn FrameWriter,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Exit {
-    let deadline = tokio::time::Instant::now() + LIFETIME;
+    let limits = &shared.config.limits;
+    let started = tokio::time::Instant::now();
+    let deadline = started + LIFETIME;
+    let wait_until = started + Duration::from_millis(limits.rendezvous_wait_ms);
+    let idle = Duration::from_millis(limits.rendezvous_idle_ms);
+    // Any frame from either side, once paired, counts as activity.
+    let mut active = started;
     let mut queued = vec![first];
     let mut sent = 1usize;
     let max_frame = shared.config.limits.max_frame_len;
@@ -168,6 +187,7 @@ async fn run(
                 let _ = to_peer.try_send(p);
             }
         }
+        let is_paired = matches!(peer, Peer::Paired(_));
         let paired = async {
             match &mut peer {
                 Peer::Waiting(_, rx) => rx.await.ok(),
@@ -176,11 +196,15 @@ async fn run(
         };
         tokio::select! {
             tx = paired => match tx {
-                Some(tx) => peer = Peer::Paired(tx),
+                Some(tx) => {
+                    peer = Peer::Paired(tx);
+                    active = tokio::time::Instant::now();
+                }
                 None => break Exit::new(CloseReason::GoingAway, "rendezvous slot taken over"),
             },
             got = inbox.recv() => match got {
                 Some(payload) => {
+                    active = tokio::time::Instant::now();
                     let Some(f) = encode(&RelayFrame::Rendezvous { payload }) else { continue };
                     if writer.feed(f).await.is_err() || writer.flush().await.is_err() {
                         break Exit::new(CloseReason::GoingAway, "peer gone");
@@ -193,6 +217,7 @@ async fn run(
                     Ok(Some(b)) => b,
                     Ok(None) | Err(_) => break Exit::new(CloseReason::GoingAway, "closed"),
                 };
+                active = tokio::time::Instant::now();
                 match codec::decode_with_limit::<ClientFrame>(&bytes, max_frame) {
                     Ok(ClientFrame::Rendezvous { slot: s, payload }) => {
                         if s != slot {
@@ -218,6 +243,12 @@ async fn run(
                 }
             }
             _ = tokio::time::sleep_until(deadline) => break Exit::new(CloseReason::IdleTimeout, "rendezvous expired"),
+            _ = tokio::time::sleep_until(wait_until), if !is_paired => {
+                break Exit::new(CloseReason::IdleTimeout, "nobody came to this rendezvous in time");
+            }
+            _ = tokio::time::sleep_until(active + idle), if is_paired => {
+                break Exit::new(CloseReason::IdleTimeout, "the rendezvous went quiet");
+            }
             _ = stopped(shutdown) => break Exit::new(CloseReason::GoingAway, "relay is shutting down"),
         }
     };
