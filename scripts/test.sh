@@ -52,3 +52,25 @@ HUSH_RELAY_BIN="$relay_bin" /usr/bin/python3 -m unittest discover -s tests/pytho
 # The browser client's codec (web/hush/) against PROTOCOL.md's examples, in Node.
 # (The browser itself is driven by the Rust test benches/tests/browser.rs above.)
 node --test tests/browser/codec.test.mjs
+
+# House rules: formatting, and lints as errors (workspace lints in Cargo.toml).
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Every fuzz target builds (each fuzzed crate has a fuzz crate of its own,
+# outside the workspace; running them is described in their READMEs). One
+# target directory for all four, so their common dependencies build once.
+for crate in protocol crypto relay client-sdk; do
+  CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/fuzz-check" \
+    cargo check --locked --quiet --manifest-path "$crate/fuzz/Cargo.toml" --bins
+done
+
+# Dependencies (deny.toml): licences, bans and sources always; advisories when
+# the advisory database can be fetched (it lives on GitHub).
+command -v cargo-deny >/dev/null 2>&1 || cargo install --locked --quiet cargo-deny@0.20.2
+cargo deny --log-level error check licenses bans sources
+if cargo deny --log-level error fetch >/dev/null 2>&1; then
+  cargo deny --log-level error check advisories
+else
+  echo "note: the RustSec advisory database could not be fetched here: advisories not checked" >&2
+fi
