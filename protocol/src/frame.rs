@@ -139,6 +139,7 @@ pub struct Authenticate {
     /// Where to resume delivery per group, overriding the relay's stored cursor
     /// (entries after `after_seq` are delivered). Groups not listed resume from the
     /// relay's cursor.
+    #[serde(deserialize_with = "bounded::resume_hints")]
     pub resume: Vec<Resume>,
 }
 
@@ -220,6 +221,7 @@ pub enum Request {
     /// Reply: [`Reply::KeyPackageCount`].
     UploadKeyPackages {
         /// Consumed on claim.
+        #[serde(deserialize_with = "bounded::key_packages")]
         one_time: Vec<Bytes>,
         /// Handed out when no one-time package is left; never consumed.
         last_resort: Option<Bytes>,
@@ -323,8 +325,10 @@ pub enum MessageKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RosterChange {
     /// Devices joining; each gets `welcome` in its inbox.
+    #[serde(deserialize_with = "bounded::roster")]
     pub add: Vec<DeviceId>,
     /// Devices leaving; they lose access as soon as the commit is accepted.
+    #[serde(deserialize_with = "bounded::roster")]
     pub remove: Vec<DeviceId>,
     /// The MLS Welcome for the added devices.
     pub welcome: Option<Bytes>,
@@ -488,6 +492,7 @@ pub enum Reply {
     /// 4: a page of history.
     History {
         /// Entries in the requested direction.
+        #[serde(deserialize_with = "bounded::history")]
         entries: Vec<LogEntry>,
         /// Where the next page starts, if there is one.
         next_from: Option<u64>,
@@ -669,4 +674,63 @@ pub enum CloseReason {
     ServerBusy,
     /// 6: authentication failed.
     AuthFailed,
+}
+
+/// Sequences whose count the protocol limits are refused as soon as their
+/// declared length is read, before any element is decoded: an element can
+/// take one byte on the wire and 32 in memory, so without this a 1 MiB frame
+/// of empty items would become 32 MiB.
+mod bounded {
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
+
+    use crate::limits;
+
+    struct AtMost<T>(usize, PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for AtMost<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a sequence of at most {} elements", self.0)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let max = self.0;
+            if let Some(n) = seq.size_hint()
+                && n > max
+            {
+                return Err(A::Error::invalid_length(n, &self));
+            }
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(max));
+            while let Some(x) = seq.next_element()? {
+                if out.len() == max {
+                    return Err(A::Error::invalid_length(max + 1, &self));
+                }
+                out.push(x);
+            }
+            Ok(out)
+        }
+    }
+
+    fn at_most<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D, max: usize) -> Result<Vec<T>, D::Error> {
+        d.deserialize_seq(AtMost(max, PhantomData))
+    }
+
+    pub fn resume_hints<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        at_most(d, limits::MAX_RESUME_HINTS)
+    }
+
+    pub fn key_packages<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        at_most(d, limits::MAX_KEY_PACKAGES_PER_UPLOAD)
+    }
+
+    pub fn roster<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        at_most(d, limits::MAX_ROSTER_CHANGE)
+    }
+
+    pub fn history<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        at_most(d, usize::from(limits::MAX_HISTORY_PAGE))
+    }
 }

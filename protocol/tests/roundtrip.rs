@@ -383,3 +383,52 @@ fn huge_declared_lengths_are_refused() {
         }
     }
 }
+
+/// Counts the protocol limits are refused while decoding, from the declared
+/// length, not after a frame of empty items has become many times its size
+/// in memory.
+#[test]
+fn sequences_over_their_limit_do_not_decode() {
+    use bytes::Bytes;
+    use hush_protocol::limits::MAX_KEY_PACKAGES_PER_UPLOAD;
+    let upload = |n: usize| ClientFrame::Request {
+        id: 1,
+        op: Request::UploadKeyPackages {
+            one_time: vec![Bytes::new(); n],
+            last_resort: None,
+        },
+    };
+    let ok = codec::encode(&upload(MAX_KEY_PACKAGES_PER_UPLOAD)).unwrap();
+    assert_eq!(
+        codec::decode::<ClientFrame>(&ok).unwrap(),
+        upload(MAX_KEY_PACKAGES_PER_UPLOAD)
+    );
+    for n in [MAX_KEY_PACKAGES_PER_UPLOAD + 1, 500_000] {
+        let bytes = codec::encode(&upload(n)).unwrap();
+        assert!(bytes.len() < MAX_FRAME_LEN);
+        let err = codec::decode::<ClientFrame>(&bytes).unwrap_err();
+        assert!(matches!(err, CodecError::Malformed(_)), "{n}: {err:?}");
+    }
+    // Resume hints: 10,000 decode, 10,001 do not.
+    let auth = |n: usize| {
+        ClientFrame::Authenticate(hush_protocol::frame::Authenticate {
+            user: "alice".into(),
+            device_key: [1; 32],
+            signature: hush_protocol::frame::Signature([2; 64]),
+            registration: Registration::None,
+            resume: (0..n)
+                .map(|i| hush_protocol::frame::Resume {
+                    group: hush_protocol::GroupId(vec![(i % 251) as u8]),
+                    after_seq: 0,
+                })
+                .collect(),
+        })
+    };
+    let ok = codec::encode(&auth(10_000)).unwrap();
+    assert!(codec::decode::<ClientFrame>(&ok).is_ok());
+    let over = codec::encode(&auth(10_001)).unwrap();
+    assert!(matches!(
+        codec::decode::<ClientFrame>(&over),
+        Err(CodecError::Malformed(_))
+    ));
+}
