@@ -90,6 +90,9 @@ error_codes! {
     /// This device was revoked by a device of its user: it can no longer
     /// connect.
     Revoked = 23,
+    /// A quota of the relay was reached (the recipient's inbox, the caller's
+    /// groups); the message says which.
+    QuotaExceeded = 24,
 }
 
 impl Serialize for ErrorCode {

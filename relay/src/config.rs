@@ -327,6 +327,13 @@ pub struct LimitsConfig {
     /// Most rendezvous waiting for their second side from one client
     /// address. Default 4.
     pub rendezvous_per_address: usize,
+    /// Most unacknowledged entries a device's inbox may hold before
+    /// `SendToDevice` to it is refused with `QuotaExceeded` (Welcomes of
+    /// commits are always delivered). Default 1,000.
+    pub inbox_max_pending: usize,
+    /// Most groups a device may be an active member of before `CreateGroup`
+    /// is refused with `QuotaExceeded`. Default 10,000.
+    pub max_groups_per_device: usize,
 }
 
 impl Default for LimitsConfig {
@@ -349,6 +356,8 @@ impl Default for LimitsConfig {
             rendezvous_wait_ms: 300_000,
             rendezvous_idle_ms: 120_000,
             rendezvous_per_address: 4,
+            inbox_max_pending: 1000,
+            max_groups_per_device: 10_000,
         }
     }
 }

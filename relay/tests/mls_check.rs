@@ -170,8 +170,9 @@ async fn commits_are_sequenced_by_the_mls_epoch() {
         (e.code, e.detail),
         (ErrorCode::StaleEpoch, ErrorDetail::CurrentEpoch(1))
     );
-    // Direct MLS messages of any wire format are accepted.
-    let b = Identity::generate("bob");
+    // Direct MLS messages of any wire format are accepted (here to another
+    // device of the same user).
+    let b = Identity::generate("alice");
     let mut cb = relay.connect(&b).await;
     ca.request(Request::SendToDevice {
         device: b.device(),

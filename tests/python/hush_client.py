@@ -217,6 +217,7 @@ ERROR_CODES = {
     21: "InvalidMls",
     22: "MlsMismatch",
     23: "Revoked",
+    24: "QuotaExceeded",
 }
 ERROR_CODE = {name: code for code, name in ERROR_CODES.items()}
 

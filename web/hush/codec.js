@@ -307,6 +307,7 @@ export const ERROR_CODES = {
   21: 'InvalidMls',
   22: 'MlsMismatch',
   23: 'Revoked',
+  24: 'QuotaExceeded',
 };
 
 function unitIndex(names, name) {

@@ -271,9 +271,18 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
                 return Err(invalid(format!("payload over {MAX_PAYLOAD_LEN} bytes")));
             }
             mls_check::direct_payload(&payload)?;
+            may_send_to_device(ctx, device).await?;
             if ctx.shared.store.device(device).await?.is_none() || ctx.shared.store.revocation(device).await?.is_some()
             {
                 return Err(WireError::new(ErrorCode::NotFound, "no such device"));
+            }
+            let (acked, head) = ctx.shared.store.inbox_state(device).await?;
+            let cap = ctx.shared.config.limits.inbox_max_pending;
+            if head.saturating_sub(acked) >= cap as u64 {
+                return Err(WireError::new(
+                    ErrorCode::QuotaExceeded,
+                    format!("the recipient's inbox holds {cap} unacknowledged entries; retry once it has read them"),
+                ));
             }
             let (token, now) = (OpToken::random(), now_ms());
             let store = &ctx.shared.store;
@@ -301,6 +310,26 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
     }
 }
 
+/// `SendToDevice` reaches the caller's own user's devices and devices it
+/// shares a group with; anything else (including a device that does not
+/// exist) is `Forbidden`, so the request cannot probe for devices.
+async fn may_send_to_device(ctx: &Ctx, device: DeviceId) -> Result<(), WireError> {
+    let store = &ctx.shared.store;
+    if store.device(device).await?.is_some_and(|d| d.user == ctx.conn.user) {
+        return Ok(());
+    }
+    let mine: std::collections::HashSet<GroupId> = active(store.memberships(ctx.conn.device).await?)
+        .map(|m| m.group)
+        .collect();
+    if active(store.memberships(device).await?).any(|m| mine.contains(&m.group)) {
+        return Ok(());
+    }
+    Err(WireError::new(
+        ErrorCode::Forbidden,
+        "SendToDevice reaches your own user's devices and devices you share a group with",
+    ))
+}
+
 fn active(ms: Vec<Membership>) -> impl Iterator<Item = Membership> {
     ms.into_iter().filter(|m| m.removed_seq.is_none())
 }
@@ -321,6 +350,13 @@ async fn create_group(ctx: &Ctx, group: GroupId, policy: Policy) -> Result<Reply
         return Err(invalid("group id must be 1..=255 bytes"));
     }
     check_policy(&policy)?;
+    let cap = ctx.shared.config.limits.max_groups_per_device;
+    if active(ctx.shared.store.memberships(ctx.conn.device).await?).count() >= cap {
+        return Err(WireError::new(
+            ErrorCode::QuotaExceeded,
+            format!("this device is in {cap} groups, the relay's limit; leave one first"),
+        ));
+    }
     let rec = ctx.shared.log.create(group, ctx.conn.device, policy, now_ms()).await?;
     Ok(Reply::GroupCreated { epoch: rec.epoch })
 }
