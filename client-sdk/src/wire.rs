@@ -382,8 +382,14 @@ async fn handshake(
     io: &mut impl HandshakeIo,
     identity: &Identity,
     opts: &ConnectOptions,
+    binding: Option<[u8; 32]>,
 ) -> Result<(Challenge, Ready), ClientError> {
-    let hs = ClientHandshake::new(identity.user.clone(), identity.public_key());
+    let mut hs = ClientHandshake::new(identity.user.clone(), identity.public_key());
+    // Bound to this TLS connection (hush-auth-v2): a party in the middle
+    // cannot pass the signature on to the relay.
+    if let Some(b) = binding {
+        hs = hs.with_binding(b);
+    }
     io.send_frame(codec::encode(&hs.hello(&opts.client_name)).map_err(conn_err)?)
         .await?;
     let first = io.recv_frame().await?;
@@ -488,6 +494,12 @@ impl WireClient {
 
     async fn connect_websocket(identity: &Identity, opts: &ConnectOptions) -> Result<Established, ClientError> {
         let ws = open_websocket(&opts.url, &opts.trust).await?;
+        let binding = ws
+            .get_ref()
+            .get_ref()
+            .1
+            .export_keying_material([0u8; 32], hush_protocol::auth::BINDING_EXPORTER_LABEL, None)
+            .ok();
         let (mut sink, mut stream): (SplitSink<Ws, Message>, SplitStream<Ws>) = ws.split();
         let (challenge, ready) = handshake(
             &mut WsHandshake {
@@ -496,6 +508,7 @@ impl WireClient {
             },
             identity,
             opts,
+            binding,
         )
         .await?;
         let pending: Pending = Arc::default();

@@ -25,6 +25,30 @@ pub fn auth_transcript(nonce: &[u8; 32], relay_id: &str, user: &UserId, device_k
     out
 }
 
+/// The TLS exporter label of the channel binding (RFC 5705, RFC 8446 7.5):
+/// each side exports 32 bytes with this label and an empty context from the
+/// TLS (or QUIC) connection the handshake runs on.
+pub const BINDING_EXPORTER_LABEL: &[u8] = b"EXPORTER-hush-auth-v2";
+
+/// The auth transcript bound to the TLS connection:
+/// `"hush-auth-v2\0" || nonce(32) || u16be len || relay_id || u16be len ||
+/// user || device_key(32) || binding(32)`, where `binding` is the connection's
+/// exporter value under [`BINDING_EXPORTER_LABEL`]. A signature over it is
+/// good only on the connection it was made for: a party in the middle (which
+/// has two TLS connections) cannot pass it on.
+pub fn bound_auth_transcript(
+    nonce: &[u8; 32],
+    relay_id: &str,
+    user: &UserId,
+    device_key: &[u8; 32],
+    binding: &[u8; 32],
+) -> Vec<u8> {
+    let mut out = auth_transcript(nonce, relay_id, user, device_key);
+    out[..13].copy_from_slice(b"hush-auth-v2\0");
+    out.extend_from_slice(binding);
+    out
+}
+
 /// The bytes an existing device signs to approve a new device of the same user:
 /// `"hush-link-v1\0" || u16be len || user || new_device_key(32)`.
 pub fn link_transcript(user: &UserId, new_device_key: &[u8; 32]) -> Vec<u8> {

@@ -9,7 +9,7 @@
 //! * client: [`ClientHandshake::hello`] → send it → [`ClientHandshake::on_challenge`]
 //!   with the relay's answer → send the returned `Authenticate` → wait for `Ready`.
 
-use crate::auth::{auth_transcript, verify};
+use crate::auth::{auth_transcript, bound_auth_transcript, verify};
 use crate::error::{ErrorCode, ErrorDetail, WireError};
 use crate::frame::{Authenticate, Challenge, ClientFrame, Hello, Registration, RelayFrame, Resume, Signature};
 use crate::ids::{DeviceId, UserId};
@@ -75,6 +75,10 @@ pub struct RelayHandshake {
     relay_id: String,
     max_frame_len: u32,
     heartbeat_ms: u32,
+    /// The connection's exporter value, when the transport has one.
+    binding: Option<[u8; 32]>,
+    /// Refuse signatures over the unbound transcript.
+    require_binding: bool,
 }
 
 impl RelayHandshake {
@@ -86,7 +90,18 @@ impl RelayHandshake {
             relay_id: relay_id.into(),
             max_frame_len,
             heartbeat_ms,
+            binding: None,
+            require_binding: false,
         }
+    }
+
+    /// The connection's TLS exporter value (`auth::BINDING_EXPORTER_LABEL`):
+    /// a signature over the bound transcript is accepted, and with `require`
+    /// only that one.
+    pub fn with_binding(mut self, binding: Option<[u8; 32]>, require: bool) -> Self {
+        self.binding = binding;
+        self.require_binding = require;
+        self
     }
 
     /// Feeds one client frame.
@@ -168,9 +183,21 @@ impl RelayHandshake {
         {
             return RelayStep::Reject(WireError::new(ErrorCode::InvalidToken, "registration token too long"));
         }
-        let transcript = auth_transcript(&self.nonce, &self.relay_id, &auth.user, &auth.device_key);
-        if !verify(&auth.device_key, &transcript, &auth.signature) {
-            return RelayStep::Reject(WireError::new(ErrorCode::AuthFailed, "signature does not verify"));
+        let bound = self.binding.is_some_and(|b| {
+            let t = bound_auth_transcript(&self.nonce, &self.relay_id, &auth.user, &auth.device_key, &b);
+            verify(&auth.device_key, &t, &auth.signature)
+        });
+        if !bound {
+            if self.require_binding {
+                return RelayStep::Reject(WireError::new(
+                    ErrorCode::AuthFailed,
+                    "this relay accepts only signatures bound to the TLS connection (hush-auth-v2)",
+                ));
+            }
+            let transcript = auth_transcript(&self.nonce, &self.relay_id, &auth.user, &auth.device_key);
+            if !verify(&auth.device_key, &transcript, &auth.signature) {
+                return RelayStep::Reject(WireError::new(ErrorCode::AuthFailed, "signature does not verify"));
+            }
         }
         RelayStep::Authenticated(Box::new(ProvenDevice {
             version,
@@ -188,12 +215,24 @@ impl RelayHandshake {
 pub struct ClientHandshake {
     user: UserId,
     device_key: [u8; 32],
+    binding: Option<[u8; 32]>,
 }
 
 impl ClientHandshake {
     /// Starts a handshake for `user` with the device's public key.
     pub fn new(user: UserId, device_key: [u8; 32]) -> Self {
-        ClientHandshake { user, device_key }
+        ClientHandshake {
+            user,
+            device_key,
+            binding: None,
+        }
+    }
+
+    /// Signs the transcript bound to the connection (`hush-auth-v2`) with
+    /// its TLS exporter value (`auth::BINDING_EXPORTER_LABEL`).
+    pub fn with_binding(mut self, binding: [u8; 32]) -> Self {
+        self.binding = Some(binding);
+        self
     }
 
     /// The first frame to send.
@@ -231,7 +270,10 @@ impl ClientHandshake {
                 ))
             }
             RelayFrame::Challenge(ch) => {
-                let transcript = auth_transcript(&ch.nonce, &ch.relay_id, &self.user, &self.device_key);
+                let transcript = match &self.binding {
+                    Some(b) => bound_auth_transcript(&ch.nonce, &ch.relay_id, &self.user, &self.device_key, b),
+                    None => auth_transcript(&ch.nonce, &ch.relay_id, &self.user, &self.device_key),
+                };
                 let auth = ClientFrame::Authenticate(Authenticate {
                     user: self.user.clone(),
                     device_key: self.device_key,

@@ -202,6 +202,11 @@ pub struct AuthConfig {
     /// registers (32 hex digits); a token that carries one is always checked
     /// against the registering device. Default false.
     pub require_device_binding: bool,
+    /// Accept only device signatures bound to the TLS connection
+    /// (`hush-auth-v2`, PROTOCOL.md 6.2). Clients that cannot read their
+    /// connection's TLS exporter (browsers) sign the unbound transcript and
+    /// are then refused. Default false.
+    pub require_channel_binding: bool,
 }
 
 impl Default for AuthConfig {
@@ -216,6 +221,7 @@ impl Default for AuthConfig {
             jwt_audience: None,
             max_token_lifetime_secs: 24 * 3600,
             require_device_binding: false,
+            require_channel_binding: false,
         }
     }
 }

@@ -155,3 +155,41 @@ async fn frames_up_to_the_handshake_limit_pass_and_after_ready_the_full_limit_ap
     }
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_shutdown_does_not_wait_for_handshakes_in_progress() {
+    use futures_util::SinkExt;
+    let relay = TestRelay::start_with(|c| c.limits.handshake_timeout_ms = 60_000).await;
+    let mut ws = open_websocket(&relay.url(), &Trust::CertSha256(relay.cert))
+        .await
+        .unwrap();
+    let hello = ClientFrame::Hello(Hello {
+        min_version: 1,
+        max_version: 1,
+        client: "slow".into(),
+    });
+    ws.send(Message::Binary(codec::encode(&hello).unwrap().into()))
+        .await
+        .unwrap();
+    // Challenge received, Authenticate never sent: the relay stops anyway,
+    // telling this client to reconnect, long before the handshake deadline.
+    let mut closing = None;
+    let mut shut = false;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(WAIT, ws.next()).await {
+        if let Message::Binary(b) = m {
+            match codec::decode::<RelayFrame>(&b).unwrap() {
+                RelayFrame::Challenge(_) if !shut => {
+                    relay.handle.shutdown();
+                    shut = true;
+                }
+                RelayFrame::Closing(c) => {
+                    closing = Some(c.reason);
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(closing, Some(hush_protocol::frame::CloseReason::GoingAway));
+    tokio::time::timeout(WAIT, relay.task).await.unwrap().unwrap().unwrap();
+}

@@ -188,7 +188,13 @@ pub(super) async fn connect(
         return Err(ClientError::Config("a WebTransport URL starts with https://".into()));
     }
     let mut raw = endpoint.open(&opts.url).await?;
-    let (challenge, ready) = handshake(&mut raw, identity, opts).await?;
+    let mut binding = [0u8; 32];
+    let binding = raw
+        .session
+        .export_keying_material(&mut binding, hush_protocol::auth::BINDING_EXPORTER_LABEL, &[])
+        .ok()
+        .map(|()| binding);
+    let (challenge, ready) = handshake(&mut raw, identity, opts, binding).await?;
     let RawSession {
         session,
         mut send,

@@ -43,6 +43,7 @@ pub async fn run(
     reader: &mut dyn FrameReader,
     writer: &mut dyn FrameWriter,
     deadline: Instant,
+    binding: Option<[u8; 32]>,
 ) -> Result<Handshaken, Exit> {
     let limits = &shared.config.limits;
     let mut nonce = [0u8; 32];
@@ -52,7 +53,8 @@ pub async fn run(
         shared.config.relay_id.clone(),
         limits.max_frame_len as u32,
         limits.heartbeat_ms as u32,
-    );
+    )
+    .with_binding(binding, shared.config.auth.require_channel_binding);
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let bytes = match tokio::time::timeout(remaining, reader.recv()).await {

@@ -160,11 +160,20 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
         mut writer,
         peer,
         transport,
+        binding,
     } = conn;
     let limits = &shared.config.limits;
     // Boxed, like `delivery::start` below: their states would otherwise stay in
     // this future's allocation for the whole session.
-    let proven = match Box::pin(handshake::run(&shared, &mut *reader, &mut *writer, deadline)).await {
+    // A shutdown does not wait for handshakes in progress.
+    let handshaken = tokio::select! {
+        h = Box::pin(handshake::run(&shared, &mut *reader, &mut *writer, deadline, binding)) => h,
+        _ = stopped(&mut shutdown) => Err(Exit::Close(
+            CloseReason::GoingAway,
+            "relay is shutting down; reconnect".into(),
+        )),
+    };
+    let proven = match handshaken {
         Ok(handshake::Handshaken::Device(p)) => p,
         Ok(handshake::Handshaken::Rendezvous { slot, payload }) => {
             tracing::debug!(%peer, transport, "link rendezvous");

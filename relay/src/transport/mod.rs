@@ -135,6 +135,10 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// Transport name for logs and metrics (`"websocket"`, `"webtransport"`).
     pub transport: &'static str,
+    /// The TLS connection's exporter value under
+    /// `hush_protocol::auth::BINDING_EXPORTER_LABEL`, which a client's
+    /// signature may be bound to.
+    pub binding: Option<[u8; 32]>,
 }
 
 #[cfg(test)]

@@ -284,6 +284,11 @@ pub async fn accept(
         *err.status_mut() = status;
         Err(err)
     };
+    let binding = tls_stream
+        .get_ref()
+        .1
+        .export_keying_material([0u8; 32], hush_protocol::auth::BINDING_EXPORTER_LABEL, None)
+        .ok();
     let ready = Arc::new(AtomicBool::new(false));
     let gate = FrameGate::new(limits.handshake_frame_len, ready.clone());
     let ws = tokio_tungstenite::accept_hdr_async_with_config(
@@ -302,6 +307,7 @@ pub async fn accept(
         writer: Box::new(WsWriter { sink, ready }),
         peer,
         transport: "websocket",
+        binding,
     })
 }
 

@@ -126,6 +126,11 @@ pub async fn accept(
     let session_id = request.session_id();
     let stream = h3.session_stream(&mut request).await?;
     let peer = conn.remote_address();
+    let mut binding = [0u8; 32];
+    let binding = conn
+        .export_keying_material(&mut binding, hush_protocol::auth::BINDING_EXPORTER_LABEL, &[])
+        .ok()
+        .map(|()| binding);
     let ready = Arc::new(AtomicBool::new(false));
     let parked = Arc::new(Mutex::new(None));
     let goaway = h3.goaway_id();
@@ -154,6 +159,7 @@ pub async fn accept(
         }),
         peer,
         transport: "webtransport",
+        binding,
     })
 }
 
