@@ -39,10 +39,16 @@ async fn silent_relay() -> (String, Trust) {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
+                // The SDK binds its signature to the TLS connection.
+                let binding = tls
+                    .get_ref()
+                    .1
+                    .export_keying_material([0u8; 32], hush_protocol::auth::BINDING_EXPORTER_LABEL, None)
+                    .ok();
                 let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
                     return;
                 };
-                let mut hs = RelayHandshake::new(rand::random(), "silent", 1 << 20, 60_000);
+                let mut hs = RelayHandshake::new(rand::random(), "silent", 1 << 20, 60_000).with_binding(binding, true);
                 while let Some(Ok(msg)) = ws.next().await {
                     let Message::Binary(b) = msg else { continue };
                     let Ok(frame) = codec::decode::<ClientFrame>(&b) else {

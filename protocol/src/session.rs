@@ -322,6 +322,40 @@ mod tests {
         relay.on_frame(auth)
     }
 
+    /// A handshake where the client binds to `client_binding` (if any) and
+    /// the relay sees `relay_binding`.
+    fn bound(client_binding: Option<[u8; 32]>, relay_binding: Option<[u8; 32]>, require: bool) -> RelayStep {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let mut client = ClientHandshake::new(UserId::from("alice"), key.verifying_key().to_bytes());
+        if let Some(b) = client_binding {
+            client = client.with_binding(b);
+        }
+        let mut relay = RelayHandshake::new([9; 32], "r1", 1 << 20, 10_000).with_binding(relay_binding, require);
+        let RelayStep::Reply(challenge) = relay.on_frame(client.hello("test")) else {
+            panic!("no challenge")
+        };
+        let (_, auth) = client
+            .on_challenge(
+                challenge,
+                |m| Signature(key.sign(m).to_bytes()),
+                Registration::None,
+                vec![],
+            )
+            .unwrap();
+        relay.on_frame(auth)
+    }
+
+    #[test]
+    fn bound_signatures_verify_only_on_their_connection() {
+        let ok = |s: RelayStep| matches!(s, RelayStep::Authenticated(_));
+        assert!(ok(bound(Some([1; 32]), Some([1; 32]), true)));
+        assert!(!ok(bound(Some([1; 32]), Some([2; 32]), false)));
+        assert!(!ok(bound(Some([1; 32]), None, false)));
+        // Unbound: accepted unless the relay requires binding.
+        assert!(ok(bound(None, Some([1; 32]), false)));
+        assert!(!ok(bound(None, Some([1; 32]), true)));
+    }
+
     #[test]
     fn good_signature_authenticates_and_derives_device_id() {
         let key = SigningKey::from_bytes(&[3; 32]);
