@@ -178,3 +178,51 @@ async fn with_admins_only_an_admin_voids() {
     void(&ca, &g, seq).await.unwrap();
     assert_eq!(epoch_of(&ca, &g).await, 1);
 }
+
+/// A commit whose roster change is `change`, as `common::commit` builds it.
+async fn commit_with(
+    c: &WireClient,
+    group: &GroupId,
+    epoch: u64,
+    change: hush_protocol::frame::RosterChange,
+) -> Result<Reply, hush_sdk::wire::ClientError> {
+    let payload = hush_crypto::inspect::framing::commit(group, epoch, &change.add, &change.remove, b"c");
+    c.request(Request::Send(Send {
+        group: group.clone(),
+        client_msg_id: rand::random(),
+        kind: MessageKind::Commit,
+        epoch,
+        payload: bytes::Bytes::from(payload),
+        roster: Some(change),
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn adds_need_a_welcome_and_a_committer_cannot_remove_itself() {
+    use hush_protocol::frame::RosterChange;
+    let relay = TestRelay::start().await;
+    let (a, b) = (Identity::generate("alice"), Identity::generate("bob"));
+    let ca = relay.connect(&a).await;
+    let cb = relay.connect(&b).await;
+    let g = gid("rules");
+    create_group(&ca, &g, Default::default()).await;
+    let no_welcome = RosterChange {
+        add: vec![cb.ready().device],
+        remove: vec![],
+        welcome: None,
+    };
+    let err = commit_with(&ca, &g, 0, no_welcome).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidRequest), "{err:?}");
+    assert_eq!(commit(&ca, &g, 0, vec![cb.ready().device], vec![]).await.unwrap().1, 1);
+    let remove_self = RosterChange {
+        add: vec![],
+        remove: vec![ca.ready().device],
+        welcome: None,
+    };
+    let err = commit_with(&ca, &g, 1, remove_self).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidRequest), "{err:?}");
+    // Nothing was stored: the group is still at epoch 1 and takes commits.
+    assert_eq!(commit(&ca, &g, 1, vec![], vec![]).await.unwrap().1, 2);
+    relay.stop().await;
+}

@@ -103,7 +103,7 @@ async fn setup_group(t: &Target, n: usize, name: &str) -> anyhow::Result<(GroupI
             roster: Some(RosterChange {
                 add,
                 remove: vec![],
-                welcome: None,
+                welcome: Some(Bytes::from(framing::welcome(b"welcome"))),
             }),
         }))
         .await?;

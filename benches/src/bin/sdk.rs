@@ -377,7 +377,7 @@ impl RawPair {
                 roster: Some(RosterChange {
                     add: vec![receiver.ready().device],
                     remove: vec![],
-                    welcome: None,
+                    welcome: Some(Bytes::from(framing::welcome(b"welcome"))),
                 }),
             }))
             .await?;

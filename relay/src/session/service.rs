@@ -379,6 +379,18 @@ fn check_send(ctx: &Ctx, send: Send) -> Result<AppendRequest, WireError> {
                 "at most {MAX_ROSTER_CHANGE} roster changes per commit"
             )));
         }
+        // An added device joins only through a Welcome (it would otherwise be
+        // on the roster with no way to read the group).
+        if !r.add.is_empty() && r.welcome.is_none() {
+            return Err(invalid("a commit that adds devices carries their Welcome"));
+        }
+        // RFC 9420 12.2: a committer cannot remove itself (it leaves by a
+        // Remove proposal that another member commits).
+        if r.remove.contains(&ctx.conn.device) {
+            return Err(invalid(
+                "a commit cannot remove its own sender; propose the removal instead",
+            ));
+        }
         if r.welcome.as_ref().is_some_and(|w| w.len() > MAX_PAYLOAD_LEN) {
             return Err(invalid(format!("welcome over {MAX_PAYLOAD_LEN} bytes")));
         }

@@ -243,7 +243,7 @@ async fn hush_group(
             roster: Some(RosterChange {
                 add,
                 remove: vec![],
-                welcome: None,
+                welcome: Some(Bytes::from(framing::welcome(b"welcome"))),
             }),
         }))
         .await?;
