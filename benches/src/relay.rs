@@ -51,7 +51,11 @@ impl RelayProcess {
         let config = dir.join("relay.toml");
         std::fs::write(
             &config,
-            format!("[limits]\nrate_per_second = 1e9\nrate_burst = 1e9\n{extra_config}"),
+            // Every benchmark client comes from loopback: no per-address
+            // cap, and ramps of thousands of connections at once.
+            format!(
+                "[limits]\nrate_per_second = 1e9\nrate_burst = 1e9\nmax_per_address = 1000000\nmax_setups = 100000\n{extra_config}"
+            ),
         )?;
         let mut child = Command::new(&bin)
             .arg("--config")

@@ -51,6 +51,8 @@ async fn target() -> anyhow::Result<Target> {
     };
     config.limits.rate_per_second = 1e9;
     config.limits.rate_burst = 1e9;
+    config.limits.max_per_address = 1_000_000;
+    config.limits.max_setups = 100_000;
     let relay = hush_relay::Relay::load(config).await?;
     let url = format!("wss://{}/ws", relay.local_addr());
     let cert = relay.tls().leaf_sha256;
