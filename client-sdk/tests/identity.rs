@@ -242,10 +242,24 @@ async fn a_bad_key_package_leaves_its_device_out_not_the_whole_add() {
     let relay = TestRelay::start(&tmp.path().join("relay")).await;
     let alice = relay.ready_client(&tmp.path().join("alice"), "alice").await;
     let bob = relay.ready_client(&tmp.path().join("bob"), "bob").await;
-    // Bob's second device, with a broken package.
-    let (key, wire, mut device) = wire_device(&relay, "bob").await;
-    let mut package = device.generate_key_packages(1, 0).unwrap().remove(0);
-    *package.last_mut().unwrap() ^= 0x55;
+    // Bob's second device, with a package the relay takes (its own leaf,
+    // signed) but MLS does not: its lifetime begins tomorrow.
+    let (key, wire, _device) = wire_device(&relay, "bob").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let public = key.public_key();
+    let credential = [&[1u8][..], &key.device().0, b"bob"].concat();
+    let fields = hush_crypto::inspect::framing::KeyPackageFields {
+        cipher_suite: 1,
+        signature_key: &public,
+        identity: &credential,
+        not_before: now + 86_400,
+        not_after: now + 2 * 86_400,
+        last_resort: false,
+    };
+    let package = hush_crypto::inspect::framing::key_package(&fields, |m| key.sign(m).0.to_vec());
     wire.request(Request::UploadKeyPackages {
         one_time: vec![package.into()],
         last_resort: None,

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Client, Sequencer};
-use hush_crypto::inspect::{ContentType, Inspected, WireFormat, inspect, inspect_any};
+use hush_crypto::inspect::{ContentType, Inspected, KeyPackageSignatures, WireFormat, inspect, inspect_any};
 use hush_crypto::{DeviceConfig, DeviceCredential, Error};
 use hush_protocol::{DeviceId, GroupId, UserId};
 
@@ -30,6 +30,17 @@ fn last_resort_packages_are_marked_and_reusable_one_time_ones_are_consumed() {
     assert!(!one_time.last_resort);
     assert!(last_resort.last_resort);
     assert_eq!(one_time.cipher_suite, 1);
+    // Both signatures of a real package verify; a changed init key breaks the
+    // package's (the leaf node's still holds).
+    assert_eq!(one_time.signatures, KeyPackageSignatures::Valid);
+    assert_eq!(last_resort.signatures, KeyPackageSignatures::Valid);
+    assert!(one_time.not_before <= one_time.not_after);
+    let mut tampered = packages[0].clone();
+    tampered[9] ^= 1;
+    assert_eq!(
+        key_package_summary(&tampered).signatures,
+        KeyPackageSignatures::InvalidKeyPackage
+    );
     let key: [u8; 32] = one_time.signature_key.clone().try_into().unwrap();
     assert_eq!(DeviceId::from_public_key(&key), b.id());
     let credential = DeviceCredential::decode(one_time.credential_identity.as_deref().unwrap()).unwrap();

@@ -317,6 +317,21 @@ pub struct LimitsConfig {
     pub rate_per_second: f64,
     /// Token bucket size. Default 200.
     pub rate_burst: f64,
+    /// Directory lookups per minute per device (token bucket refill): a
+    /// `ListDevices` of another user takes one token, a `ClaimKeyPackages`
+    /// of another user one per device it would claim (at least one, also
+    /// when the user does not exist). Over it the request is refused with
+    /// `RateLimited`. Bounds how fast one device can enumerate users and
+    /// claim packages. Default 120.
+    pub lookups_per_minute: f64,
+    /// Directory lookup bucket size. Default 1,000 (one commit adds at most
+    /// 1,000 devices).
+    pub lookups_burst: f64,
+    /// One-time key packages of one device handed out per hour, to all
+    /// claimers together (a token bucket of this size, refilled over an
+    /// hour); beyond it claims get the device's last-resort package instead.
+    /// Kept in memory: a restart forgets it. Default 30.
+    pub one_time_claims_per_hour: f64,
     /// Requests queued per connection before the relay stops reading it, and
     /// sends per connection waiting for durability at once. Default 64.
     pub request_queue: usize,
@@ -357,6 +372,9 @@ impl Default for LimitsConfig {
             slow_consumer_timeout_ms: 10_000,
             rate_per_second: 50.0,
             rate_burst: 200.0,
+            lookups_per_minute: 120.0,
+            lookups_burst: 1000.0,
+            one_time_claims_per_hour: 30.0,
             request_queue: 64,
             request_bytes: 4 << 20,
             rendezvous_wait_ms: 300_000,
@@ -454,6 +472,14 @@ impl Config {
         anyhow::ensure!(
             l.rate_per_second > 0.0 && l.rate_burst >= 1.0,
             "rate limits must be positive"
+        );
+        anyhow::ensure!(
+            l.lookups_per_minute > 0.0 && l.lookups_burst >= 1.0,
+            "limits.lookups_per_minute must be > 0 and limits.lookups_burst >= 1"
+        );
+        anyhow::ensure!(
+            l.one_time_claims_per_hour >= 1.0,
+            "limits.one_time_claims_per_hour must be >= 1"
         );
         anyhow::ensure!(l.heartbeat_ms >= 100, "limits.heartbeat_ms must be >= 100");
         anyhow::ensure!(

@@ -37,6 +37,14 @@ impl RateLimiter {
     /// Takes one token for `device` at `now`; on refusal returns how many
     /// milliseconds until a token is available.
     pub fn check(&self, device: DeviceId, now: Instant) -> Result<(), u32> {
+        self.take(device, 1.0, now)
+    }
+
+    /// Takes `cost` tokens (at most the bucket's size, so any request can
+    /// pass once the bucket is full) for `device` at `now`, or none; on
+    /// refusal returns how many milliseconds until they are available.
+    pub fn take(&self, device: DeviceId, cost: f64, now: Instant) -> Result<(), u32> {
+        let cost = cost.clamp(0.0, self.burst);
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let b = map.entry(device).or_insert(Bucket {
             tokens: self.burst,
@@ -45,11 +53,11 @@ impl RateLimiter {
         let elapsed = now.saturating_duration_since(b.updated).as_secs_f64();
         b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
         b.updated = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
+        if b.tokens >= cost {
+            b.tokens -= cost;
             Ok(())
         } else {
-            let wait = (1.0 - b.tokens) / self.rate;
+            let wait = (cost - b.tokens) / self.rate;
             Err((wait * 1000.0).ceil().min(u32::MAX as f64) as u32)
         }
     }
@@ -82,5 +90,18 @@ mod tests {
         assert!(rl.check(DeviceId([2; 16]), t0).is_ok());
         rl.sweep(t0 + Duration::from_secs(10));
         assert!(rl.buckets.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_cost_is_taken_whole_or_not_at_all() {
+        let rl = RateLimiter::new(1.0, 5.0);
+        let d = DeviceId([1; 16]);
+        let t0 = Instant::now();
+        assert!(rl.take(d, 3.0, t0).is_ok());
+        // Two left: a cost of three waits a second, and takes nothing.
+        assert_eq!(rl.take(d, 3.0, t0), Err(1000));
+        assert!(rl.take(d, 2.0, t0).is_ok());
+        // A cost above the bucket's size counts as the size.
+        assert!(rl.take(d, 50.0, t0 + Duration::from_secs(5)).is_ok());
     }
 }

@@ -333,6 +333,11 @@ impl Relay {
         let log: Arc<dyn GroupLog> = LocalLog::new(store.clone(), bus.clone(), config.region.clone());
         let shared = Arc::new(Shared {
             rate: RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst),
+            lookups: RateLimiter::new(config.limits.lookups_per_minute / 60.0, config.limits.lookups_burst),
+            one_time_claims: RateLimiter::new(
+                config.limits.one_time_claims_per_hour / 3600.0,
+                config.limits.one_time_claims_per_hour,
+            ),
             tokens: TokenVerifier::from_config(&config.auth)?,
             acks: AckBatcher::spawn(store.clone(), Duration::from_millis(50)),
             presence: Default::default(),
@@ -655,7 +660,10 @@ async fn retention_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
             _ = tick.tick() => {}
             _ = stopped(&mut shutdown) => return,
         }
-        shared.rate.sweep(Instant::now());
+        let now = Instant::now();
+        shared.rate.sweep(now);
+        shared.lookups.sweep(now);
+        shared.one_time_claims.sweep(now);
         // A pass is many small store transactions (a page of groups, then
         // bounded steps per group); stopping between two of them is safe.
         let pass = shared

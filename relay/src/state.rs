@@ -34,6 +34,12 @@ pub struct Shared {
     pub log: Arc<dyn GroupLog>,
     /// Per-device token buckets.
     pub rate: RateLimiter,
+    /// Per-device directory lookup buckets (`ListDevices`, `ClaimKeyPackages`
+    /// of other users), by the asking device.
+    pub lookups: RateLimiter,
+    /// Per-device one-time key package buckets, by the device whose packages
+    /// are claimed; in memory only.
+    pub one_time_claims: RateLimiter,
     /// Registration token verification.
     pub tokens: TokenVerifier,
     /// Cursor acknowledgements, batched.

@@ -133,3 +133,55 @@ pub fn welcome(body: &[u8]) -> Vec<u8> {
     put_opaque(&mut out, body); // encrypted_group_info
     out
 }
+
+/// The fields of a key package built by [`key_package`].
+#[derive(Clone, Debug)]
+pub struct KeyPackageFields<'a> {
+    /// The cipher suite (1 is the one hush uses).
+    pub cipher_suite: u16,
+    /// The leaf's signature key (a hush device's Ed25519 public key).
+    pub signature_key: &'a [u8],
+    /// The basic credential's identity (for hush: `01 || device || user`).
+    pub identity: &'a [u8],
+    /// The leaf's lifetime, in seconds since the Unix epoch.
+    pub not_before: u64,
+    /// The end of the leaf's lifetime.
+    pub not_after: u64,
+    /// Whether to add the `last_resort` extension.
+    pub last_resort: bool,
+}
+
+/// A `KeyPackage` (wire format 5) with a basic credential, fixed placeholder
+/// HPKE keys and capabilities, and the two signatures `sign` makes: it is
+/// given the `SignContent` bytes (RFC 9420 §5.1.2) of `LeafNodeTBS`, then of
+/// `KeyPackageTBS`. Its HPKE keys are not real keys, so no member can add it
+/// to a group; it is for exercising the relay's upload check.
+pub fn key_package(fields: &KeyPackageFields<'_>, sign: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    let mut leaf = Vec::new();
+    put_opaque(&mut leaf, &[2; 32]); // encryption_key
+    put_opaque(&mut leaf, fields.signature_key);
+    leaf.extend_from_slice(&1u16.to_be_bytes()); // basic credential
+    put_opaque(&mut leaf, fields.identity);
+    let suite = fields.cipher_suite.to_be_bytes();
+    for list in [&[0u8, 1][..], &suite, &[0, 10], &[], &[0, 1]] {
+        put_opaque(&mut leaf, list); // versions, cipher suites, extensions, proposals, credentials
+    }
+    leaf.push(1); // leaf_node_source: key_package
+    leaf.extend_from_slice(&fields.not_before.to_be_bytes());
+    leaf.extend_from_slice(&fields.not_after.to_be_bytes());
+    put_opaque(&mut leaf, &[]); // leaf node extensions
+    let leaf_signature = sign(&super::sign_content("LeafNodeTBS", &leaf));
+    put_opaque(&mut leaf, &leaf_signature);
+
+    let mut tbs = Vec::new();
+    tbs.extend_from_slice(&1u16.to_be_bytes()); // version
+    tbs.extend_from_slice(&suite);
+    put_opaque(&mut tbs, &[1; 32]); // init_key
+    tbs.extend_from_slice(&leaf);
+    put_opaque(&mut tbs, if fields.last_resort { &[0, 10, 0][..] } else { &[] });
+    let signature = sign(&super::sign_content("KeyPackageTBS", &tbs));
+    let mut out = mls_message_head(5);
+    out.extend_from_slice(&tbs);
+    put_opaque(&mut out, &signature);
+    out
+}

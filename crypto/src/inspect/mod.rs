@@ -9,8 +9,10 @@
 //!
 //! This module is a hand-written parser with no dependency on the MLS library,
 //! so the relay can use it with `default-features = false`. It never panics
-//! and never allocates more than it returns: every length is checked against
-//! the bytes that remain before anything is read.
+//! and never allocates more than it returns (and, to verify a key package's
+//! signatures, one copy of the signed part): every length is checked against
+//! the bytes that remain before anything is read. Signatures are checked with
+//! the Ed25519 verifier hush's own handshake uses (`hush_protocol::auth`).
 //!
 //! What is checked, per wire format:
 //!
@@ -20,7 +22,7 @@
 //! | `PublicMessage` | group id, epoch, sender, authenticated data, content type | application content only (proposal and commit bodies are not parsed) |
 //! | `Welcome` | cipher suite, key package references of the new members | yes |
 //! | `GroupInfo` | group context (cipher suite, group id, epoch) | group context only |
-//! | `KeyPackage` | cipher suite, signature key, credential, last-resort extension | yes, signature not verified |
+//! | `KeyPackage` | cipher suite, signature key, credential, lifetime, last-resort extension; both signatures verified for an Ed25519 cipher suite | yes |
 
 pub mod framing;
 mod reader;
@@ -139,12 +141,36 @@ pub struct GroupInfoSummary {
     pub epoch: u64,
 }
 
-/// The clear contents of a `KeyPackage`. Its signature is not verified here.
+/// Whether a `KeyPackage`'s two signatures hold (RFC 9420 §5.1.2 `SignWithLabel`):
+/// the leaf node's over `LeafNodeTBS` and the package's over
+/// `KeyPackageTBS`, both under the leaf's signature key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyPackageSignatures {
+    /// Both verify (strict Ed25519).
+    Valid,
+    /// The cipher suite's signature scheme is not Ed25519 (only suites 1 and
+    /// 3 use it), so they were not checked.
+    NotEd25519,
+    /// The leaf node's signature does not verify (or the key is not an
+    /// Ed25519 key, or the signature is not 64 bytes).
+    InvalidLeafNode,
+    /// The leaf node's signature verifies, the key package's does not.
+    InvalidKeyPackage,
+}
+
+/// The clear contents of a `KeyPackage`, and whether its signatures verify.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyPackageSummary {
     /// The cipher suite.
     pub cipher_suite: u16,
+    /// The leaf's lifetime, `not_before` (seconds since the Unix epoch).
+    pub not_before: u64,
+    /// The leaf's lifetime, `not_after` (seconds since the Unix epoch).
+    pub not_after: u64,
+    /// Whether the leaf node's and the package's signatures verify.
+    pub signatures: KeyPackageSignatures,
     /// The leaf's signature public key (for hush: the device's Ed25519 key, from
     /// which the relay derives the device id).
     pub signature_key: Vec<u8>,
@@ -399,6 +425,7 @@ fn key_package(r: &mut Reader<'_>) -> Result<KeyPackageSummary, InspectError> {
     let cipher_suite = r.u16("cipher_suite")?;
     r.opaque("init_key")?;
     // LeafNode
+    let leaf_start = r.position();
     r.opaque("encryption_key")?;
     let signature_key = r.opaque("signature_key")?.to_vec();
     let credential_identity = match r.u16("credential_type")? {
@@ -418,26 +445,60 @@ fn key_package(r: &mut Reader<'_>) -> Result<KeyPackageSummary, InspectError> {
     ] {
         r.opaque(field)?;
     }
-    match r.u8("leaf_node_source")? {
-        1 => {
-            r.u64("not_before")?;
-            r.u64("not_after")?;
-        }
+    let (not_before, not_after) = match r.u8("leaf_node_source")? {
+        1 => (r.u64("not_before")?, r.u64("not_after")?),
         other => return Err(InspectError::InvalidLeafNodeSource(other)),
-    }
+    };
     extensions(r, "leaf_node_extensions")?;
-    r.opaque("leaf_node_signature")?;
+    let leaf_tbs = r.consumed_since(leaf_start);
+    let leaf_signature = r.opaque("leaf_node_signature")?;
     let last_resort = extensions(r, "extensions")?.contains(&LAST_RESORT_EXTENSION);
-    r.opaque("signature")?;
+    let tbs = r.consumed_since(start);
+    let signature = r.opaque("signature")?;
     let reference = key_package_ref(cipher_suite, r.consumed_since(start));
     r.finish()?;
+    let signatures = if !matches!(cipher_suite, 1 | 3) {
+        KeyPackageSignatures::NotEd25519
+    } else if !verify_with_label(&signature_key, "LeafNodeTBS", leaf_tbs, leaf_signature) {
+        KeyPackageSignatures::InvalidLeafNode
+    } else if !verify_with_label(&signature_key, "KeyPackageTBS", tbs, signature) {
+        KeyPackageSignatures::InvalidKeyPackage
+    } else {
+        KeyPackageSignatures::Valid
+    };
     Ok(KeyPackageSummary {
         cipher_suite,
+        not_before,
+        not_after,
+        signatures,
         signature_key,
         credential_identity,
         last_resort,
         reference,
     })
+}
+
+/// `SignContent` (RFC 9420 §5.1.2): `opaque label<V> = "MLS 1.0 " || label`,
+/// then `opaque content<V>`: the bytes `SignWithLabel` signs.
+fn sign_content(label: &str, content: &[u8]) -> Vec<u8> {
+    let label = ["MLS 1.0 ", label].concat();
+    let mut out = varint(label.len());
+    out.extend_from_slice(label.as_bytes());
+    out.extend_from_slice(&varint(content.len()));
+    out.extend_from_slice(content);
+    out
+}
+
+/// `VerifyWithLabel` for an Ed25519 key (strict verification).
+fn verify_with_label(key: &[u8], label: &str, content: &[u8], signature: &[u8]) -> bool {
+    let (Ok(key), Ok(signature)) = (<&[u8; 32]>::try_from(key), <[u8; 64]>::try_from(signature)) else {
+        return false;
+    };
+    hush_protocol::auth::verify(
+        key,
+        &sign_content(label, content),
+        &hush_protocol::frame::Signature(signature),
+    )
 }
 
 /// Reads `Extension extensions<V>` and returns the extension types.

@@ -18,29 +18,15 @@ fn private_message(group: &[u8], epoch: u64, content_type: u8) -> Vec<u8> {
 }
 
 fn key_package(last_resort: bool) -> Vec<u8> {
-    let mut kp = vec![0, 1, 0, 1];
-    vec_v(&mut kp, &[1; 32]); // init key
-    vec_v(&mut kp, &[2; 32]); // encryption key
-    vec_v(&mut kp, &[3; 32]); // signature key
-    kp.extend_from_slice(&[0, 1]); // basic credential
-    vec_v(&mut kp, b"identity");
-    for list in [&[0u8, 1][..], &[0, 1], &[0, 10], &[], &[0, 1]] {
-        vec_v(&mut kp, list);
-    }
-    kp.push(1); // leaf node source: key_package
-    kp.extend_from_slice(&0u64.to_be_bytes());
-    kp.extend_from_slice(&u64::MAX.to_be_bytes());
-    vec_v(&mut kp, &[]); // leaf extensions
-    vec_v(&mut kp, &[4; 64]); // leaf signature
-    if last_resort {
-        vec_v(&mut kp, &[0, 10, 0]);
-    } else {
-        vec_v(&mut kp, &[]);
-    }
-    vec_v(&mut kp, &[5; 64]);
-    let mut m = vec![0, 1, 0, 5];
-    m.extend_from_slice(&kp);
-    m
+    let fields = framing::KeyPackageFields {
+        cipher_suite: 1,
+        signature_key: &[3; 32],
+        identity: b"identity",
+        not_before: 0,
+        not_after: u64::MAX,
+        last_resort,
+    };
+    framing::key_package(&fields, |_| vec![4; 64])
 }
 
 #[test]
@@ -101,6 +87,8 @@ fn key_package_summary_reports_last_resort_and_key() {
         assert_eq!(kp.signature_key, vec![3; 32]);
         assert_eq!(kp.credential_identity.as_deref(), Some(&b"identity"[..]));
         assert_eq!(kp.reference.as_ref().map(Vec::len), Some(32));
+        assert_eq!((kp.not_before, kp.not_after), (0, u64::MAX));
+        assert_eq!(kp.signatures, KeyPackageSignatures::InvalidLeafNode);
         assert_eq!(inspect(&m), Err(InspectError::NotAGroupMessage(WireFormat::KeyPackage)));
     }
 }

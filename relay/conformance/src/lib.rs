@@ -26,8 +26,8 @@ use hush_protocol::frame::{Direction, InboxKind, LogEntry, MessageKind, Policy, 
 use hush_protocol::{ClientMsgId, DeviceId, GroupId, UserId};
 
 use hush_relay::store::{
-    AppendOutcome, AppendRequest, DeviceRecord, Membership, OpToken, PruneReport, PruneStep, RegisterOutcome,
-    RetentionRule, Store, StoreError, StoreResult, prune_all,
+    AppendOutcome, AppendRequest, DeviceRecord, KeyPackageClaim, Membership, OpToken, PruneReport, PruneStep,
+    RegisterOutcome, RetentionRule, Store, StoreError, StoreResult, prune_all,
 };
 
 /// How the suite gets stores of one backend.
@@ -118,7 +118,7 @@ pub async fn revocation<B: Backend>(backend: &mut B) {
         .expect("again");
     assert_eq!(store.revocation(lost).await, Ok(Some(first.clone())));
     assert_eq!(
-        store.claim_key_packages(OpToken::random(), vec![lost]).await,
+        store.claim_key_packages(OpToken::random(), claims(&[lost])).await,
         Ok(vec![])
     );
     assert!(matches!(
@@ -949,8 +949,14 @@ pub async fn advance_cursors<S: Store>(store: &Arc<S>) {
     store.advance_cursors(vec![]).await.expect("empty batch");
 }
 
+/// Claims that may take any package.
+fn claims(devices: &[DeviceId]) -> Vec<KeyPackageClaim> {
+    devices.iter().map(|&d| d.into()).collect()
+}
+
 /// One-time packages are consumed oldest first; then the last-resort one is
-/// handed out and kept; devices with neither are left out.
+/// handed out and kept; devices with neither are left out. A claim limited to
+/// the last-resort package consumes nothing.
 pub async fn key_packages<S: Store>(store: &Arc<S>) {
     let d = register(store.as_ref(), 3).await;
     let kp = |s: &str| Bytes::copy_from_slice(s.as_bytes());
@@ -973,7 +979,7 @@ pub async fn key_packages<S: Store>(store: &Arc<S>) {
         Ok((1, false))
     );
 
-    let claim = |devices: Vec<DeviceId>| store.claim_key_packages(OpToken::random(), devices);
+    let claim = |devices: Vec<DeviceId>| store.claim_key_packages(OpToken::random(), claims(&devices));
     let got = claim(vec![d[0], d[1], d[2]]).await.expect("claim");
     assert_eq!(
         got.iter()
@@ -981,6 +987,22 @@ pub async fn key_packages<S: Store>(store: &Arc<S>) {
             .collect::<Vec<_>>(),
         vec![(d[0], kp("a1"), false), (d[1], kp("b1"), false)],
         "device 3 has none and is left out"
+    );
+    // A claim that may not take a one-time package gets the last-resort one
+    // and consumes nothing; a device without one is left out.
+    let last_only = |device| KeyPackageClaim {
+        device,
+        one_time: false,
+    };
+    let got = store
+        .claim_key_packages(OpToken::random(), vec![last_only(d[0]), last_only(d[1])])
+        .await
+        .expect("claim");
+    assert_eq!(
+        got.iter()
+            .map(|c| (c.device, c.key_package.clone(), c.last_resort))
+            .collect::<Vec<_>>(),
+        vec![(d[0], kp("a-last"), true)]
     );
     let next: Vec<_> = [
         claim(vec![d[0]]).await,
@@ -1411,7 +1433,7 @@ pub async fn upload_key_packages_token<S: Store>(store: &Arc<S>) {
     assert_eq!(upload(OpToken::random()).await, Ok((4, false)));
     let mut claimed = 0;
     while let Some(c) = store
-        .claim_key_packages(OpToken::random(), vec![d[0]])
+        .claim_key_packages(OpToken::random(), claims(&[d[0]]))
         .await
         .expect("claim")
         .pop()
@@ -1436,15 +1458,21 @@ pub async fn claim_key_packages_token<S: Store>(store: &Arc<S>) {
         .await
         .expect("upload");
     let token = OpToken::random();
-    let first = store.claim_key_packages(token, vec![d[0], d[1]]).await.expect("claim");
+    let first = store
+        .claim_key_packages(token, claims(&[d[0], d[1]]))
+        .await
+        .expect("claim");
     let packages = |c: &[hush_protocol::frame::ClaimedKeyPackage]| {
         c.iter().map(|c| (c.device, c.key_package.clone())).collect::<Vec<_>>()
     };
     assert_eq!(packages(&first), vec![(d[0], kp("a1")), (d[1], kp("b1"))]);
-    let again = store.claim_key_packages(token, vec![d[0], d[1]]).await.expect("claim");
+    let again = store
+        .claim_key_packages(token, claims(&[d[0], d[1]]))
+        .await
+        .expect("claim");
     assert_eq!(again, first, "the same packages");
     let next = store
-        .claim_key_packages(OpToken::random(), vec![d[0], d[1]])
+        .claim_key_packages(OpToken::random(), claims(&[d[0], d[1]]))
         .await
         .expect("claim");
     assert_eq!(
@@ -1536,7 +1564,7 @@ pub async fn survives_restart<B: Backend>(backend: &mut B) {
     let (next, ..) = appended(store.append(message_e1(&group, d[1], 1, "after restart")).await);
     assert_eq!(next.seq, 5, "seqs continue without a gap");
     let claimed = store
-        .claim_key_packages(OpToken::random(), vec![d[1]])
+        .claim_key_packages(OpToken::random(), claims(&[d[1]]))
         .await
         .expect("claim");
     assert_eq!(claimed.first().map(|c| c.key_package.clone()), Some(kp));

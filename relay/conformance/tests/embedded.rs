@@ -330,7 +330,7 @@ async fn a_token_reused_for_another_operation_is_refused() {
         .await
         .expect("push");
     assert!(matches!(
-        store.claim_key_packages(token, vec![d.device]).await,
+        store.claim_key_packages(token, vec![d.device.into()]).await,
         Err(StoreError::Invalid(_))
     ));
 }

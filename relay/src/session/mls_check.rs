@@ -6,7 +6,7 @@
 //! message, or an application message stored under another group's or
 //! epoch's name.
 
-use hush_crypto::inspect::{self, InspectError, Inspected, framing::content_type_for};
+use hush_crypto::inspect::{self, InspectError, Inspected, KeyPackageSignatures, framing::content_type_for};
 use hush_protocol::frame::Send;
 use hush_protocol::{ErrorCode, WireError};
 
@@ -93,16 +93,20 @@ pub(super) fn direct_payload(payload: &[u8]) -> Result<(), WireError> {
         .map_err(|e| invalid_mls("payload", &e))
 }
 
-/// Checks an uploaded key package: an MLS `KeyPackage` whose leaf is the
-/// uploader's own: its signature key derives the uploading device's id, and
-/// its credential names that device and its user (so nobody can publish a
-/// leaf that claims to be someone else), with the `last_resort` extension
-/// exactly when it is uploaded as a last-resort package.
+/// Checks an uploaded key package: an MLS `KeyPackage` of a cipher suite
+/// signed with Ed25519 (1 or 3; a hush device key is an Ed25519 key) whose
+/// leaf is the uploader's own: its signature key derives the uploading
+/// device's id, and its credential names that device and its user (so nobody
+/// can publish a leaf that claims to be someone else); whose leaf node and
+/// package signatures verify under that key; whose lifetime has not ended at
+/// `now_secs` (and does not end before it begins); with the `last_resort`
+/// extension exactly when it is uploaded as a last-resort package.
 pub(super) fn own_key_package(
     bytes: &[u8],
     device: hush_protocol::DeviceId,
     user: &hush_protocol::UserId,
     last_resort: bool,
+    now_secs: u64,
 ) -> Result<(), WireError> {
     let summary = match inspect::inspect_any(bytes) {
         Ok(Inspected::KeyPackage(k)) => k,
@@ -114,6 +118,15 @@ pub(super) fn own_key_package(
         }
         Err(e) => return Err(invalid_mls("an uploaded key package", &e)),
     };
+    if !matches!(summary.cipher_suite, 1 | 3) {
+        return Err(WireError::new(
+            ErrorCode::InvalidMls,
+            format!(
+                "a key package's cipher suite is {}; the relay takes suites 1 and 3 (signed with Ed25519, as hush device keys are)",
+                summary.cipher_suite
+            ),
+        ));
+    }
     let key: Option<[u8; 32]> = summary.signature_key.as_slice().try_into().ok();
     if key.map(|k| hush_protocol::DeviceId::from_public_key(&k)) != Some(device) {
         return Err(WireError::new(
@@ -129,6 +142,27 @@ pub(super) fn own_key_package(
         return Err(WireError::new(
             ErrorCode::Forbidden,
             "a key package's credential does not name this device and its user",
+        ));
+    }
+    match summary.signatures {
+        KeyPackageSignatures::Valid => {}
+        KeyPackageSignatures::InvalidLeafNode => {
+            return Err(WireError::new(
+                ErrorCode::InvalidMls,
+                "a key package's leaf node signature does not verify",
+            ));
+        }
+        _ => {
+            return Err(WireError::new(
+                ErrorCode::InvalidMls,
+                "a key package's signature does not verify",
+            ));
+        }
+    }
+    if summary.not_after <= now_secs || summary.not_before > summary.not_after {
+        return Err(WireError::new(
+            ErrorCode::InvalidMls,
+            "a key package's lifetime has ended or ends before it begins",
         ));
     }
     if summary.last_resort != last_resort {

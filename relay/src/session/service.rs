@@ -23,7 +23,7 @@ use crate::bus::BusEvent;
 use crate::grouplog::ConnHandle;
 use crate::queue::{self, SendTimeoutError};
 use crate::state::{Shared, now_ms};
-use crate::store::{AppendOutcome, AppendRequest, GroupRecord, Membership, OpToken, retrying};
+use crate::store::{AppendOutcome, AppendRequest, GroupRecord, KeyPackageClaim, Membership, OpToken, retrying};
 use hush_protocol::frame::CloseReason;
 
 /// A connection's request context.
@@ -223,12 +223,13 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
             {
                 return Err(invalid(format!("key packages must be 1..={MAX_KEY_PACKAGE_LEN} bytes")));
             }
+            let now_secs = now_ms() / 1000;
             for (k, last) in one_time
                 .iter()
                 .map(|k| (k, false))
                 .chain(last_resort.iter().map(|k| (k, true)))
             {
-                mls_check::own_key_package(k, ctx.conn.device, &ctx.conn.user, last)?;
+                mls_check::own_key_package(k, ctx.conn.device, &ctx.conn.user, last, now_secs)?;
             }
             // One token per request: a retry of the store call cannot add twice.
             let token = OpToken::random();
@@ -238,24 +239,7 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
                     .await?;
             Ok(Reply::KeyPackageCount { one_time, last_resort })
         }
-        Request::ClaimKeyPackages { user, device } => {
-            let mut devices: Vec<DeviceId> = active_devices(ctx, &user)
-                .await?
-                .into_iter()
-                .map(|d| d.device)
-                .collect();
-            if let Some(d) = device {
-                devices.retain(|x| *x == d);
-            }
-            if devices.is_empty() {
-                return Err(WireError::new(ErrorCode::NotFound, "no such user or device"));
-            }
-            let token = OpToken::random();
-            let store = &ctx.shared.store;
-            Ok(Reply::KeyPackages(
-                retrying(|| store.claim_key_packages(token, devices.clone())).await?,
-            ))
-        }
+        Request::ClaimKeyPackages { user, device } => claim_key_packages(ctx, &user, device).await,
         Request::ListDevices { user } => list_devices(ctx, &user).await,
         Request::RevokeDevice { device, signature } => revoke(ctx, device, signature).await,
         Request::Redact { group, seq } => {
@@ -546,8 +530,56 @@ async fn revoke(ctx: &Ctx, device: DeviceId, signature: hush_protocol::frame::Si
     Ok(Reply::Done)
 }
 
+/// Takes `cost` directory lookups from the caller's bucket, unless `user` is
+/// the caller's own (asking about yourself enumerates nobody).
+fn lookup_check(ctx: &Ctx, user: &UserId, cost: usize) -> Result<(), WireError> {
+    if *user == ctx.conn.user {
+        return Ok(());
+    }
+    ctx.shared
+        .lookups
+        .take(ctx.conn.device, cost.max(1) as f64, std::time::Instant::now())
+        .map_err(|ms| {
+            WireError::with_detail(
+                ErrorCode::RateLimited,
+                "too many directory lookups (ListDevices, ClaimKeyPackages of other users)",
+                ErrorDetail::RetryAfterMs(ms),
+            )
+        })
+}
+
+/// Claims a key package per device of `user` (or only `device`): one-time
+/// packages while the device's one-time budget lasts, its last-resort
+/// package after.
+async fn claim_key_packages(ctx: &Ctx, user: &UserId, device: Option<DeviceId>) -> Result<Reply, WireError> {
+    let mut devices: Vec<DeviceId> = active_devices(ctx, user).await?.into_iter().map(|d| d.device).collect();
+    if let Some(d) = device {
+        devices.retain(|x| *x == d);
+    }
+    // Charged before the answer, so that over the limit not even whether the
+    // user exists is told.
+    lookup_check(ctx, user, devices.len())?;
+    if devices.is_empty() {
+        return Err(WireError::new(ErrorCode::NotFound, "no such user or device"));
+    }
+    let now = std::time::Instant::now();
+    let claims: Vec<KeyPackageClaim> = devices
+        .into_iter()
+        .map(|device| KeyPackageClaim {
+            device,
+            one_time: ctx.shared.one_time_claims.check(device, now).is_ok(),
+        })
+        .collect();
+    let token = OpToken::random();
+    let store = &ctx.shared.store;
+    Ok(Reply::KeyPackages(
+        retrying(|| store.claim_key_packages(token, claims.clone())).await?,
+    ))
+}
+
 async fn list_devices(ctx: &Ctx, user: &UserId) -> Result<Reply, WireError> {
     let devices = active_devices(ctx, user).await?;
+    lookup_check(ctx, user, 1)?;
     Ok(Reply::Devices(
         devices
             .into_iter()

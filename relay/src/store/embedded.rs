@@ -124,8 +124,8 @@ use self::ops::{Outcome, WriteOp, mismatch};
 use self::writer::{Config, Durability, TokenBounds, Writer};
 use self::writes::{NewGroup, NewInboxEntry, Tokened};
 use super::{
-    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, Membership, OpToken, PendingAppend, PruneStep,
-    RegisterOutcome, RetentionRule, Revocation, Store, StoreError, StoreResult,
+    AppendOutcome, AppendRequest, DeviceRecord, GroupRecord, KeyPackageClaim, Membership, OpToken, PendingAppend,
+    PruneStep, RegisterOutcome, RetentionRule, Revocation, Store, StoreError, StoreResult,
 };
 
 /// Name of the database file inside the data directory.
@@ -627,10 +627,14 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn claim_key_packages(&self, token: OpToken, devices: Vec<DeviceId>) -> StoreResult<Vec<ClaimedKeyPackage>> {
-        let op = WriteOp::ClaimKeyPackagesOnce {
+    async fn claim_key_packages(
+        &self,
+        token: OpToken,
+        claims: Vec<KeyPackageClaim>,
+    ) -> StoreResult<Vec<ClaimedKeyPackage>> {
+        let op = WriteOp::ClaimKeyPackagesFrom {
             token: tokened(token),
-            devices,
+            claims: claims.into_iter().map(|c| (c.device, c.one_time)).collect(),
         };
         self.write(op, |o| match o {
             Outcome::Claimed(c) => Some(c),

@@ -327,6 +327,23 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// An append that is queued: resolves once it is durable (or refused).
 pub type PendingAppend = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<AppendOutcome>> + Send>>;
 
+/// One device whose key package [`Store::claim_key_packages`] claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyPackageClaim {
+    /// The device.
+    pub device: DeviceId,
+    /// Whether a one-time package may be handed out (else only the
+    /// last-resort one).
+    pub one_time: bool,
+}
+
+impl From<DeviceId> for KeyPackageClaim {
+    /// A claim that may take a one-time package.
+    fn from(device: DeviceId) -> Self {
+        KeyPackageClaim { device, one_time: true }
+    }
+}
+
 /// What the relay needs from durable storage. Every method is atomic; every
 /// successful write is durable when it returns.
 ///
@@ -522,10 +539,16 @@ pub trait Store: Send + Sync + 'static {
         last_resort: Option<Bytes>,
     ) -> StoreResult<(u32, bool)>;
     /// Claims one key package per listed device: the oldest one-time package,
-    /// consumed, else the last-resort one, not consumed. Devices with neither are
-    /// left out. A call with a remembered `token` returns the packages the
-    /// first call claimed and consumes nothing more.
-    async fn claim_key_packages(&self, token: OpToken, devices: Vec<DeviceId>) -> StoreResult<Vec<ClaimedKeyPackage>>;
+    /// consumed (only if the claim's `one_time` allows it), else the
+    /// last-resort one, not consumed. Devices with neither are left out; a
+    /// device listed twice gets one package, by its first claim. A call with
+    /// a remembered `token` returns the packages the first call claimed and
+    /// consumes nothing more.
+    async fn claim_key_packages(
+        &self,
+        token: OpToken,
+        claims: Vec<KeyPackageClaim>,
+    ) -> StoreResult<Vec<ClaimedKeyPackage>>;
 
     // -- inboxes ---------------------------------------------------------
 

@@ -65,6 +65,7 @@ pub(super) enum WriteOp {
         one_time: Vec<Bytes>,
         last_resort: Option<Bytes>,
     },
+    /// Every device may get a one-time package; replay only.
     ClaimKeyPackagesOnce {
         token: Tokened,
         devices: Vec<DeviceId>,
@@ -83,6 +84,11 @@ pub(super) enum WriteOp {
         group: GroupId,
         seq: u64,
         by: DeviceId,
+    },
+    /// Each device with whether it may get a one-time package.
+    ClaimKeyPackagesFrom {
+        token: Tokened,
+        claims: Vec<(DeviceId, bool)>,
     },
 }
 
@@ -130,6 +136,11 @@ pub(super) enum Outcome {
     Pruned(PruneStep),
 }
 
+/// The claims of the ops from before one-time packages were limited.
+fn any_package(devices: Vec<DeviceId>) -> Vec<(DeviceId, bool)> {
+    devices.into_iter().map(|d| (d, true)).collect()
+}
+
 /// Applies one op inside the batch's transaction. A rule error (`Ok(Err(..))`)
 /// means it wrote nothing.
 pub(super) fn apply(t: &mut Tables<'_>, op: WriteOp) -> Result<StoreResult<Outcome>, Fatal> {
@@ -163,9 +174,16 @@ pub(super) fn apply(t: &mut Tables<'_>, op: WriteOp) -> Result<StoreResult<Outco
             writes::upload_key_packages(t, Some(token), device, one_time, last_resort),
             |(count, last_resort)| Outcome::KeyPackages(count, last_resort),
         ),
-        WriteOp::ClaimKeyPackages(devices) => map(writes::claim_key_packages(t, None, devices), Outcome::Claimed),
-        WriteOp::ClaimKeyPackagesOnce { token, devices } => {
-            map(writes::claim_key_packages(t, Some(token), devices), Outcome::Claimed)
+        WriteOp::ClaimKeyPackages(devices) => map(
+            writes::claim_key_packages(t, None, any_package(devices)),
+            Outcome::Claimed,
+        ),
+        WriteOp::ClaimKeyPackagesOnce { token, devices } => map(
+            writes::claim_key_packages(t, Some(token), any_package(devices)),
+            Outcome::Claimed,
+        ),
+        WriteOp::ClaimKeyPackagesFrom { token, claims } => {
+            map(writes::claim_key_packages(t, Some(token), claims), Outcome::Claimed)
         }
         WriteOp::InboxPush(new) => map(writes::inbox_push(t, None, new), Outcome::Seq),
         WriteOp::InboxPushOnce { token, entry } => map(writes::inbox_push(t, Some(token), entry), Outcome::Seq),

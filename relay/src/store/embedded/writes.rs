@@ -736,7 +736,7 @@ struct Claim {
 pub(super) fn claim_key_packages(
     t: &mut Tables<'_>,
     token: Option<Tokened>,
-    devices: Vec<DeviceId>,
+    devices: Vec<(DeviceId, bool)>,
 ) -> Result<StoreResult<Vec<ClaimedKeyPackage>>, Fatal> {
     checked(
         t,
@@ -747,9 +747,12 @@ pub(super) fn claim_key_packages(
             let mut seen = BTreeSet::new();
             let mut claims = Vec::new();
             // A device listed twice gets one package: a second would be wasted.
-            for device in devices.into_iter().filter(|d| seen.insert(*d)) {
+            for (device, one_time) in devices.into_iter().filter(|(d, _)| seen.insert(*d)) {
                 let (lo, hi) = (device_seq(device, 0), device_seq(device, u64::MAX));
-                let oldest = t.kp_one_time.range(lo.as_slice()..=hi.as_slice())?.next().transpose()?;
+                let oldest = match one_time {
+                    true => t.kp_one_time.range(lo.as_slice()..=hi.as_slice())?.next().transpose()?,
+                    false => None,
+                };
                 if let Some((key, value)) = oldest {
                     let consumed = <[u8; 24]>::try_from(key.value())
                         .map_err(|_| StoreError::Unavailable("corrupt record: key package key".into()))?;
