@@ -355,6 +355,9 @@ pub struct LimitsConfig {
     /// Most groups a device may be an active member of before `CreateGroup`
     /// is refused with `QuotaExceeded`. Default 10,000.
     pub max_groups_per_device: usize,
+    /// Most one-time key packages a device may hold in its pool; an upload
+    /// that would go over it is refused with `QuotaExceeded`. Default 1,000.
+    pub max_key_packages_per_device: usize,
 }
 
 impl Default for LimitsConfig {
@@ -382,6 +385,7 @@ impl Default for LimitsConfig {
             rendezvous_per_address: 4,
             inbox_max_pending: 1000,
             max_groups_per_device: 10_000,
+            max_key_packages_per_device: 1000,
         }
     }
 }

@@ -107,3 +107,23 @@ async fn a_device_creates_at_most_its_quota_of_groups() {
     create_group(&relay.connect(&b).await, &gid("three"), Default::default()).await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_device_holds_at_most_its_quota_of_one_time_key_packages() {
+    let relay = TestRelay::start_with(|c| c.limits.max_key_packages_per_device = 3).await;
+    let a = Identity::generate("alice");
+    let ca = relay.connect(&a).await;
+    let (packages, _) = key_packages(&a, 6);
+    let upload = |n: std::ops::Range<usize>| Request::UploadKeyPackages {
+        one_time: packages[n].to_vec(),
+        last_resort: None,
+    };
+    ca.request(upload(0..2)).await.unwrap();
+    // Two more would make four: refused, and nothing is stored.
+    assert_eq!(code(ca.request(upload(2..4)).await), Some(ErrorCode::QuotaExceeded));
+    match ca.request(upload(2..3)).await.unwrap() {
+        hush_protocol::frame::Reply::KeyPackageCount { one_time, .. } => assert_eq!(one_time, 3),
+        other => panic!("{other:?}"),
+    }
+    relay.stop().await;
+}

@@ -1431,6 +1431,7 @@ pub async fn upload_key_packages_token<S: Store>(store: &Arc<S>) {
     assert_eq!(upload(token).await, Ok((2, false)));
     assert_eq!(upload(token).await, Ok((2, false)));
     assert_eq!(upload(OpToken::random()).await, Ok((4, false)));
+    assert_eq!(store.key_package_count(d[0]).await, Ok(4));
     let mut claimed = 0;
     while let Some(c) = store
         .claim_key_packages(OpToken::random(), claims(&[d[0]]))
@@ -1442,6 +1443,7 @@ pub async fn upload_key_packages_token<S: Store>(store: &Arc<S>) {
         claimed += 1;
     }
     assert_eq!(claimed, 4, "two uploads' worth, not three");
+    assert_eq!(store.key_package_count(d[0]).await, Ok(0));
 }
 
 /// A claim repeated with its token returns the same packages and consumes

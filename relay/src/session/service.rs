@@ -231,9 +231,17 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
             {
                 mls_check::own_key_package(k, ctx.conn.device, &ctx.conn.user, last, now_secs)?;
             }
+            let store = &ctx.shared.store;
+            let cap = ctx.shared.config.limits.max_key_packages_per_device;
+            let held = store.key_package_count(ctx.conn.device).await? as usize;
+            if held + one_time.len() > cap {
+                return Err(WireError::new(
+                    ErrorCode::QuotaExceeded,
+                    format!("this device holds {held} one-time key packages; the relay keeps at most {cap}"),
+                ));
+            }
             // One token per request: a retry of the store call cannot add twice.
             let token = OpToken::random();
-            let store = &ctx.shared.store;
             let (one_time, last_resort) =
                 retrying(|| store.upload_key_packages(token, ctx.conn.device, one_time.clone(), last_resort.clone()))
                     .await?;

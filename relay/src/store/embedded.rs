@@ -684,6 +684,11 @@ impl Store for EmbeddedStore {
         self.write(WriteOp::InboxAck { device, seq }, self::seq).await
     }
 
+    async fn key_package_count(&self, device: DeviceId) -> StoreResult<u32> {
+        self.read(move |txn| reads::key_package_count(&txn.open_table(layout::KP_META)?, device))
+            .await
+    }
+
     async fn inbox_state(&self, device: DeviceId) -> StoreResult<(u64, u64)> {
         self.read(move |txn| {
             let meta = reads::inbox_meta(&txn.open_table(layout::INBOX_META)?, device)?;

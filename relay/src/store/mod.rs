@@ -538,6 +538,8 @@ pub trait Store: Send + Sync + 'static {
         one_time: Vec<Bytes>,
         last_resort: Option<Bytes>,
     ) -> StoreResult<(u32, bool)>;
+    /// How many one-time key packages `device` holds.
+    async fn key_package_count(&self, device: DeviceId) -> StoreResult<u32>;
     /// Claims one key package per listed device: the oldest one-time package,
     /// consumed (only if the claim's `one_time` allows it), else the
     /// last-resort one, not consumed. Devices with neither are left out; a

@@ -322,6 +322,12 @@ pub(super) fn read_log(
 }
 
 /// A device's inbox counters (zeros when it never had an inbox entry).
+/// How many one-time key packages a device holds.
+pub(super) fn key_package_count(kp_meta: &impl RawTable, device: DeviceId) -> StoreResult<u32> {
+    let meta: super::layout::KeyPackageMeta = get(kp_meta, &device.0)?.unwrap_or_default();
+    Ok(meta.count)
+}
+
 pub(super) fn inbox_meta(inbox_meta: &impl RawTable, device: DeviceId) -> StoreResult<InboxMeta> {
     Ok(get(inbox_meta, &device.0)?.unwrap_or_default())
 }
