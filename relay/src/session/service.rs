@@ -263,9 +263,9 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
                 return Err(invalid(format!("payload over {MAX_PAYLOAD_LEN} bytes")));
             }
             mls_check::direct_payload(&payload)?;
-            may_send_to_device(ctx, device).await?;
-            if ctx.shared.store.device(device).await?.is_none() || ctx.shared.store.revocation(device).await?.is_some()
-            {
+            let record = ctx.shared.store.device(device).await?;
+            may_send_to_device(ctx, device, record.as_ref()).await?;
+            if record.is_none() || ctx.shared.store.revocation(device).await?.is_some() {
                 return Err(WireError::new(ErrorCode::NotFound, "no such device"));
             }
             let (acked, head) = ctx.shared.store.inbox_state(device).await?;
@@ -305,9 +305,13 @@ async fn handle(ctx: &Ctx, op: Request) -> Result<Reply, WireError> {
 /// `SendToDevice` reaches the caller's own user's devices and devices it
 /// shares a group with; anything else (including a device that does not
 /// exist) is `Forbidden`, so the request cannot probe for devices.
-async fn may_send_to_device(ctx: &Ctx, device: DeviceId) -> Result<(), WireError> {
+async fn may_send_to_device(
+    ctx: &Ctx,
+    device: DeviceId,
+    record: Option<&crate::store::DeviceRecord>,
+) -> Result<(), WireError> {
     let store = &ctx.shared.store;
-    if store.device(device).await?.is_some_and(|d| d.user == ctx.conn.user) {
+    if record.is_some_and(|d| d.user == ctx.conn.user) {
         return Ok(());
     }
     let mine: std::collections::HashSet<GroupId> = active(store.memberships(ctx.conn.device).await?)
