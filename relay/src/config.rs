@@ -358,6 +358,9 @@ pub struct LimitsConfig {
     /// Most one-time key packages a device may hold in its pool; an upload
     /// that would go over it is refused with `QuotaExceeded`. Default 1,000.
     pub max_key_packages_per_device: usize,
+    /// Most devices (registered, not revoked) a user may have; registering
+    /// one more is refused with `QuotaExceeded`. Default 100.
+    pub max_devices_per_user: usize,
 }
 
 impl Default for LimitsConfig {
@@ -386,6 +389,7 @@ impl Default for LimitsConfig {
             inbox_max_pending: 1000,
             max_groups_per_device: 10_000,
             max_key_packages_per_device: 1000,
+            max_devices_per_user: 100,
         }
     }
 }

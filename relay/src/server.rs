@@ -344,6 +344,7 @@ impl Relay {
             connections: Default::default(),
             next_conn_id: Default::default(),
             rendezvous: Default::default(),
+            registering: Default::default(),
             origins: Arc::new(crate::transport::OriginPolicy::new(
                 &config.allowed_origins,
                 config.is_dev_setup(),

@@ -54,6 +54,9 @@ pub struct Shared {
     pub rendezvous: crate::session::rendezvous::Slots,
     /// Which web pages may open sessions.
     pub origins: Arc<crate::transport::OriginPolicy>,
+    /// Held from counting a user's devices to registering a new one, so
+    /// concurrent registrations cannot pass `max_devices_per_user` together.
+    pub registering: tokio::sync::Mutex<()>,
 }
 
 impl Shared {

@@ -127,3 +127,62 @@ async fn a_device_holds_at_most_its_quota_of_one_time_key_packages() {
     }
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_registers_at_most_its_quota_of_devices() {
+    let relay = TestRelay::start_with(|c| c.limits.max_devices_per_user = 2).await;
+    let revoke = |by: &Identity, target: &Identity| Request::RevokeDevice {
+        device: target.device(),
+        signature: by.sign(&hush_protocol::auth::revoke_transcript(
+            &target.user,
+            &target.public_key(),
+        )),
+    };
+    let (phone, laptop, tablet) = (
+        Identity::generate("alice"),
+        Identity::generate("alice"),
+        Identity::generate("alice"),
+    );
+    let cp = relay.connect(&phone).await;
+    drop(relay.connect(&laptop).await);
+    let refused = relay.try_connect(&tablet, relay.options()).await.err();
+    assert_eq!(refused.and_then(|e| e.code()), Some(ErrorCode::QuotaExceeded));
+    // Devices already registered still connect; other users are not counted.
+    drop(relay.connect(&laptop).await);
+    drop(relay.connect(&Identity::generate("bob")).await);
+    // A revoked device frees its place.
+    cp.request(revoke(&phone, &laptop)).await.unwrap();
+    drop(relay.connect(&tablet).await);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_registrations_do_not_pass_the_device_quota_together() {
+    let relay = TestRelay::start_with(|c| c.limits.max_devices_per_user = 3).await;
+    let relay = std::sync::Arc::new(relay);
+    let mut tries = Vec::new();
+    for _ in 0..8 {
+        let relay = relay.clone();
+        tries.push(tokio::spawn(async move {
+            let id = Identity::generate("alice");
+            relay
+                .try_connect(&id, relay.options())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.code())
+        }));
+    }
+    let (mut ok, mut over) = (0, 0);
+    for t in tries {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(Some(ErrorCode::QuotaExceeded)) => over += 1,
+            Err(other) => panic!("unexpected refusal {other:?}"),
+        }
+    }
+    assert_eq!((ok, over), (3, 5));
+    let Ok(relay) = std::sync::Arc::try_unwrap(relay) else {
+        panic!("relay still shared")
+    };
+    relay.stop().await;
+}

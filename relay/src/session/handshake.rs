@@ -230,6 +230,22 @@ async fn register(shared: &Shared, p: &ProvenDevice) -> Result<bool, WireError> 
         key: p.key,
         registered_ms: now_ms(),
     };
+    // Registrations are rare (once per device): one at a time keeps the
+    // count and the registration together.
+    let _one = shared.registering.lock().await;
+    let cap = shared.config.limits.max_devices_per_user;
+    let mut active = 0;
+    for d in shared.store.user_devices(&p.user).await? {
+        if d.device != p.device && shared.store.revocation(d.device).await?.is_none() {
+            active += 1;
+        }
+    }
+    if active >= cap {
+        return Err(WireError::new(
+            ErrorCode::QuotaExceeded,
+            format!("this user has {active} devices, the relay's limit; revoke one first"),
+        ));
+    }
     match shared.store.register_device(record).await? {
         RegisterOutcome::Registered => Ok(true),
         // Registered concurrently by another connection of the same key.

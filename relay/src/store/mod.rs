@@ -395,7 +395,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<DeviceRecord>>;
     /// All of a user's devices, sorted by device id: pages of [`PAGE_ROWS`]
     /// from [`Store::user_devices_page`], each its own transaction. The total
-    /// is what the user registered (the relay sets no cap).
+    /// is what the user registered, revoked devices included (the relay caps
+    /// the others at `max_devices_per_user` when registering).
     async fn user_devices(&self, user: &UserId) -> StoreResult<Vec<DeviceRecord>> {
         let mut out: Vec<DeviceRecord> = Vec::new();
         loop {
