@@ -331,6 +331,9 @@ impl Relay {
         };
 
         let log: Arc<dyn GroupLog> = LocalLog::new(store.clone(), bus.clone(), config.region.clone());
+        // The publisher ends when the presence table does, with the relay.
+        let (presence, presence_changes) = crate::presence::Presence::new();
+        tokio::spawn(crate::presence::publish(store.clone(), bus.clone(), presence_changes));
         let shared = Arc::new(Shared {
             rate: RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst),
             lookups: RateLimiter::new(config.limits.lookups_per_minute / 60.0, config.limits.lookups_burst),
@@ -340,7 +343,7 @@ impl Relay {
             ),
             tokens: TokenVerifier::from_config(&config.auth)?,
             acks: AckBatcher::spawn(store.clone(), Duration::from_millis(50)),
-            presence: Default::default(),
+            presence,
             connections: Default::default(),
             next_conn_id: Default::default(),
             rendezvous: Default::default(),

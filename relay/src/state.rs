@@ -45,7 +45,7 @@ pub struct Shared {
     /// Cursor acknowledgements, batched.
     pub acks: AckBatcher,
     /// Online devices on this relay.
-    pub presence: crate::presence::Presence,
+    pub presence: Arc<crate::presence::Presence>,
     /// Live connections.
     pub connections: Arc<AtomicUsize>,
     /// Next connection id.

@@ -232,10 +232,7 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
             return;
         }
     };
-    shared
-        .presence
-        .changed(&shared, &conn, &start.active_groups, true)
-        .await;
+    let online = shared.presence.arrive(&conn, &start.active_groups);
 
     let outbound_task = tokio::spawn(outbound::run(
         shared.clone(),
@@ -277,10 +274,10 @@ pub async fn serve(shared: Arc<Shared>, conn: Connection, mut shutdown: watch::R
     // task sends them, then closes.
     closer.close(Exit::Peer);
     let _ = outbound_task.await;
-    let groups = conn.watching();
+    // Offline to the groups it still watches, then out of the live view.
+    drop(online);
     drop(watching);
     shared.acks.flush().await;
-    shared.presence.changed(&shared, &conn, &groups, false).await;
     tracing::debug!(%peer, %device, exit = ?closer.exit(), "connection ended");
 }
 
