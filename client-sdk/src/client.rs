@@ -501,6 +501,15 @@ impl Client {
         direct_with: Option<String>,
         own_devices: bool,
     ) -> Result<GroupId, Error> {
+        // The key packages first: a claim the relay refuses (a rate limit,
+        // a user with no device) leaves no group behind, there or here.
+        let mut packages = self.claim_own_other_devices().await?;
+        for u in users {
+            if *u == self.inner.user.0 {
+                continue;
+            }
+            packages.extend(claim(self, u, None).await?);
+        }
         let group = GroupId(rand::random::<[u8; 16]>().to_vec());
         let reply = self
             .request(Request::CreateGroup {
@@ -532,13 +541,6 @@ impl Client {
             answer,
         })
         .await?;
-        let mut packages = self.claim_own_other_devices().await?;
-        for u in users {
-            if *u == self.inner.user.0 {
-                continue;
-            }
-            packages.extend(claim(self, u, None).await?);
-        }
         if !packages.is_empty() {
             self.change(
                 &group,
@@ -608,8 +610,19 @@ impl Client {
 
     /// Adds every device of `user` to the group. Needs a connection.
     pub async fn add_user(&self, group: &GroupId, user: &str) -> Result<(), Error> {
-        let present: Vec<DeviceId> = self.members(group).await?.iter().map(|m| m.device).collect();
-        let packages: Vec<Vec<u8>> = claim_filtered(self, user, &present).await?;
+        let members = self.members(group).await?;
+        let packages: Vec<Vec<u8>> = if members.iter().any(|m| m.user.0 == user) {
+            // Some of the user's devices are in: claim for the others only.
+            let present: Vec<DeviceId> = members.iter().map(|m| m.device).collect();
+            claim_filtered(self, user, &present).await?
+        } else {
+            // One request for all of them: one lookup per device, and a
+            // rate limit's hint that covers the whole call.
+            match claim(self, user, None).await {
+                Err(Error::NoDevices(_)) => Vec::new(),
+                other => other?,
+            }
+        };
         if packages.is_empty() {
             return Err(Error::NoDevices(user.to_owned()));
         }

@@ -1,6 +1,8 @@
 //! Errors of the SDK.
 
-use hush_protocol::{ErrorCode, WireError};
+use std::time::Duration;
+
+use hush_protocol::{ErrorCode, ErrorDetail, WireError};
 
 use crate::wire::ClientError;
 
@@ -16,6 +18,16 @@ pub enum Error {
     /// The relay refused the request.
     #[error("relay refused: {0}")]
     Relay(WireError),
+    /// The relay refused the request for its rate limits (directory lookups,
+    /// PROTOCOL.md 11.1: `ListDevices` and `ClaimKeyPackages` of other
+    /// users; or the per-device request rate). Nothing was looked up or
+    /// changed, here or at the relay: call again after `retry_after` (the
+    /// relay's hint).
+    #[error("rate limited by the relay: try again in {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// How long the relay asked to wait.
+        retry_after: Duration,
+    },
     /// The connection failed during the call.
     #[error("connection: {0}")]
     Connection(String),
@@ -80,15 +92,33 @@ impl Error {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::Relay(e) => Some(e.code),
+            Error::RateLimited { .. } => Some(ErrorCode::RateLimited),
             _ => None,
+        }
+    }
+
+    /// The relay's refusal as an error: [`Error::RateLimited`] with its
+    /// hint for a rate limit, [`Error::Relay`] otherwise.
+    pub(crate) fn from_wire(e: WireError) -> Self {
+        match (e.code, &e.detail) {
+            (ErrorCode::RateLimited, &ErrorDetail::RetryAfterMs(ms)) => Error::RateLimited {
+                retry_after: Duration::from_millis(u64::from(ms)),
+            },
+            (ErrorCode::RateLimited, _) => Error::RateLimited {
+                retry_after: DEFAULT_RETRY_AFTER,
+            },
+            _ => Error::Relay(e),
         }
     }
 }
 
+/// The wait assumed when the relay refuses for a rate limit without a hint.
+pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_millis(500);
+
 impl From<ClientError> for Error {
     fn from(e: ClientError) -> Self {
         match e {
-            ClientError::Relay(w) => Error::Relay(w),
+            ClientError::Relay(w) => Error::from_wire(w),
             ClientError::Config(c) => Error::Config(c),
             ClientError::Timeout => Error::Timeout,
             other => Error::Connection(other.to_string()),

@@ -100,6 +100,22 @@
 //!   new epoch: the caller never sees the race. A commit whose answer was
 //!   lost is resolved on the next connection (merged if the relay's log has
 //!   it, discarded otherwise).
+//! * **Rate limits.** The relay budgets directory lookups per device
+//!   (`ListDevices` and `ClaimKeyPackages` of other users, PROTOCOL.md
+//!   11.1). A call the app made that the relay refuses for it
+//!   (`create_group`, `direct`, `add_user`, `devices`) fails with
+//!   [`Error::RateLimited`] and the relay's `retry_after`, and leaves
+//!   nothing behind: the key packages are claimed before the group is
+//!   created or the commit made, so no group, roster change or pending
+//!   commit remains; calling again after the wait is safe. `add_user` of a
+//!   user none of whose devices is in the group is one claim, so its hint
+//!   covers the whole call; a call that looks up several users makes one
+//!   request per user and can be refused again with a new hint. Work the
+//!   SDK does on its own (checking a new member's devices before taking in
+//!   a group's entries, history pages, the key package count) is asked
+//!   again after each hint, on the same connection: the group waits,
+//!   the other groups and the outbox go on. Sends over the request rate
+//!   wait in the outbox for the hint.
 //! * **Connection.** The client reconnects by itself with exponential backoff
 //!   (from [`Timing::backoff_base`] doubling to [`Timing::backoff_max`]) and
 //!   jitter (a random delay between half and all of it), honouring the

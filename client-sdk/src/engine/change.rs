@@ -341,7 +341,7 @@ impl Engine {
                 let err = if e.code == ErrorCode::StaleEpoch {
                     Error::Connection("too many concurrent group changes".into())
                 } else {
-                    Error::Relay(e)
+                    Error::from_wire(e)
                 };
                 self.answer(answer, Err(err));
             }
@@ -377,7 +377,7 @@ impl Engine {
                 self.emit(Event::Removed { group: group.clone() });
                 self.answer(answer, Ok(()));
             }
-            Err(e) => self.answer(answer, Err(Error::Relay(e))),
+            Err(e) => self.answer(answer, Err(Error::from_wire(e))),
         }
         self.progress(now, group)
     }

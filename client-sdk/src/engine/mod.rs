@@ -205,7 +205,32 @@ enum Purpose {
 struct InFlight {
     deadline: Instant,
     purpose: Purpose,
+    /// The request again, for a background purpose that is asked again
+    /// after a rate limit's wait ([`Purpose::retries`]).
+    op: Option<Request>,
 }
+
+impl Purpose {
+    /// Work the engine does on its own initiative and asks again when the
+    /// relay refuses it for a rate limit: the identity check of a user's
+    /// devices, a history page, the key package count. The flags that keep
+    /// them single (`listing`, `Flow::fetching`, `key_request`) stay set
+    /// while they wait, so nothing else asks the same meanwhile.
+    fn retries(&self) -> bool {
+        matches!(self, Purpose::Devices(_) | Purpose::Fill(_) | Purpose::KeyCount)
+    }
+}
+
+/// A background request refused for a rate limit, to send again at `due`.
+struct Deferred {
+    due: Instant,
+    op: Request,
+    purpose: Purpose,
+}
+
+/// The shortest wait before a refused background request goes again (a
+/// hint of 0 would otherwise ask in a loop).
+const MIN_RETRY_AFTER: Duration = Duration::from_millis(20);
 
 /// One group's delivery state.
 #[derive(Default)]
@@ -286,6 +311,10 @@ pub(crate) struct Engine {
     ops: HashMap<GroupId, VecDeque<change::Op>>,
     /// Users whose device list was asked for on this connection.
     listing: HashSet<UserId>,
+    /// Background requests the relay refused for a rate limit, waiting for
+    /// the wait it asked for (dropped with the connection: the next one
+    /// asks everything again).
+    deferred: Vec<Deferred>,
     /// The relay refuses this device for good.
     revoked: bool,
     /// Commits this device rejected, to ask the relay to void (an admin's
@@ -345,6 +374,7 @@ impl Engine {
             removal_notices: HashMap::new(),
             ops: HashMap::new(),
             listing: HashSet::new(),
+            deferred: Vec::new(),
             revoked: false,
             to_void: Vec::new(),
             key_request: false,
@@ -405,6 +435,7 @@ impl Engine {
         self.conn = None;
         self.key_request = false;
         self.listing.clear();
+        self.deferred.clear();
         for (_, r) in self.requests.drain() {
             if let Purpose::App(a) = r.purpose {
                 let _ = a.send(Err(Error::Connection("connection lost before the response".into())));
@@ -495,6 +526,13 @@ impl Engine {
             let r = self.pump_outbox(now);
             self.guard(r);
         }
+        let (due, later): (Vec<Deferred>, Vec<Deferred>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|d| d.due <= now);
+        self.deferred = later;
+        for d in due {
+            self.request(now, d.op, d.purpose);
+        }
     }
 
     // --------------------------------------------------------------- outputs
@@ -552,6 +590,9 @@ impl Engine {
         }
         if let Some(p) = self.outbox_paused_until {
             t = t.min(p);
+        }
+        for d in &self.deferred {
+            t = t.min(d.due);
         }
         Some(t)
     }
@@ -630,11 +671,13 @@ impl Engine {
     fn request(&mut self, now: Instant, op: Request, purpose: Purpose) -> u32 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(FIRST_REQUEST_ID);
+        let again = purpose.retries().then(|| op.clone());
         self.requests.insert(
             id,
             InFlight {
                 deadline: now + self.config.request_timeout,
                 purpose,
+                op: again,
             },
         );
         self.staged.transmits.push(ClientFrame::Request { id, op });
@@ -928,9 +971,26 @@ impl Engine {
             tracing::debug!(id, "response to no request in flight");
             return Ok(());
         };
+        if let (Err(e), Some(op)) = (&result, &req.op)
+            && e.code == ErrorCode::RateLimited
+        {
+            // Background work: asked again after the relay's wait; what
+            // waits for it (a group's entries, a catch-up) waits on.
+            let wait = match e.detail {
+                ErrorDetail::RetryAfterMs(ms) => Duration::from_millis(u64::from(ms)),
+                _ => crate::error::DEFAULT_RETRY_AFTER,
+            };
+            tracing::debug!(?wait, "rate limited: asking again after the wait");
+            self.deferred.push(Deferred {
+                due: now + wait.max(MIN_RETRY_AFTER),
+                op: op.clone(),
+                purpose: req.purpose,
+            });
+            return Ok(());
+        }
         match req.purpose {
             Purpose::App(a) => {
-                let _ = a.send(result.map_err(Error::Relay));
+                let _ = a.send(result.map_err(Error::from_wire));
             }
             Purpose::Fill(group) => self.on_history(now, &group, result)?,
             Purpose::Outbox(n) => self.on_sent(now, n, result)?,

@@ -25,6 +25,12 @@ impl TestRelay {
 
     /// Starts a relay on `listen` with its data in `dir` (reused by restarts).
     pub async fn start_at(dir: &Path, listen: std::net::SocketAddr) -> Self {
+        Self::start_with(dir, listen, |_| {}).await
+    }
+
+    /// Starts a relay whose test configuration `adjust` changes first (its
+    /// `[limits]`, say).
+    pub async fn start_with(dir: &Path, listen: std::net::SocketAddr, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config {
             listen,
             data_dir: dir.to_owned(),
@@ -32,6 +38,7 @@ impl TestRelay {
         };
         config.limits.rate_per_second = 100_000.0;
         config.limits.rate_burst = 100_000.0;
+        adjust(&mut config);
         // A relay stopped just before in this process may still be letting
         // go of the store's lock (its last tasks end after `run` returns):
         // try again for a while. (A separate process exits and frees it.)
