@@ -100,15 +100,21 @@ impl Error {
     /// The relay's refusal as an error: [`Error::RateLimited`] with its
     /// hint for a rate limit, [`Error::Relay`] otherwise.
     pub(crate) fn from_wire(e: WireError) -> Self {
-        match (e.code, &e.detail) {
-            (ErrorCode::RateLimited, &ErrorDetail::RetryAfterMs(ms)) => Error::RateLimited {
-                retry_after: Duration::from_millis(u64::from(ms)),
-            },
-            (ErrorCode::RateLimited, _) => Error::RateLimited {
-                retry_after: DEFAULT_RETRY_AFTER,
+        match e.code {
+            ErrorCode::RateLimited => Error::RateLimited {
+                retry_after: retry_after(&e),
             },
             _ => Error::Relay(e),
         }
+    }
+}
+
+/// The wait a refusal asks for: its `RetryAfterMs` hint, else
+/// [`DEFAULT_RETRY_AFTER`].
+pub(crate) fn retry_after(e: &WireError) -> Duration {
+    match e.detail {
+        ErrorDetail::RetryAfterMs(ms) => Duration::from_millis(u64::from(ms)),
+        _ => DEFAULT_RETRY_AFTER,
     }
 }
 

@@ -976,10 +976,7 @@ impl Engine {
         {
             // Background work: asked again after the relay's wait; what
             // waits for it (a group's entries, a catch-up) waits on.
-            let wait = match e.detail {
-                ErrorDetail::RetryAfterMs(ms) => Duration::from_millis(u64::from(ms)),
-                _ => crate::error::DEFAULT_RETRY_AFTER,
-            };
+            let wait = crate::error::retry_after(e);
             tracing::debug!(?wait, "rate limited: asking again after the wait");
             self.deferred.push(Deferred {
                 due: now + wait.max(MIN_RETRY_AFTER),
@@ -1212,13 +1209,9 @@ impl Engine {
                     *want = (*want).max(current);
                 }
                 ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable => {
-                    let wait = match e.detail {
-                        ErrorDetail::RetryAfterMs(ms) => ms as u64,
-                        _ => 500,
-                    };
                     // Sent again (same bytes, same id) after the pause.
                     self.outbox[i].sent = None;
-                    self.outbox_paused_until = Some(now + Duration::from_millis(wait));
+                    self.outbox_paused_until = Some(now + crate::error::retry_after(&e));
                 }
                 _ => {
                     tracing::warn!(error = %e, "relay refused an outbox item");
